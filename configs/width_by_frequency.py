@@ -1,0 +1,44 @@
+"""The width x frequency study (PAPER.md section 2): which encoder widths learn a rare task at
+which training frequency, measured beside the closed-form optimum.
+
+Presets: `configs/width_by_frequency.py` (the headline grid, a few minutes on a laptop CPU) and
+`configs/width_by_frequency.py:smoke` (under a minute). Any field can be overridden on the command
+line, e.g. `--config.train.steps=20000` or `--config.grid.width=(16,64)`.
+"""
+
+from rare_tasks.config_schema import base_config
+
+PRESETS = ("default", "smoke")
+
+
+def get_config(preset: str = "default"):
+  preset = preset or "default"
+  if preset not in PRESETS:
+    raise ValueError(f"configs/width_by_frequency.py:{preset}: unknown preset; allowed: {PRESETS}")
+  c = base_config()
+  c.task.num_tasks = 16
+  c.task.block_size = 8
+  c.task.num_rare = 1
+  c.task.common_exponent = 1.5
+  c.task.beta = 1.0
+  c.train.learning_rate = 3e-3
+  c.train.schedule = "cosine"
+  c.train.final_lr_fraction = 0.01
+  c.train.batch_size = 256
+  # Frequencies placed so that the rare task's critical width (121, 87, 46, 23, 11, 2) falls
+  # between grid widths: each cell is clearly above or below it.
+  c.grid.width = (4, 8, 16, 32, 64, 128)
+  c.grid.rare_frequency = (3e-4, 3e-3, 1e-2, 2.4e-2, 5.7e-2, 0.3)
+  c.grid.seed = (0, 1)
+  c.train.steps = 8000
+  c.eval_every = 500
+  if preset == "smoke":
+    c.task.num_tasks = 8
+    c.task.block_size = 4
+    c.grid.width = (2, 8, 32)
+    c.grid.rare_frequency = (1e-3, 3e-2, 0.2)
+    c.grid.seed = (0,)
+    c.train.steps = 600
+    c.eval_every = 200
+    c.eval_samples = 1024
+  return c

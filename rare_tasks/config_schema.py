@@ -1,0 +1,206 @@
+"""The config of a grid study: every field, its default, and the checks run before any compute.
+
+Study files in `configs/` start from `base_config()` and change values; a field that is not in
+the schema (a typo) is refused with the closest known names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ml_collections
+
+from rare_tasks.models import ACTIVATIONS, MODELS
+from rare_tasks.optimizers import OPTIMIZERS, SCHEDULES
+from rare_tasks.tasks import TASKS
+from rare_tasks.tasks.linear_mixture import BASES
+
+# Grid axis -> the config field each of its values overrides.
+GRID_AXES = {
+    "width": "model.width",
+    "activation": "model.activation",
+    "num_hidden_layers": "model.num_hidden_layers",
+    "seed": "seed",
+    "beta": "task.beta",
+    "rare_frequency": "task.rare_frequency",
+    "common_exponent": "task.common_exponent",
+    "learning_rate": "train.learning_rate",
+}
+
+
+class ConfigError(ValueError):
+  """A config value that is not allowed; the message names the field, the value and the rule."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field a grid study has, with small defaults that double as a quick test setting."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = ml_collections.ConfigDict(dict(
+      name="linear_mixture", num_tasks=16, block_size=8, num_rare=1, common_exponent=1.0,
+      beta=1.0, rare_frequency=0.01, basis="rotation", basis_seed=0))
+  c.model = ml_collections.ConfigDict(dict(
+      name="encoder_heads", width=32, activation="identity", num_hidden_layers=0))
+  c.train = ml_collections.ConfigDict(dict(
+      steps=2000, batch_size=256, learning_rate=3e-3, optimizer="adam", schedule="constant",
+      warmup_steps=0, final_lr_fraction=0.0, momentum=0.0))
+  # Each list under grid expands into cells (their product); an empty grid is one cell.
+  c.grid = ml_collections.ConfigDict(dict(
+      width=(32,), rare_frequency=(0.01,), seed=(0,)))
+  c.eval_every = 500
+  c.eval_samples = 4096
+  # A task counts as learned when its FVU is at or below this.
+  c.learned_fvu = 0.8
+  # Checkpoints are written at evaluation steps, at most this often (and always at the end).
+  c.checkpoint_interval_s = 30.0
+  return c
+
+
+def _is_int(v: Any) -> bool:
+  return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+  return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check(ok: bool, field: str, value: Any, allowed: str) -> None:
+  if not ok:
+    raise ConfigError(f"config.{field} = {value!r}: allowed: {allowed}")
+
+
+def _positive_int(field: str, v: Any) -> None:
+  _check(_is_int(v) and v > 0, field, v, "an integer > 0")
+
+
+def _nonneg_int(field: str, v: Any) -> None:
+  _check(_is_int(v) and v >= 0, field, v, "an integer >= 0")
+
+
+def _positive_real(field: str, v: Any) -> None:
+  _check(_is_real(v) and v > 0, field, v, "a finite number > 0")
+
+
+def _real(field: str, v: Any) -> None:
+  _check(_is_real(v), field, v, "a finite number")
+
+
+def _choice(options: Sequence[str]) -> Callable[[str, Any], None]:
+  def check(field: str, v: Any) -> None:
+    _check(v in options, field, v, f"one of {sorted(options)}")
+  return check
+
+
+def _fraction_closed(field: str, v: Any) -> None:
+  _check(_is_real(v) and 0 <= v <= 1, field, v, "a number in [0, 1]")
+
+
+def _open_unit(field: str, v: Any) -> None:
+  _check(_is_real(v) and 0 < v < 1, field, v, "a number in (0, 1)")
+
+
+def _beta(field: str, v: Any) -> None:
+  values = list(v) if isinstance(v, (list, tuple)) else [v]
+  _check(len(values) > 0 and all(_is_real(b) and b >= 0 for b in values), field, v,
+         "a number >= 0, or one number >= 0 per task")
+
+
+_FIELD_CHECKS: dict[str, Callable[[str, Any], None]] = {
+    "seed": _nonneg_int,
+    "task.name": _choice(tuple(TASKS)),
+    "task.num_tasks": lambda f, v: _check(_is_int(v) and v >= 2, f, v, "an integer >= 2"),
+    "task.block_size": _positive_int,
+    "task.num_rare": _positive_int,
+    "task.common_exponent": _real,
+    "task.beta": _beta,
+    "task.rare_frequency": _open_unit,
+    "task.basis": _choice(BASES),
+    "task.basis_seed": _nonneg_int,
+    "model.name": _choice(tuple(MODELS)),
+    "model.width": _positive_int,
+    "model.activation": _choice(tuple(ACTIVATIONS)),
+    "model.num_hidden_layers": _nonneg_int,
+    "train.steps": _positive_int,
+    "train.batch_size": _positive_int,
+    "train.learning_rate": _positive_real,
+    "train.optimizer": _choice(OPTIMIZERS),
+    "train.schedule": _choice(SCHEDULES),
+    "train.warmup_steps": _nonneg_int,
+    "train.final_lr_fraction": _fraction_closed,
+    "train.momentum": lambda f, v: _check(_is_real(v) and 0 <= v < 1, f, v, "a number in [0, 1)"),
+    "eval_every": _positive_int,
+    "eval_samples": _positive_int,
+    "learned_fvu": _positive_real,
+    "checkpoint_interval_s": lambda f, v: _check(_is_real(v) and v >= 0, f, v, "a number >= 0"),
+}
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    path = f"{prefix}{k}"
+    if isinstance(v, (dict, ml_collections.ConfigDict)) and k != "grid":
+      out.update(_flatten(v, path + "."))
+    else:
+      out[path] = v
+  return out
+
+
+def _unknown(field: str, known: Sequence[str]) -> ConfigError:
+  close = difflib.get_close_matches(field, known, n=3)
+  hint = f"; did you mean {', '.join('config.' + c for c in close)}?" if close else ""
+  return ConfigError(f"config.{field} is not a known field{hint}")
+
+
+def grid_values(config: ml_collections.ConfigDict) -> dict[str, tuple]:
+  """The grid as {axis: tuple of values}, in the order the config lists them."""
+  grid = config.get("grid") or {}
+  return {axis: tuple(values) if isinstance(values, (list, tuple)) else (values,)
+          for axis, values in grid.items()}
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for the first field that is unknown, missing or out of range."""
+  flat = _flatten(config.to_dict())
+  known = list(_FIELD_CHECKS) + ["grid"]
+  for field in flat:
+    if field not in known:
+      raise _unknown(field, known)
+  for field in _FIELD_CHECKS:
+    if field not in flat:
+      raise ConfigError(f"config.{field} is missing; start study configs from "
+                        "rare_tasks.config_schema.base_config()")
+  for field, check in _FIELD_CHECKS.items():
+    check(field, flat[field])
+
+  grid = grid_values(config)
+  for axis, values in grid.items():
+    if axis not in GRID_AXES:
+      close = difflib.get_close_matches(axis, list(GRID_AXES), n=3)
+      hint = f"; did you mean {', '.join('config.grid.' + c for c in close)}?" if close else ""
+      raise ConfigError(f"config.grid.{axis} is not a grid axis (allowed: {sorted(GRID_AXES)})"
+                        f"{hint}")
+    _check(len(values) > 0, f"grid.{axis}", values, "a non-empty list of values")
+    _check(len(set(map(repr, values))) == len(values), f"grid.{axis}", values,
+           "a list without repeated values")
+    for i, v in enumerate(values):
+      _FIELD_CHECKS[GRID_AXES[axis]](f"grid.{axis}[{i}]", v)
+
+  # Cross-field checks on every value the grid can combine.
+  num_tasks, num_rare = flat["task.num_tasks"], flat["task.num_rare"]
+  _check(num_rare < num_tasks, "task.num_rare", num_rare,
+         f"an integer in [1, task.num_tasks - 1] = [1, {num_tasks - 1}]")
+  freq_field = "grid.rare_frequency" if "rare_frequency" in grid else "task.rare_frequency"
+  for f in grid.get("rare_frequency", (flat["task.rare_frequency"],)):
+    _check(num_rare * f < 1, freq_field, f,
+           f"a frequency below 1 / task.num_rare = {1 / num_rare:.4g}, so that the "
+           f"{num_rare} rare task(s) leave probability to the {num_tasks - num_rare} common ones")
+  beta_field = "grid.beta" if "beta" in grid else "task.beta"
+  for b in grid.get("beta", (flat["task.beta"],)):
+    if isinstance(b, (list, tuple)):
+      _check(len(b) == num_tasks, beta_field, b,
+             f"one number, or exactly task.num_tasks = {num_tasks} numbers")

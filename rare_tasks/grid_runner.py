@@ -1,0 +1,239 @@
+"""Runs a grid study end to end: validate, predict, train every group, write results and figures.
+
+A group (cells of one shape) is one compiled ensemble, trained `eval_every` steps per dispatch.
+After each chunk its measurements are appended to metrics.jsonl; checkpoints are written at
+evaluation steps, so a killed run restarted with the same command resumes from the last one and
+ends with the same results as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from rare_tasks import ensemble, sharding, theory, workdir
+from rare_tasks.checkpoints import GroupCheckpoints
+from rare_tasks.config_schema import validate
+from rare_tasks.grid import Cell, Group, expand, group_cells
+from rare_tasks.models import MODELS
+from rare_tasks.results_table import build_results, write_results
+from rare_tasks.study_report import write_report
+from rare_tasks.tasks import TASKS
+from rare_tasks.progress import Progress
+
+# Called after every chunk with (group name, step); a test raises from it to simulate a kill.
+ChunkHook = Callable[[str, int], None]
+
+
+@dataclasses.dataclass
+class RunReport:
+  """What a run did: its work directory, whether it trained, and the headline numbers."""
+
+  workdir: Path
+  trained_steps: int
+  wall_s: float
+  summary: dict[str, Any]
+
+
+def task_of(config: ml_collections.ConfigDict):
+  t = config.task
+  return TASKS[t.name](num_tasks=t.num_tasks, block_size=t.block_size, num_rare=t.num_rare,
+                       basis=t.basis, basis_seed=t.basis_seed)
+
+
+def model_of(config: ml_collections.ConfigDict, static: dict[str, Any]):
+  return MODELS[config.model.name](
+      width=static["width"], num_tasks=config.task.num_tasks, block_size=config.task.block_size,
+      activation=static["activation"], num_hidden_layers=static["num_hidden_layers"])
+
+
+def train_spec_of(config: ml_collections.ConfigDict) -> ensemble.TrainSpec:
+  t = config.train
+  return ensemble.TrainSpec(
+      steps=t.steps, batch_size=t.batch_size, optimizer=t.optimizer, schedule=t.schedule,
+      warmup_steps=t.warmup_steps, final_lr_fraction=t.final_lr_fraction, momentum=t.momentum,
+      eval_samples=config.eval_samples)
+
+
+def predict_cell(task, cell: Cell) -> theory.Prediction:
+  v = cell.values
+  return theory.predict(task.mixture(v["rare_frequency"], v["common_exponent"]),
+                        task.spectrum(v["beta"]), v["width"])
+
+
+def eval_steps(total: int, every: int) -> list[int]:
+  """The steps at which cells are measured (and may be checkpointed): multiples and the end."""
+  steps = list(range(every, total, every))
+  return steps + [total]
+
+
+class _GroupRun:
+  """Device arrays and compiled programs of one group on a mesh."""
+
+  def __init__(self, config, group: Group, task, mesh):
+    self.group = group
+    self.spec = ensemble.EnsembleSpec(model_of(config, group.static), task, train_spec_of(config))
+    s, p = group.num_streams, group.num_members
+    self.axis, self.s_pad, self.p_pad = sharding.choose_layout(s, p, mesh.devices.size)
+    rows = group.cells
+    seeds = np.array([r[0].values["seed"] for r in rows])
+    spectra = np.stack([task.spectrum(r[0].values["beta"]) for r in rows])
+    mixtures = np.stack([[task.mixture(c.values["rare_frequency"], c.values["common_exponent"])
+                          for c in r] for r in rows])
+    rates = np.array([[c.values["learning_rate"] for c in r] for r in rows])
+    consts = ensemble.make_constants(
+        task, sharding.pad_leading(seeds, self.s_pad), sharding.pad_leading(spectra, self.s_pad),
+        sharding.pad_leading(mixtures, self.s_pad, self.p_pad),
+        sharding.pad_leading(rates, self.s_pad, self.p_pad))
+    ens = sharding.ensemble_sharding(mesh, self.axis)
+    per_stream = sharding.stream_sharding(mesh, self.axis)
+    rep = sharding.replicated(mesh)
+    const_shardings = dict(seeds=per_stream, spectrum=per_stream, mixture=ens, learning_rate=ens,
+                           basis=rep)
+    self.consts = {k: jax.device_put(v, const_shardings[k]) for k, v in consts.items()}
+    init = partial(ensemble.init_state, self.spec, num_members=self.p_pad)
+    abstract = jax.eval_shape(init, self.consts)
+    self.state_sharding = jax.tree.map(lambda a: ens if a.ndim >= 2 else rep, abstract)
+    self._init = jax.jit(init, out_shardings=self.state_sharding)
+    self._ens = ens
+    self._chunks: dict[int, Any] = {}
+    self._eval = jax.jit(partial(ensemble.evaluate, self.spec), out_shardings=ens)
+
+  def init(self):
+    return self._init(self.consts)
+
+  def chunk(self, state, num_steps: int):
+    if num_steps not in self._chunks:
+      self._chunks[num_steps] = jax.jit(
+          partial(ensemble.train_chunk, self.spec, num_steps=num_steps), donate_argnums=0,
+          out_shardings=(self.state_sharding, self._ens))
+    return self._chunks[num_steps](state, self.consts)
+
+  def evaluate(self, state):
+    return self._eval(state["params"], self.consts, state["step"])
+
+  def to_host(self, state) -> Any:
+    """Unpadded numpy copy of the state (for checkpoints)."""
+    s, p = self.group.num_streams, self.group.num_members
+    host = jax.device_get(state)
+    return jax.tree.map(lambda a: np.asarray(a)[:s, :p] if np.ndim(a) >= 2 else np.asarray(a),
+                        host)
+
+  def host_like(self) -> Any:
+    """Zeros shaped like the unpadded host state (the restore target)."""
+    s, p = self.group.num_streams, self.group.num_members
+    abstract = jax.eval_shape(self._init, self.consts)
+    return jax.tree.map(
+        lambda a: np.zeros((s, p) + a.shape[2:] if a.ndim >= 2 else a.shape, a.dtype), abstract)
+
+  def from_host(self, host) -> Any:
+    padded = jax.tree.map(
+        lambda a: sharding.pad_leading(a, self.s_pad, self.p_pad) if np.ndim(a) >= 2 else a, host)
+    return jax.device_put(padded, self.state_sharding)
+
+  def records(self, step: int, loss, metrics) -> list[dict[str, Any]]:
+    """One metrics.jsonl record per real (unpadded) cell."""
+    loss = None if loss is None else np.asarray(jax.device_get(loss))
+    metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+    out = []
+    for si, row in enumerate(self.group.cells):
+      for pi, cell in enumerate(row):
+        record = {"cell": cell.index, "step": int(step), "group": self.group.name,
+                  "train_loss": None if loss is None else float(loss[si, pi])}
+        record.update({k: _jsonable(v) for k, v in cell.values.items()})
+        for name, values in metrics.items():
+          record[name] = [None if np.isnan(x) else float(x) for x in values[si, pi]]
+        out.append(record)
+    return out
+
+
+def _jsonable(v: Any) -> Any:
+  return list(v) if isinstance(v, tuple) else v
+
+
+def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: bool = False,
+        devices: Sequence[jax.Device] | None = None,
+        chunk_hook: ChunkHook | None = None) -> RunReport:
+  """Runs (or resumes, or reports) the grid study of `config` in `workdir_path`."""
+  start = time.perf_counter()
+  validate(config)
+  cells = expand(config)
+  groups = group_cells(cells)
+  wd = workdir.prepare(workdir_path, config, overwrite)
+  task = task_of(config)
+  predictions = {c.index: predict_cell(task, c) for c in cells}
+  mesh = sharding.ensemble_mesh(devices)
+  steps = config.train.steps
+  logging.info("%d cells in %d ensemble groups, %d steps each, on %d device(s); workdir %s",
+               len(cells), len(groups), steps, mesh.devices.size, wd)
+  progress = Progress([(g.name, len(g.flat_cells()), steps,
+                        g.static["width"] * (1 + g.static["num_hidden_layers"]) + task.input_dim)
+                       for g in groups])
+  trained = 0
+  for group in groups:
+    trained += _train_group(config, wd, group, task, mesh, progress, chunk_hook)
+
+  results = build_results(config, task, cells, predictions, workdir.read_metrics(wd))
+  write_results(wd, results)
+  summary = write_report(config, wd, task, cells, predictions, results, time.perf_counter() - start,
+                         trained)
+  if trained == 0:
+    logging.info("Finished run found in %s: nothing retrained; report regenerated.", wd)
+  return RunReport(wd, trained, time.perf_counter() - start, summary)
+
+
+def _train_group(config, wd: Path, group: Group, task, mesh, progress: Progress,
+                 chunk_hook: ChunkHook | None) -> int:
+  """Trains one group to the end from its latest checkpoint; returns the steps it ran."""
+  steps = config.train.steps
+  ckpt = GroupCheckpoints(wd / "checkpoints" / group.name)
+  try:
+    latest = ckpt.latest_step()
+    if latest == steps:
+      progress.skip(group.name, steps)
+      return 0
+    g = _GroupRun(config, group, task, mesh)
+    if latest is None:
+      state = g.init()
+      workdir.append_metrics(wd, g.records(0, None, g.evaluate(state)))
+      step = 0
+    else:
+      state = g.from_host(ckpt.restore(g.host_like()))
+      step = int(latest)
+      progress.skip(group.name, step)
+      logging.info("%s: resuming from the checkpoint at step %d", group.name, step)
+    progress.start(group.name)
+    last_save = time.perf_counter()
+    pending = None
+    ran = 0
+    for boundary in [b for b in eval_steps(steps, config.eval_every) if b > step]:
+      num = boundary - step
+      state, loss = g.chunk(state, num)
+      metrics = g.evaluate(state)
+      if pending is not None:  # written while this chunk runs
+        workdir.append_metrics(wd, g.records(*pending))
+      pending = (boundary, loss, metrics)
+      step = boundary
+      ran += num
+      due = time.perf_counter() - last_save >= config.checkpoint_interval_s
+      if step == steps or due:
+        workdir.append_metrics(wd, g.records(*pending))
+        pending = None
+        if workdir.is_writer():
+          ckpt.save(step, g.to_host(state))
+        last_save = time.perf_counter()
+      progress.advance(group.name, step, num)
+      if chunk_hook is not None:
+        chunk_hook(group.name, step)
+    return ran
+  finally:
+    ckpt.close()

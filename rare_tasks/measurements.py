@@ -1,0 +1,58 @@
+"""Per-task measurements of one model: fraction of variance unexplained and feature capture.
+
+FVU_k = E||yhat_k - z_k||^2 / Tr(C_k), estimated on held-out samples. Feature capture
+l_k(U) = Tr(P_U C_k) / Tr(C_k), U the row space of the (linear) encoder, is exact.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def per_task_squared_error(outputs: jax.Array, targets: jax.Array, num_tasks: int) -> jax.Array:
+  """Squared error of every head on every example: (B, K*m), (B, K*m) -> (B, K)."""
+  err = (outputs - targets) ** 2
+  return err.reshape(err.shape[0], num_tasks, -1).sum(-1)
+
+
+def fvu(outputs: jax.Array, targets: jax.Array, spectrum: jax.Array) -> jax.Array:
+  """Per-task FVU on a sample: outputs and targets (B, K*m), spectrum lambda (K, m) -> (K,)."""
+  mse = per_task_squared_error(outputs, targets, spectrum.shape[0]).mean(0)
+  return mse / spectrum.sum(-1)
+
+
+def feature_capture(encoder_map: jax.Array, basis: jax.Array, spectrum: jax.Array,
+                    rtol: float = 1e-5) -> jax.Array:
+  """l_k(U) for every task: encoder_map (N, d), basis Q (d, d), spectrum (K, m) -> (K,).
+
+  U is the row space of `encoder_map`; directions with singular value below `rtol` times the
+  largest do not count (they carry no signal to the heads).
+  """
+  _, s, vt = jnp.linalg.svd(encoder_map, full_matrices=False)
+  keep = (s > rtol * s[0]).astype(vt.dtype)
+  # ||P_U q_j||^2 for every basis direction q_j.
+  captured = jnp.sum((keep[:, None] * (vt @ basis)) ** 2, axis=0)
+  num_tasks = spectrum.shape[0]
+  captured = captured.reshape(num_tasks, -1)
+  return (captured * spectrum).sum(-1) / spectrum.sum(-1)
+
+
+def population_fvu(encoder_map: jax.Array, heads: jax.Array, basis: jax.Array,
+                   spectrum: jax.Array) -> jax.Array:
+  """Exact per-task FVU of a linear model: encoder_map W (N, d), heads kernel H (N, K*m) -> (K,).
+
+  With x = Q z, z ~ N(0, diag(lambda)), the prediction error is (H^T W Q - I) z, so task k's
+  expected squared error is the lambda-weighted squared norm of its rows of H^T W Q - I.
+  """
+  a = heads.T @ encoder_map @ basis
+  residual = (a - jnp.eye(a.shape[0], dtype=a.dtype)) ** 2 @ spectrum.reshape(-1)
+  num_tasks = spectrum.shape[0]
+  return residual.reshape(num_tasks, -1).sum(-1) / spectrum.sum(-1)
+
+
+def masked_loss(outputs: jax.Array, targets: jax.Array, tasks: jax.Array,
+                num_tasks: int) -> jax.Array:
+  """Training loss: mean over the batch of the squared error of each example's own head."""
+  err = per_task_squared_error(outputs, targets, num_tasks)
+  return jnp.sum(err * jax.nn.one_hot(tasks, num_tasks, dtype=err.dtype)) / err.shape[0]

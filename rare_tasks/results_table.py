@@ -1,0 +1,66 @@
+"""results.csv: one row per (cell, task) with the final measurement beside the closed form."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from rare_tasks import theory, workdir
+from rare_tasks.grid import Cell
+
+COLUMNS = ("width", "rare_frequency", "seed", "task", "task_frequency", "beta", "fvu",
+           "predicted_fvu", "feature_capture", "learned", "predicted_learned", "is_rare",
+           "population_fvu", "critical_width", "learning_rate", "common_exponent", "activation",
+           "num_hidden_layers", "cell", "step")
+
+
+def build_results(config: ml_collections.ConfigDict, task, cells: list[Cell],
+                  predictions: dict[int, theory.Prediction],
+                  metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Rows from each cell's final record in metrics.jsonl (at train.steps) and its prediction."""
+  steps = config.train.steps
+  final = {r["cell"]: r for r in metrics if r["step"] == steps}
+  missing = [c.index for c in cells if c.index not in final]
+  if missing:
+    raise RuntimeError(f"cells {missing[:10]} have no measurement at step {steps} in "
+                       f"{workdir.METRICS_FILE}; run the study again to finish them")
+  rare = set(task.rare_tasks)
+  rows = []
+  for c in cells:
+    v, rec, pred = c.values, final[c.index], predictions[c.index]
+    mixture = task.mixture(v["rare_frequency"], v["common_exponent"])
+    betas = np.broadcast_to(np.asarray(v["beta"], float), (task.num_tasks,))
+    for k in range(task.num_tasks):
+      fvu = rec["fvu"][k]
+      rows.append({
+          "width": v["width"], "rare_frequency": v["rare_frequency"], "seed": v["seed"],
+          "task": k, "task_frequency": float(mixture[k]), "beta": float(betas[k]),
+          "fvu": fvu, "predicted_fvu": float(pred.fvu[k]),
+          "feature_capture": rec["feature_capture"][k],
+          "learned": bool(fvu <= config.learned_fvu),
+          "predicted_learned": bool(pred.fvu[k] <= config.learned_fvu),
+          "is_rare": k in rare, "population_fvu": rec["population_fvu"][k],
+          "critical_width": int(pred.critical_width[k]),
+          "learning_rate": v["learning_rate"], "common_exponent": v["common_exponent"],
+          "activation": v["activation"], "num_hidden_layers": v["num_hidden_layers"],
+          "cell": c.index, "step": steps})
+  return rows
+
+
+def write_results(wd: Path, rows: list[dict[str, Any]]) -> None:
+  buf = io.StringIO()
+  writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+  writer.writeheader()
+  for r in rows:
+    writer.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
+  workdir.write_text(wd / "results.csv", buf.getvalue())
+
+
+def read_results(wd: Path) -> list[dict[str, str]]:
+  with open(Path(wd) / "results.csv", newline="") as f:
+    return list(csv.DictReader(f))

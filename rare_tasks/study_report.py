@@ -1,0 +1,165 @@
+"""What a grid study writes after training: predictions.json, figures and summary.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from rare_tasks import figures, theory, workdir
+from rare_tasks.grid import Cell
+
+
+def _predictions_json(task, cells: list[Cell], predictions: dict[int, theory.Prediction]) -> str:
+  out = []
+  for c in cells:
+    p = predictions[c.index]
+    kept = p.kept
+    out.append({
+        "cell": c.index, **{k: list(v) if isinstance(v, tuple) else v
+                            for k, v in c.values.items()},
+        "utility_order": [[int(k), int(j), float(p.utilities[k, j])] for k, j in p.order],
+        "kept_features_per_task": kept.sum(-1).astype(int).tolist(),
+        "predicted_fvu": p.fvu.tolist(), "critical_width": p.critical_width.tolist(),
+        "optimal_loss": p.optimal_loss})
+  return json.dumps(out, indent=1) + "\n"
+
+
+def _optimum_check(task, cells, predictions, rows) -> dict[str, Any]:
+  """pi-weighted population loss of every linear cell against the closed-form optimum."""
+  by_cell: dict[int, list[dict[str, Any]]] = {}
+  for r in rows:
+    by_cell.setdefault(r["cell"], []).append(r)
+  ratios = []
+  for c in cells:
+    rs = by_cell[c.index]
+    if any(r["population_fvu"] is None for r in rs):
+      continue
+    loss = sum(r["task_frequency"] * r["population_fvu"] * float(lam.sum())
+               for r, lam in zip(rs, task.spectrum(c.values["beta"])))
+    opt = predictions[c.index].optimal_loss
+    ratios.append((loss - opt) / max(opt, 1e-12) if opt > 0 else loss)
+  if not ratios:
+    return {"cells_checked": 0}
+  return {"cells_checked": len(ratios), "cells_below_optimum": int(sum(r < -1e-4 for r in ratios)),
+          "min_relative_excess": float(min(ratios)), "median_relative_excess":
+          float(np.median(ratios)), "max_relative_excess": float(max(ratios))}
+
+
+def write_report(config: ml_collections.ConfigDict, wd: Path, task, cells: list[Cell],
+                 predictions: dict[int, theory.Prediction], rows: list[dict[str, Any]],
+                 wall_s: float, trained_steps: int) -> dict[str, Any]:
+  """Writes predictions.json, figures/ and summary.md; returns the headline numbers."""
+  workdir.write_text(wd / "predictions.json", _predictions_json(task, cells, predictions))
+  rare_rows = [r for r in rows if r["is_rare"]]
+  agree = [r["learned"] == r["predicted_learned"] for r in rare_rows]
+  agree_all = [r["learned"] == r["predicted_learned"] for r in rows]
+  widths = np.array(sorted({r["width"] for r in rows}))
+  freqs = np.array(sorted({r["rare_frequency"] for r in rows}))
+  first_rare = task.rare_tasks[0]
+  mean_fvu = np.full((len(widths), len(freqs)), np.nan)
+  mean_pred = np.full_like(mean_fvu, np.nan)
+  for i, w in enumerate(widths):
+    for j, f in enumerate(freqs):
+      sel = [r for r in rare_rows if r["task"] == first_rare and r["width"] == w
+             and r["rare_frequency"] == f]
+      mean_fvu[i, j] = np.mean([r["fvu"] for r in sel])
+      mean_pred[i, j] = np.mean([r["predicted_fvu"] for r in sel])
+
+  # Critical width on a fine frequency grid, for the base exponent and spectrum.
+  ref = cells[0].values
+  f_hi = min(freqs[-1] * 2, 0.999 / task.num_rare)
+  fine = np.geomspace(freqs[0] / 2, f_hi, 400)
+  spectrum = task.spectrum(ref["beta"])
+  crit = np.array([theory.predict(task.mixture(f, ref["common_exponent"]), spectrum, 1)
+                   .critical_width[first_rare] for f in fine])
+  figures.width_by_frequency(
+      wd / "figures" / "width_by_frequency.png", widths, freqs, mean_fvu, mean_pred,
+      (fine, crit), config.learned_fvu,
+      f"rare task {first_rare}: {config.task.num_tasks} tasks x {config.task.block_size} "
+      f"features, {config.train.steps} steps, mean over seeds")
+
+  metrics = workdir.read_metrics(wd)
+  shown = sorted({widths[0], widths[len(widths) // 2], widths[-1]})
+  f_show = freqs[len(freqs) // 2]
+  curves = {}
+  for w in shown:
+    cell = next(c for c in cells if c.values["width"] == w and
+                c.values["rare_frequency"] == f_show)
+    recs = [r for r in metrics if r["cell"] == cell.index]
+    curves[int(w)] = {"steps": np.array([r["step"] for r in recs]),
+                      "fvu": np.array([r["fvu"] for r in recs]),
+                      "predicted": predictions[cell.index].fvu,
+                      "label": f"rare freq {f_show:g}, seed {cell.values['seed']}"}
+  figures.learning_curves(wd / "figures" / "learning_curves.png", curves, set(task.rare_tasks),
+                          "per-task FVU during training")
+
+  optimum = _optimum_check(task, cells, predictions, rows)
+  widest_top = [r for r in rare_rows if r["width"] == widths[-1] and r["rare_frequency"] ==
+                freqs[-1]]
+  narrow_rare = [r for r in rare_rows if r["width"] == widths[0] and r["rare_frequency"] ==
+                 freqs[0]]
+  summary = {
+      "cells": len(cells), "trained_steps_this_invocation": trained_steps,
+      "wall_s_this_invocation": wall_s,
+      "rare_agreement": float(np.mean(agree)), "all_task_agreement": float(np.mean(agree_all)),
+      "rare_learned_at_widest_highest": all(r["learned"] for r in widest_top),
+      "rare_learned_at_narrowest_rarest": any(r["learned"] for r in narrow_rare),
+      "optimum_check": optimum}
+  workdir.write_text(wd / "summary.md", _summary_md(config, task, cells, widths, freqs, mean_fvu,
+                                                    mean_pred, crit, fine, summary))
+  return summary
+
+
+def _summary_md(config, task, cells, widths, freqs, mean_fvu, mean_pred, crit, fine,
+                summary) -> str:
+  seeds = sorted({c.values["seed"] for c in cells})
+  lines = [
+      "# Width x frequency study", "",
+      f"{len(cells)} cells: widths {list(map(int, widths))} x rare frequencies "
+      f"{[float(f) for f in freqs]} x seeds {seeds}; task `{config.task.name}` with "
+      f"{config.task.num_tasks} tasks of {config.task.block_size} features "
+      f"({config.task.num_rare} rare, common exponent {config.task.common_exponent}, "
+      f"beta {config.task.beta}); model `{config.model.name}` "
+      f"({config.model.activation}, {config.model.num_hidden_layers} extra layers); "
+      f"{config.train.optimizer} at {config.train.learning_rate} ({config.train.schedule}), "
+      f"{config.train.steps} steps of batch {config.train.batch_size}.",
+      "", f"This invocation: {summary['trained_steps_this_invocation']} steps trained "
+      f"(summed over groups), {summary['wall_s_this_invocation']:.1f} s wall.", "",
+      "## Rare-task FVU, measured (predicted), mean over seeds", "",
+      "Bold: learned (FVU <= {}).".format(config.learned_fvu), "",
+      "| width | " + " | ".join(f"f={f:g}" for f in freqs) + " |",
+      "|---|" + "---|" * len(freqs)]
+  for i, w in enumerate(widths):
+    cells_md = []
+    for j in range(len(freqs)):
+      m, p = mean_fvu[i, j], mean_pred[i, j]
+      text = f"{m:.2f} ({p:.2f})"
+      cells_md.append(f"**{text}**" if m <= config.learned_fvu else text)
+    lines.append(f"| {int(w)} | " + " | ".join(cells_md) + " |")
+  crit_at = [int(crit[np.searchsorted(fine, f)]) for f in freqs]
+  lines += ["", "Critical width of the rare task at each frequency: " +
+            ", ".join(f"{f:g}: {c}" for f, c in zip(freqs, crit_at)), "",
+            "## Agreement with the closed form", "",
+            f"- Rare task learned / not learned, measured vs predicted: "
+            f"{100 * summary['rare_agreement']:.1f}% of cells agree "
+            f"(all tasks: {100 * summary['all_task_agreement']:.1f}%).",
+            f"- Rare task learned at the widest width and highest frequency: "
+            f"{summary['rare_learned_at_widest_highest']}; at the narrowest width and rarest "
+            f"frequency: {summary['rare_learned_at_narrowest_rarest']}."]
+  opt = summary["optimum_check"]
+  if opt.get("cells_checked"):
+    lines.append(
+        f"- Exact pi-weighted loss against the closed-form optimum ({opt['cells_checked']} linear "
+        f"cells): {opt['cells_below_optimum']} below it; relative excess min "
+        f"{opt['min_relative_excess']:.2e}, median {opt['median_relative_excess']:.2e}, max "
+        f"{opt['max_relative_excess']:.2e}.")
+  lines += ["", "## Figures", "", "![width x frequency](figures/width_by_frequency.png)", "",
+            "![learning curves](figures/learning_curves.png)", "",
+            "Tables: `results.csv` (one row per cell and task), `predictions.json` (utility order, "
+            "kept features, predicted FVU and critical widths per cell), `metrics.jsonl` "
+            "(every evaluation).", ""]
+  return "\n".join(lines)

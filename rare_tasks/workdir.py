@@ -1,0 +1,112 @@
+"""The self-describing work directory: resolved config, append-only metrics, and their guards.
+
+Layout: config.json, metrics.jsonl, results.csv, predictions.json, summary.md, figures/*.png,
+checkpoints/<group>/. Only process 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+class WorkdirError(RuntimeError):
+  """The work directory cannot be used as asked (it holds another study's run)."""
+
+
+def is_writer() -> bool:
+  return jax.process_index() == 0
+
+
+def config_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config as plain JSON values (tuples become lists)."""
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def prepare(workdir: str | os.PathLike, config: ml_collections.ConfigDict,
+            overwrite: bool) -> Path:
+  """Creates `workdir` with config.json, or checks that it holds this same config.
+
+  A work directory that holds a different config is refused unless `overwrite`, which empties it.
+  """
+  path = Path(workdir)
+  wanted = config_json(config)
+  existing_file = path / CONFIG_FILE
+  if existing_file.exists():
+    existing = json.loads(existing_file.read_text())
+    if existing != wanted:
+      if not overwrite:
+        diffs = _diff(existing, wanted)
+        raise WorkdirError(
+            f"{path} holds a run of a different config ({'; '.join(diffs[:5])}); use another "
+            "--workdir, or pass --overwrite to delete that run and start again")
+      if is_writer():
+        shutil.rmtree(path)
+  elif overwrite and path.exists() and is_writer():
+    shutil.rmtree(path)
+  if is_writer():
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "figures").mkdir(exist_ok=True)
+    if not existing_file.exists() or overwrite:
+      _atomic_write(existing_file, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+  return path
+
+
+def _diff(old: Any, new: Any, prefix: str = "config") -> list[str]:
+  if isinstance(old, dict) and isinstance(new, dict):
+    out = []
+    for k in sorted(set(old) | set(new)):
+      out += _diff(old.get(k), new.get(k), f"{prefix}.{k}")
+    return out
+  return [] if old == new else [f"{prefix}: {old!r} there, {new!r} now"]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+  tmp = path.with_suffix(path.suffix + ".tmp")
+  tmp.write_text(text)
+  os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+  """Writes a whole file so that a reader never sees it half written."""
+  if is_writer():
+    _atomic_write(path, text)
+
+
+def append_metrics(workdir: Path, records: Iterable[dict[str, Any]]) -> None:
+  """Appends records to metrics.jsonl and forces them to disk."""
+  if not is_writer():
+    return
+  lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+  with open(workdir / METRICS_FILE, "a") as f:
+    f.write(lines)
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def read_metrics(workdir: Path) -> list[dict[str, Any]]:
+  """Every record of metrics.jsonl, one per (cell, step): a resumed run's rewrite wins.
+
+  A line cut short by a kill is skipped.
+  """
+  path = Path(workdir) / METRICS_FILE
+  if not path.exists():
+    return []
+  latest: dict[tuple, dict[str, Any]] = {}
+  for line in path.read_text().splitlines():
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:
+      continue
+    latest[(record.get("cell"), record.get("step"))] = record
+  return sorted(latest.values(), key=lambda r: (r["cell"], r["step"]))
