@@ -1,4 +1,7 @@
-"""Runs a study: `python -m experiments.main --config=configs/width_by_frequency.py --workdir=DIR`."""
+"""Runs a study.
+
+  python -m experiments.main --config=configs/width_by_frequency.py --workdir=DIR
+"""
 
 import sys
 
@@ -19,7 +22,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False,
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
+  logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
   try:
     report = grid_runner.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
   except (ConfigError, WorkdirError) as e:

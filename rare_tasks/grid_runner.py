@@ -18,17 +18,16 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
 
 from rare_tasks import ensemble, sharding, theory, workdir
 from rare_tasks.checkpoints import GroupCheckpoints
 from rare_tasks.config_schema import validate
 from rare_tasks.grid import Cell, Group, expand, group_cells
 from rare_tasks.models import MODELS
+from rare_tasks.progress import Progress, log
 from rare_tasks.results_table import build_results, write_results
 from rare_tasks.study_report import write_report
 from rare_tasks.tasks import TASKS
-from rare_tasks.progress import Progress
 
 # Called after every chunk with (group name, step); a test raises from it to simulate a kill.
 ChunkHook = Callable[[str, int], None]
@@ -173,7 +172,7 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   predictions = {c.index: predict_cell(task, c) for c in cells}
   mesh = sharding.ensemble_mesh(devices)
   steps = config.train.steps
-  logging.info("%d cells in %d ensemble groups, %d steps each, on %d device(s); workdir %s",
+  log.info("%d cells in %d ensemble groups, %d steps each, on %d device(s); workdir %s",
                len(cells), len(groups), steps, mesh.devices.size, wd)
   progress = Progress([(g.name, len(g.flat_cells()), steps,
                         g.static["width"] * (1 + g.static["num_hidden_layers"]) + task.input_dim)
@@ -187,7 +186,7 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   summary = write_report(config, wd, task, cells, predictions, results, time.perf_counter() - start,
                          trained)
   if trained == 0:
-    logging.info("Finished run found in %s: nothing retrained; report regenerated.", wd)
+    log.info("Finished run found in %s: nothing retrained; report regenerated.", wd)
   return RunReport(wd, trained, time.perf_counter() - start, summary)
 
 
@@ -210,7 +209,7 @@ def _train_group(config, wd: Path, group: Group, task, mesh, progress: Progress,
       state = g.from_host(ckpt.restore(g.host_like()))
       step = int(latest)
       progress.skip(group.name, step)
-      logging.info("%s: resuming from the checkpoint at step %d", group.name, step)
+      log.info("%s: resuming from the checkpoint at step %d", group.name, step)
     progress.start(group.name)
     last_save = time.perf_counter()
     pending = None

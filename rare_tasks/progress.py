@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 
-from absl import logging
+log = logging.getLogger("rare_tasks")
+if not log.handlers:
+  _handler = logging.StreamHandler(sys.stderr)
+  _handler.setFormatter(logging.Formatter("%(asctime)s rare_tasks: %(message)s", "%H:%M:%S"))
+  log.addHandler(_handler)
+  log.setLevel(logging.INFO)
+  log.propagate = False
 
 
 def _clock(seconds: float) -> str:
@@ -63,6 +71,6 @@ class Progress:
     rate = self._timed_work / elapsed if elapsed > 0 else 0.0
     eta = (self._total - self._done) / rate if rate > 0 else float("nan")
     model_steps = cells * (group_steps + num_steps) / max(now - started, 1e-9)
-    logging.info("%s step %d/%d | cells %d/%d finished | %.0f model-steps/s in this group "
+    log.info("%s step %d/%d | cells %d/%d finished | %.0f model-steps/s in this group "
                  "| elapsed %s | ETA %s", name, step, steps, self._cells_done, self._num_cells,
                  model_steps, _clock(elapsed), _clock(eta) if eta == eta else "?")

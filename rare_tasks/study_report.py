@@ -130,7 +130,7 @@ def _summary_md(config, task, cells, widths, freqs, mean_fvu, mean_pred, crit, f
       "", f"This invocation: {summary['trained_steps_this_invocation']} steps trained "
       f"(summed over groups), {summary['wall_s_this_invocation']:.1f} s wall.", "",
       "## Rare-task FVU, measured (predicted), mean over seeds", "",
-      "Bold: learned (FVU <= {}).".format(config.learned_fvu), "",
+      f"Bold: learned (FVU <= {config.learned_fvu}).", "",
       "| width | " + " | ".join(f"f={f:g}" for f in freqs) + " |",
       "|---|" + "---|" * len(freqs)]
   for i, w in enumerate(widths):

@@ -25,7 +25,7 @@ BASES = ("rotation", "axis")
 
 @dataclasses.dataclass(frozen=True)
 class LinearMixture:
-  """A linear task mixture: geometry fixed by `basis` and `basis_seed`; spectra and mixture per cell.
+  """A linear task mixture; its geometry is fixed by `basis` and `basis_seed`.
 
   Attributes:
     num_tasks: K, the number of tasks.
@@ -82,7 +82,7 @@ class LinearMixture:
     lam = self.spectrum(beta)
     m = self.block_size
     blocks = [q[:, k * m:(k + 1) * m] for k in range(self.num_tasks)]
-    return np.stack([b @ np.diag(l) @ b.T for b, l in zip(blocks, lam)])
+    return np.stack([b @ np.diag(spec) @ b.T for b, spec in zip(blocks, lam)])
 
 
 def sample_inputs(key: jax.Array, basis: jax.Array, sqrt_spectrum: jax.Array,
