@@ -1,0 +1,289 @@
+"""Speed of the grid runner's compiled ensembles, on the default width x frequency grid.
+
+  python -m benchmarks.grid [--repeats 5] [--steps 200] [--skip_main_job] [--out PATH]
+
+Measures, in one process, and writes benchmarks/results/grid.json:
+
+1. Ensemble vs one at a time. For each width of the default grid, its 12 cells (6 frequencies x
+   2 seeds) as the runner lays them out (streams = seeds, members = frequencies) trained as one
+   ensemble, against the same 12 cells each trained alone by the same code (an ensemble of S=1,
+   P=1, run 12 times). Both run the jitted `ensemble.train_chunk` for `--steps` steps, compiled
+   before timing, with the state donated as in the runner; the two are timed in turn within each
+   repeat (their order alternating) and the medians over `--repeats` compared as model-steps/s.
+2. FLOP/s. The widest group's training step (analytic model FLOPs, see FLOP_FORMULA) against a
+   jitted float32 2048 x 2048 @ 2048 x 2048 matmul timed beside it.
+3. Wall time of the default main job (`experiments.main` on configs/width_by_frequency.py in a
+   fresh temporary work directory), end to end as a subprocess; --skip_main_job leaves it out.
+
+Everything runs on one device (the default one); the runner itself shards groups over all devices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rare_tasks import ensemble, grid_runner
+from rare_tasks.grid import Cell, Group, expand, group_cells
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_FILE = "configs/width_by_frequency.py"
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "grid.json"
+MATMUL_SIZE = 2048
+FLOP_FORMULA = ("per member step: 3 * (2*B*d*N + 2*B*N*(K*m)) = forward (encoder 2*B*d*N, heads "
+                "2*B*N*(K*m)) plus backward counted as twice the forward; input sampling "
+                "(x = z @ Q^T, 2*B*d*d per stream step), the loss and the optimiser are not "
+                "counted")
+
+
+def load_config(preset: str = "default"):
+  """The study config of configs/width_by_frequency.py (not a package, so loaded by path)."""
+  spec = importlib.util.spec_from_file_location("_width_by_frequency", REPO / CONFIG_FILE)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(preset)
+
+
+def model_flops_per_member_step(batch_size: int, input_dim: int, width: int,
+                                num_outputs: int) -> int:
+  forward = 2 * batch_size * input_dim * width + 2 * batch_size * width * num_outputs
+  return 3 * forward
+
+
+def _constants(task, rows: Sequence[Sequence[Cell]]) -> ensemble.Constants:
+  """An ensemble's constants for cells laid out rows[stream][member], as the runner builds them."""
+  seeds = np.array([r[0].values["seed"] for r in rows])
+  spectra = np.stack([task.spectrum(r[0].values["beta"]) for r in rows])
+  mixtures = np.stack([[task.mixture(c.values["rare_frequency"], c.values["common_exponent"])
+                        for c in r] for r in rows])
+  rates = np.array([[c.values["learning_rate"] for c in r] for r in rows])
+  return ensemble.make_constants(task, seeds, spectra, mixtures, rates)
+
+
+class _Trainer:
+  """A compiled `train_chunk` of fixed length and the live states of the ensembles it trains.
+
+  Every ensemble passed in must have the same (S, P) layout: one executable serves them all.
+  """
+
+  def __init__(self, spec: ensemble.EnsembleSpec, layouts: Sequence[Sequence[Sequence[Cell]]],
+               task, num_steps: int, device: jax.Device):
+    num_members = len(layouts[0][0])
+    self.consts = [jax.device_put(_constants(task, rows), device) for rows in layouts]
+    init = jax.jit(partial(ensemble.init_state, spec, num_members=num_members))
+    self.states = [init(c) for c in self.consts]
+    jax.block_until_ready(self.states)
+    start = time.perf_counter()
+    self._chunk = jax.jit(partial(ensemble.train_chunk, spec, num_steps=num_steps),
+                          donate_argnums=0).lower(self.states[0], self.consts[0]).compile()
+    self.compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    self.run_one(0)  # warm-up: first execution, not timed
+    self.warmup_s = time.perf_counter() - start
+
+  def run_one(self, i: int) -> None:
+    self.states[i], loss = self._chunk(self.states[i], self.consts[i])
+    jax.block_until_ready((self.states[i], loss))
+
+  def run_all(self) -> list[float]:
+    """Each ensemble in turn, waiting for each; returns the seconds of each."""
+    times = []
+    for i in range(len(self.states)):
+      start = time.perf_counter()
+      self.run_one(i)
+      times.append(time.perf_counter() - start)
+    return times
+
+
+def _interleaved(timers: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[Any]]:
+  """Runs each timer once per repeat, rotating their order; returns each one's results."""
+  names = list(timers)
+  out: dict[str, list[Any]] = {n: [] for n in names}
+  for r in range(repeats):
+    k = r % len(names)
+    for name in names[k:] + names[:k]:
+      out[name].append(timers[name]())
+  return out
+
+
+def _seconds(fn: Callable[[], Any]) -> Callable[[], float]:
+  def timed() -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+  return timed
+
+
+def _matmul_timer(device: jax.Device) -> tuple[Callable[[], float], float]:
+  """A timer of one float32 MATMUL_SIZE^2 matmul, compiled and warmed up; and its compile time."""
+  n = MATMUL_SIZE
+  ka, kb = jax.random.split(jax.random.key(0))
+  a = jax.device_put(jax.random.normal(ka, (n, n), jnp.float32), device)
+  b = jax.device_put(jax.random.normal(kb, (n, n), jnp.float32), device)
+  start = time.perf_counter()
+  matmul = jax.jit(jnp.matmul).lower(a, b).compile()
+  compile_s = time.perf_counter() - start
+  jax.block_until_ready(matmul(a, b))
+  return _seconds(lambda: jax.block_until_ready(matmul(a, b))), compile_s
+
+
+def bench_group(config, group: Group, task, args, device: jax.Device,
+                extra_timers: dict[str, Callable[[], float]] | None = None) -> dict[str, Any]:
+  """Ensemble vs one at a time for one group (and any extra timers, interleaved with them)."""
+  spec = ensemble.EnsembleSpec(grid_runner.model_of(config, group.static), task,
+                               grid_runner.train_spec_of(config))
+  ens = _Trainer(spec, [group.cells], task, args.steps, device)
+  singles = _Trainer(spec, [((c,),) for c in group.flat_cells()], task, args.steps, device)
+  timers: dict[str, Callable[[], Any]] = {
+      "ensemble": lambda: ens.run_all()[0], "loop": singles.run_all}
+  timers.update(extra_timers or {})
+  raw = _interleaved(timers, args.repeats)
+  num_cells = len(group.flat_cells())
+  ens_s = statistics.median(raw["ensemble"])
+  loop_totals = [sum(t) for t in raw["loop"]]
+  loop_s = statistics.median(loop_totals)
+  model_steps = num_cells * args.steps
+  result = {
+      "group": group.name, "width": group.static["width"], "cells": num_cells,
+      "streams": group.num_streams, "members": group.num_members,
+      "ensemble_median_s": ens_s, "loop_median_s": loop_s,
+      "ensemble_model_steps_per_s": model_steps / ens_s,
+      "loop_model_steps_per_s": model_steps / loop_s,
+      "ratio_ensemble_over_loop": loop_s / ens_s,
+      "ensemble_raw_s": raw["ensemble"], "loop_raw_s": loop_totals, "loop_cell_raw_s": raw["loop"],
+      "compile_s": {"ensemble": ens.compile_s, "single_cell": singles.compile_s},
+      "first_run_s": {"ensemble": ens.warmup_s, "single_cell": singles.warmup_s},
+  }
+  for name in extra_timers or {}:
+    result[name + "_raw_s"] = raw[name]
+  return result
+
+
+def run_main_job() -> dict[str, Any]:
+  """The default study end to end, as a subprocess in a fresh temporary work directory."""
+  with tempfile.TemporaryDirectory(prefix="bench_grid_") as tmp:
+    cmd = [sys.executable, "-m", "experiments.main", f"--config={CONFIG_FILE}",
+           f"--workdir={Path(tmp) / 'workdir'}", "--overwrite"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+  return {"command": " ".join(cmd[1:]), "wall_s": wall, "returncode": proc.returncode,
+          "stdout_tail": proc.stdout[-2000:], "stderr_tail": proc.stderr[-2000:]}
+
+
+def _write(out: Path, results: dict[str, Any]) -> None:
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _print_table(results: dict[str, Any]) -> None:
+  rows = results["ensemble_vs_loop"]
+  print(f"{'width':>5} {'S x P':>6} {'ensemble steps/s':>17} {'loop steps/s':>13} {'ratio':>7}"
+        f" {'ens s':>7} {'loop s':>7}")
+  for r in rows.values():
+    print(f"{r['width']:>5} {r['streams']:>2} x {r['members']:<2} "
+          f"{r['ensemble_model_steps_per_s']:>17,.0f} {r['loop_model_steps_per_s']:>13,.0f} "
+          f"{r['ratio_ensemble_over_loop']:>6.2f}x {r['ensemble_median_s']:>7.3f} "
+          f"{r['loop_median_s']:>7.3f}")
+  f = results["flops"]
+  print(f"FLOP/s: width {f['width']} ensemble ({f['cells']} cells) "
+        f"{f['achieved_flop_per_s'] / 1e9:.2f} GFLOP/s; {MATMUL_SIZE}^3 float32 matmul "
+        f"{f['matmul_flop_per_s'] / 1e9:.2f} GFLOP/s; ratio {f['ratio_achieved_over_matmul']:.3f}")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--repeats", type=int, default=5, help="timed runs of each (median)")
+  parser.add_argument("--steps", type=int, default=200, help="training steps per timed call")
+  parser.add_argument("--skip_main_job", action="store_true", help="do not run the main job")
+  parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
+  args = parser.parse_args(argv)
+  if args.repeats < 1 or args.steps < 1:
+    parser.error("--repeats and --steps must be at least 1")
+
+  config = load_config()
+  task = grid_runner.task_of(config)
+  groups = group_cells(expand(config))
+  device = jax.devices()[0]
+  widest = max(groups, key=lambda g: g.static["width"])
+  results: dict[str, Any] = {
+      "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+      "jax_version": jax.__version__, "python": platform.python_version(),
+      "host": platform.node(), "platform": device.platform, "device_kind": device.device_kind,
+      "device_count": jax.device_count(), "devices_used": 1,
+      "settings": {
+          "config": CONFIG_FILE, "repeats": args.repeats, "steps_per_call": args.steps,
+          "batch_size": config.train.batch_size, "input_dim": task.input_dim,
+          "num_tasks": task.num_tasks, "block_size": task.block_size,
+          "optimizer": config.train.optimizer, "schedule": config.train.schedule,
+          "timing": "median over repeats of block_until_ready'd calls of the compiled "
+                    "train_chunk; ensemble and loop (and matmul) timed in turn each repeat, "
+                    "order rotating; model-steps = cells x steps"},
+      "ensemble_vs_loop": {},
+  }
+
+  for group in groups:
+    extra: dict[str, Callable[[], float]] = {}
+    if group is widest:
+      matmul, matmul_compile_s = _matmul_timer(device)
+      extra["matmul"] = matmul
+    r = bench_group(config, group, task, args, device, extra)
+    results["ensemble_vs_loop"][str(r["width"])] = r
+    print(f"width {r['width']:>3}: ensemble {r['ensemble_model_steps_per_s']:,.0f} "
+          f"model-steps/s, loop {r['loop_model_steps_per_s']:,.0f}, "
+          f"ratio {r['ratio_ensemble_over_loop']:.2f}x", flush=True)
+
+  w = results["ensemble_vs_loop"][str(widest.static["width"])]
+  per_member = model_flops_per_member_step(config.train.batch_size, task.input_dim, w["width"],
+                                           task.num_tasks * task.block_size)
+  achieved = per_member * w["cells"] * args.steps / w["ensemble_median_s"]
+  matmul_raw = w.pop("matmul_raw_s")
+  matmul_s = statistics.median(matmul_raw)
+  matmul_flops = 2 * MATMUL_SIZE ** 3
+  results["flops"] = {
+      "formula": FLOP_FORMULA, "width": w["width"], "cells": w["cells"],
+      "flops_per_member_step": per_member,
+      "flops_per_ensemble_step": per_member * w["cells"],
+      "ensemble_median_s": w["ensemble_median_s"], "achieved_flop_per_s": achieved,
+      "matmul": {"shape": [MATMUL_SIZE, MATMUL_SIZE, MATMUL_SIZE], "dtype": "float32",
+                 "flops": matmul_flops, "compile_s": matmul_compile_s, "raw_s": matmul_raw,
+                 "timing": "timed in turn with the widest group's ensemble and loop"},
+      "matmul_median_s": matmul_s, "matmul_flop_per_s": matmul_flops / matmul_s,
+      "ratio_achieved_over_matmul": achieved / (matmul_flops / matmul_s),
+  }
+  _print_table(results)
+  ratios = {k: round(v["ratio_ensemble_over_loop"], 2) for k, v in
+            results["ensemble_vs_loop"].items()}
+  print(f"ensemble/loop model-steps/s by width: {ratios}")
+  _write(args.out, results)
+
+  if args.skip_main_job:
+    results["main_job"] = {"skipped": True}
+  else:
+    print("main job: running the default study end to end ...", flush=True)
+    results["main_job"] = run_main_job()
+    m = results["main_job"]
+    print(f"main job: {m['wall_s']:.1f} s wall (exit {m['returncode']})")
+  _write(args.out, results)
+  print(f"wrote {args.out}")
+  return results
+
+
+if __name__ == "__main__":
+  main()

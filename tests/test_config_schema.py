@@ -1,0 +1,225 @@
+"""Tests of rare_tasks/config_schema.py and the presets of configs/width_by_frequency.py."""
+
+import importlib.util
+import pathlib
+import re
+
+import ml_collections
+import pytest
+
+from rare_tasks import config_schema
+from rare_tasks.config_schema import ConfigError, base_config, validate
+
+CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
+
+
+def _load_study(name):
+  spec = importlib.util.spec_from_file_location(f"_study_{name}", CONFIGS / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _fails(config, *fragments):
+  """Asserts validate(config) raises ConfigError whose message contains every fragment."""
+  with pytest.raises(ConfigError) as err:
+    validate(config)
+  msg = str(err.value)
+  for fragment in fragments:
+    assert fragment in msg, f"{fragment!r} not in {msg!r}"
+  return msg
+
+
+def test_base_config_validates():
+  c = base_config()
+  validate(c)
+  assert isinstance(c, ml_collections.ConfigDict)
+  assert issubclass(ConfigError, ValueError)
+
+
+def test_unknown_task_name():
+  c = base_config()
+  c.task.name = "parity"
+  _fails(c, "config.task.name", "'parity'", "linear_mixture")
+
+
+def test_unknown_model_name():
+  c = base_config()
+  c.model.name = "transformer"
+  _fails(c, "config.model.name", "'transformer'", "encoder_heads")
+
+
+def test_unknown_activation_and_optimizer():
+  c = base_config()
+  c.model.activation = "tanh"
+  _fails(c, "config.model.activation", "'tanh'", "relu", "gelu", "identity")
+  c = base_config()
+  c.train.optimizer = "lion"
+  _fails(c, "config.train.optimizer", "'lion'", "adam", "sgd")
+
+
+@pytest.mark.parametrize("width", [0, -4])
+def test_model_width_must_be_positive(width):
+  c = base_config()
+  c.model.width = width
+  _fails(c, "config.model.width", f"= {width}", "integer > 0")
+
+
+def test_grid_width_value_must_be_positive():
+  c = base_config()
+  c.grid.width = (8, 16, 0)
+  _fails(c, "config.grid.width[2]", "= 0", "integer > 0")
+  c.grid.width = (-1, 16)
+  _fails(c, "config.grid.width[0]", "= -1")
+
+
+def test_grid_width_must_be_integer():
+  c = base_config()
+  c.grid.width = (8, 16.5)
+  _fails(c, "config.grid.width[1]", "16.5", "integer")
+
+
+@pytest.mark.parametrize("freq", [0.0, 1.0, 1.5, -0.1])
+def test_rare_frequency_must_be_in_open_unit_interval(freq):
+  c = base_config()
+  c.task.rare_frequency = freq
+  _fails(c, "config.task.rare_frequency", repr(freq), "(0, 1)")
+
+
+@pytest.mark.parametrize("freq", [0.0, 1.0, 1.5])
+def test_grid_rare_frequency_must_be_in_open_unit_interval(freq):
+  c = base_config()
+  c.grid.rare_frequency = (0.01, freq)
+  _fails(c, "config.grid.rare_frequency[1]", repr(freq), "(0, 1)")
+
+
+def test_frequency_leaving_no_valid_mixture_in_task():
+  c = base_config()
+  del c.grid["rare_frequency"]
+  c.task.num_rare = 2
+  c.task.rare_frequency = 0.6
+  _fails(c, "config.task.rare_frequency", "0.6", "below 1 / task.num_rare = 0.5")
+
+
+def test_frequency_leaving_no_valid_mixture_in_grid():
+  c = base_config()
+  c.task.num_rare = 2
+  c.grid.rare_frequency = (0.01, 0.6)
+  _fails(c, "config.grid.rare_frequency", "0.6", "0.5")
+  c.grid.rare_frequency = (0.01, 0.4)
+  validate(c)
+
+
+def test_num_rare_must_leave_a_common_task():
+  c = base_config()
+  c.task.num_tasks = 3
+  c.task.num_rare = 3
+  _fails(c, "config.task.num_rare", "= 3", "[1, 2]")
+
+
+@pytest.mark.parametrize("steps", [0, -10])
+def test_steps_must_be_positive(steps):
+  c = base_config()
+  c.train.steps = steps
+  _fails(c, "config.train.steps", f"= {steps}", "integer > 0")
+
+
+def test_misspelt_field_suggests_the_right_one():
+  c = base_config()
+  c.train.stpes = 100
+  msg = _fails(c, "config.train.stpes", "not a known field", "config.train.steps")
+  assert "did you mean" in msg
+
+
+def test_misspelt_top_level_field():
+  c = base_config()
+  c.eval_evry = 10
+  _fails(c, "config.eval_evry", "config.eval_every")
+
+
+def test_unknown_grid_axis():
+  c = base_config()
+  c.grid.widht = (8, 16)
+  _fails(c, "config.grid.widht", "not a grid axis", "config.grid.width")
+
+
+def test_grid_axis_without_values_or_with_repeats():
+  c = base_config()
+  c.grid.seed = ()
+  _fails(c, "config.grid.seed", "non-empty")
+  c.grid.seed = (0, 1, 0)
+  _fails(c, "config.grid.seed", "repeated")
+
+
+def test_per_task_beta_of_wrong_length():
+  c = base_config()
+  with c.ignore_type():
+    c.task.beta = [1.0, 2.0]
+  _fails(c, "config.task.beta", "[1.0, 2.0]", "task.num_tasks = 16")
+
+
+def test_per_task_beta_of_right_length_validates():
+  c = base_config()
+  c.task.num_tasks = 3
+  with c.ignore_type():
+    c.task.beta = [1.0, 2.0, 0.5]
+  validate(c)
+
+
+def test_grid_beta_of_wrong_length():
+  c = base_config()
+  c.grid.beta = (1.0, [1.0] * 15)
+  _fails(c, "config.grid.beta", "exactly task.num_tasks = 16")
+  c.grid.beta = (1.0, [1.0] * 16)
+  validate(c)
+
+
+def test_negative_beta():
+  c = base_config()
+  c.task.beta = -1.0
+  _fails(c, "config.task.beta", "-1.0", ">= 0")
+
+
+def test_missing_field():
+  c = base_config()
+  del c.train["steps"]
+  _fails(c, "config.train.steps", "missing")
+
+
+def test_bool_is_not_an_integer():
+  c = base_config()
+  with c.ignore_type():
+    c.seed = True
+  _fails(c, "config.seed", "True")
+
+
+def test_grid_values_normalises_scalars():
+  c = base_config()
+  c.grid.seed = 3
+  assert config_schema.grid_values(c)["seed"] == (3,)
+  validate(c)
+
+
+@pytest.mark.parametrize("preset", ["", "default", "smoke"])
+def test_width_by_frequency_presets_validate(preset):
+  study = _load_study("width_by_frequency")
+  c = study.get_config(preset)
+  validate(c)
+  assert c.train.steps > 0
+  if preset == "smoke":
+    assert (c.task.num_tasks, c.task.block_size) == (8, 4)
+    assert c.train.steps < study.get_config("").train.steps
+
+
+def test_width_by_frequency_default_grid():
+  c = _load_study("width_by_frequency").get_config("")
+  assert tuple(c.grid.width) == (4, 8, 16, 32, 64, 128)
+  assert len(c.grid.rare_frequency) == 6
+  assert (c.task.num_tasks, c.task.block_size, c.task.num_rare) == (16, 8, 1)
+
+
+def test_width_by_frequency_unknown_preset():
+  study = _load_study("width_by_frequency")
+  with pytest.raises(ValueError, match=re.escape("smok")) as err:
+    study.get_config("smok")
+  assert "smoke" in str(err.value) and "default" in str(err.value)

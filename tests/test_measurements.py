@@ -1,0 +1,152 @@
+"""Tests of rare_tasks/measurements.py: FVU (sample and exact), feature capture, the masked loss."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rare_tasks import measurements
+from rare_tasks.tasks import LinearMixture
+from rare_tasks.tasks import linear_mixture as lm
+
+K, M = 3, 4
+D = K * M
+
+
+@pytest.fixture(scope="module")
+def task():
+  return LinearMixture(num_tasks=K, block_size=M, basis_seed=7)
+
+
+@pytest.fixture(scope="module")
+def lam(task):
+  return jnp.asarray(task.spectrum([0.5, 1.0, 2.0]), jnp.float32)
+
+
+@pytest.fixture(scope="module")
+def basis(task):
+  return jnp.asarray(task.basis_matrix())
+
+
+@pytest.fixture(scope="module")
+def sample(basis, lam):
+  sample = jax.jit(lm.sample_inputs, static_argnums=3)
+  return sample(jax.random.key(0), basis, jnp.sqrt(lam).reshape(-1), 100_000)
+
+
+def test_per_task_squared_error_golden():
+  out = jnp.array([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]])
+  tgt = jnp.array([[0.0, 0.0, 3.0, 2.0], [1.0, 1.0, -1.0, 2.0]])
+  err = measurements.per_task_squared_error(out, tgt, 2)
+  np.testing.assert_allclose(err, [[5.0, 4.0], [2.0, 5.0]])
+
+
+def test_fvu_of_perfect_and_zero_outputs(sample, lam):
+  _, z = sample
+  np.testing.assert_array_equal(measurements.fvu(z, z, lam), np.zeros(K))
+  zero = measurements.fvu(jnp.zeros_like(z), z, lam)
+  chex.assert_shape(zero, (K,))
+  np.testing.assert_allclose(zero, 1.0, rtol=0.02)
+
+
+def test_fvu_golden():
+  # K = 2, m = 1, lambda = (2, 4); errors per example (1, 0), (3, 2) -> mse (5, 2).
+  out = jnp.array([[1.0, 0.0], [3.0, 2.0]])
+  fvu = measurements.fvu(out, jnp.zeros((2, 2)), jnp.array([[2.0], [4.0]]))
+  np.testing.assert_allclose(fvu, [2.5, 0.5])
+
+
+def test_population_fvu_of_identity_model_is_zero(basis, lam):
+  # N = d, encoder_map = Q^T, heads = I: the model returns z exactly.
+  fvu = measurements.population_fvu(basis.T, jnp.eye(D), basis, lam)
+  chex.assert_shape(fvu, (K,))
+  np.testing.assert_allclose(fvu, 0.0, atol=1e-5)
+
+
+def test_population_fvu_of_zero_heads_is_one(basis, lam):
+  enc = jax.random.normal(jax.random.key(1), (5, D))
+  fvu = measurements.population_fvu(enc, jnp.zeros((5, D)), basis, lam)
+  np.testing.assert_array_equal(fvu, np.ones(K))
+
+
+def test_population_fvu_of_half_scaled_identity(basis, lam):
+  # yhat = z / 2 leaves error z / 2: FVU 1/4 for every task.
+  fvu = measurements.population_fvu(basis.T, 0.5 * jnp.eye(D), basis, lam)
+  np.testing.assert_allclose(fvu, 0.25, rtol=1e-5)
+
+
+def test_population_fvu_agrees_with_sample_fvu(sample, basis, lam):
+  x, z = sample
+  n = 6
+  enc = jax.random.normal(jax.random.key(2), (n, D)) / np.sqrt(D)
+  heads = jax.random.normal(jax.random.key(3), (n, D)) / np.sqrt(n)
+  # Put part of the signal in so that FVUs differ from 1 and between tasks.
+  enc = enc.at[:4].add(basis.T[[0, 4, 5, 8]])
+  heads = heads.at[jnp.arange(4), jnp.array([0, 4, 5, 8])].add(1.0)
+  pop = measurements.population_fvu(enc, heads, basis, lam)
+  outputs = (x @ enc.T) @ heads
+  samp = measurements.fvu(outputs, z, lam)
+  np.testing.assert_allclose(samp, pop, rtol=0.03)
+  assert np.ptp(np.asarray(pop)) > 0.05
+
+
+def test_feature_capture_of_task_block(basis, lam):
+  for k in range(K):
+    enc = basis[:, k * M:(k + 1) * M].T  # rows = B_k^T
+    cap = measurements.feature_capture(enc, basis, lam)
+    chex.assert_shape(cap, (K,))
+    np.testing.assert_allclose(cap, np.eye(K)[k], atol=1e-5)
+
+
+@pytest.mark.parametrize("k,j", [(0, 0), (1, 2), (2, 3)])
+def test_feature_capture_of_single_feature(basis, lam, k, j):
+  enc = basis[:, k * M + j][None, :]
+  cap = measurements.feature_capture(enc, basis, lam)
+  expected = np.zeros(K)
+  expected[k] = lam[k, j] / lam[k].sum()
+  np.testing.assert_allclose(cap, expected, atol=1e-5)
+
+
+def test_feature_capture_depends_only_on_row_space(basis, lam):
+  enc = jax.random.normal(jax.random.key(4), (5, D))
+  mix = jax.random.normal(jax.random.key(5), (5, 5)) + 3 * jnp.eye(5)
+  a = measurements.feature_capture(enc, basis, lam)
+  b = measurements.feature_capture(mix @ enc, basis, lam)
+  np.testing.assert_allclose(a, b, atol=1e-4)
+  # Duplicating a row does not add a direction.
+  c = measurements.feature_capture(jnp.concatenate([enc, enc[:1] * 2.0]), basis, lam)
+  np.testing.assert_allclose(a, c, atol=1e-4)
+  assert np.all((np.asarray(a) > 0) & (np.asarray(a) < 1))
+
+
+def test_feature_capture_full_rank_is_one(basis, lam):
+  enc = jax.random.normal(jax.random.key(6), (D, D))
+  np.testing.assert_allclose(measurements.feature_capture(enc, basis, lam), 1.0, atol=1e-4)
+
+
+def test_feature_capture_ignores_tiny_directions(basis, lam):
+  # A direction 1e-7 times the largest carries no signal and does not count.
+  enc = jnp.stack([basis[:, 0], 1e-7 * basis[:, M]])
+  np.testing.assert_allclose(measurements.feature_capture(enc, basis, lam),
+                             [lam[0, 0] / lam[0].sum(), 0.0, 0.0], atol=1e-5)
+
+
+def test_masked_loss_golden():
+  # K = 2, m = 2. Example 0 is task 0 (error 1 + 4), example 1 task 1 (error 9 + 0),
+  # example 2 task 0 (error 0); the other heads' errors must not count.
+  out = jnp.array([[1.0, 2.0, 100.0, 100.0],
+                   [-50.0, 7.0, 3.0, 1.0],
+                   [0.5, 0.5, 9.0, 9.0]])
+  tgt = jnp.array([[0.0, 0.0, 0.0, 0.0],
+                   [0.0, 0.0, 0.0, 1.0],
+                   [0.5, 0.5, 0.0, 0.0]])
+  loss = measurements.masked_loss(out, tgt, jnp.array([0, 1, 0]), 2)
+  np.testing.assert_allclose(loss, (5.0 + 9.0 + 0.0) / 3)
+
+
+def test_masked_loss_gradient_only_reaches_own_head():
+  out = jnp.ones((2, 4))
+  tgt = jnp.zeros((2, 4))
+  g = jax.grad(measurements.masked_loss)(out, tgt, jnp.array([1, 0]), 2)
+  np.testing.assert_allclose(g, [[0, 0, 1, 1], [1, 1, 0, 0]])
