@@ -40,9 +40,10 @@ def base_config() -> ml_collections.ConfigDict:
   """Every field a grid study has, with small defaults that double as a quick test setting."""
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # Not type-safe: task.beta holds one number or one per task (validate() checks the values).
   c.task = ml_collections.ConfigDict(dict(
       name="linear_mixture", num_tasks=16, block_size=8, num_rare=1, common_exponent=1.0,
-      beta=1.0, rare_frequency=0.01, basis="rotation", basis_seed=0))
+      beta=1.0, rare_frequency=0.01, basis="rotation", basis_seed=0), type_safe=False)
   c.model = ml_collections.ConfigDict(dict(
       name="encoder_heads", width=32, activation="identity", num_hidden_layers=0))
   c.train = ml_collections.ConfigDict(dict(
@@ -157,7 +158,7 @@ def _unknown(field: str, known: Sequence[str]) -> ConfigError:
 
 
 def grid_values(config: ml_collections.ConfigDict) -> dict[str, tuple]:
-  """The grid as {axis: tuple of values}, in the order the config lists them."""
+  """The grid as {axis: tuple of values}, axes in alphabetical order (ConfigDict's order)."""
   grid = config.get("grid") or {}
   return {axis: tuple(values) if isinstance(values, (list, tuple)) else (values,)
           for axis, values in grid.items()}

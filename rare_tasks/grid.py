@@ -76,7 +76,7 @@ def _get(config: ml_collections.ConfigDict, path: str) -> Any:
 
 
 def expand(config: ml_collections.ConfigDict) -> list[Cell]:
-  """Every cell of the grid, in product order of the axes as listed in config.grid."""
+  """Every cell of the grid: the product of the axes in alphabetical order, the last fastest."""
   grid = grid_values(config)
   base = {axis: _hashable(_get(config, path)) for axis, path in GRID_AXES.items()}
   axes = list(grid)
@@ -90,7 +90,8 @@ def expand(config: ml_collections.ConfigDict) -> list[Cell]:
 
 def cell_config(config: ml_collections.ConfigDict, cell: Cell) -> ml_collections.ConfigDict:
   """The config with the cell's grid values written into their fields."""
-  c = ml_collections.ConfigDict(config.to_dict())
+  # Not type-safe, so that a per-task beta list can replace a single number and back.
+  c = ml_collections.ConfigDict(config.to_dict(), type_safe=False)
   for axis, path in GRID_AXES.items():
     *parents, leaf = path.split(".")
     node = c

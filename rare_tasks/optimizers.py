@@ -37,6 +37,8 @@ def make_optimizer(name: str, learning_rate: jax.Array, schedule: str, total_ste
                    warmup_steps: int = 0, final_fraction: float = 0.0,
                    momentum: float = 0.0) -> optax.GradientTransformation:
   """optax transformation with peak rate `learning_rate` (may be a tracer) and a schedule."""
+  if schedule not in SCHEDULES:
+    raise ValueError(f"train.schedule={schedule!r}; allowed: {SCHEDULES}")
   def rate(count):
     return learning_rate * schedule_factor(count, schedule, total_steps, warmup_steps,
                                            final_fraction)

@@ -195,7 +195,8 @@ def test_bool_is_not_an_integer():
 
 def test_grid_values_normalises_scalars():
   c = base_config()
-  c.grid.seed = 3
+  c.grid = ml_collections.ConfigDict(dict(seed=3, width=[8, 16]))
+  assert config_schema.grid_values(c)["width"] == (8, 16)
   assert config_schema.grid_values(c)["seed"] == (3,)
   validate(c)
 

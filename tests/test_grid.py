@@ -80,9 +80,6 @@ def test_cell_config_writes_values():
   assert c.model.width == 32 and c.task.rare_frequency == 0.01 and c.seed == 0
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="library bug: cell_config cannot write a per-task beta list into the "
-                          "float field task.beta (ml_collections type safety)")
 def test_cell_config_with_per_task_beta_grid():
   c = config_schema.base_config()
   c.grid.beta = ([1.0] * 16, [0.5] * 16)

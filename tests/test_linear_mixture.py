@@ -1,4 +1,4 @@
-"""Tests of rare_tasks/tasks/linear_mixture.py: geometry, spectrum, mixture and sample statistics."""
+"""Tests of rare_tasks/tasks/linear_mixture.py: geometry, spectrum, mixture, sample statistics."""
 
 from functools import partial
 

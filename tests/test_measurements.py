@@ -13,6 +13,10 @@ from rare_tasks.tasks import linear_mixture as lm
 K, M = 3, 4
 D = K * M
 
+# Jitted once per shape: one compile instead of one dispatch compile per op.
+_capture = jax.jit(measurements.feature_capture)
+_population_fvu = jax.jit(measurements.population_fvu)
+
 
 @pytest.fixture(scope="module")
 def task():
@@ -59,32 +63,36 @@ def test_fvu_golden():
 
 def test_population_fvu_of_identity_model_is_zero(basis, lam):
   # N = d, encoder_map = Q^T, heads = I: the model returns z exactly.
-  fvu = measurements.population_fvu(basis.T, jnp.eye(D), basis, lam)
+  fvu = _population_fvu(basis.T, jnp.eye(D), basis, lam)
   chex.assert_shape(fvu, (K,))
   np.testing.assert_allclose(fvu, 0.0, atol=1e-5)
 
 
 def test_population_fvu_of_zero_heads_is_one(basis, lam):
-  enc = jax.random.normal(jax.random.key(1), (5, D))
-  fvu = measurements.population_fvu(enc, jnp.zeros((5, D)), basis, lam)
+  enc = np.random.default_rng(1).standard_normal((6, D)).astype(np.float32)
+  fvu = _population_fvu(enc, jnp.zeros((6, D)), basis, lam)
   np.testing.assert_array_equal(fvu, np.ones(K))
 
 
 def test_population_fvu_of_half_scaled_identity(basis, lam):
   # yhat = z / 2 leaves error z / 2: FVU 1/4 for every task.
-  fvu = measurements.population_fvu(basis.T, 0.5 * jnp.eye(D), basis, lam)
+  fvu = _population_fvu(basis.T, 0.5 * jnp.eye(D), basis, lam)
   np.testing.assert_allclose(fvu, 0.25, rtol=1e-5)
 
 
 def test_population_fvu_agrees_with_sample_fvu(sample, basis, lam):
   x, z = sample
   n = 6
-  enc = jax.random.normal(jax.random.key(2), (n, D)) / np.sqrt(D)
-  heads = jax.random.normal(jax.random.key(3), (n, D)) / np.sqrt(n)
+  rng = np.random.default_rng(2)
+  q = np.asarray(basis)
+  enc = rng.standard_normal((n, D)) / np.sqrt(D)
+  heads = rng.standard_normal((n, D)) / np.sqrt(n)
   # Put part of the signal in so that FVUs differ from 1 and between tasks.
-  enc = enc.at[:4].add(basis.T[[0, 4, 5, 8]])
-  heads = heads.at[jnp.arange(4), jnp.array([0, 4, 5, 8])].add(1.0)
-  pop = measurements.population_fvu(enc, heads, basis, lam)
+  cols = [0, 4, 5, 8]
+  enc[:4] += q.T[cols]
+  heads[np.arange(4), cols] += 1.0
+  enc, heads = jnp.asarray(enc, jnp.float32), jnp.asarray(heads, jnp.float32)
+  pop = _population_fvu(enc, heads, basis, lam)
   outputs = (x @ enc.T) @ heads
   samp = measurements.fvu(outputs, z, lam)
   np.testing.assert_allclose(samp, pop, rtol=0.03)
@@ -94,7 +102,7 @@ def test_population_fvu_agrees_with_sample_fvu(sample, basis, lam):
 def test_feature_capture_of_task_block(basis, lam):
   for k in range(K):
     enc = basis[:, k * M:(k + 1) * M].T  # rows = B_k^T
-    cap = measurements.feature_capture(enc, basis, lam)
+    cap = _capture(enc, basis, lam)
     chex.assert_shape(cap, (K,))
     np.testing.assert_allclose(cap, np.eye(K)[k], atol=1e-5)
 
@@ -102,33 +110,34 @@ def test_feature_capture_of_task_block(basis, lam):
 @pytest.mark.parametrize("k,j", [(0, 0), (1, 2), (2, 3)])
 def test_feature_capture_of_single_feature(basis, lam, k, j):
   enc = basis[:, k * M + j][None, :]
-  cap = measurements.feature_capture(enc, basis, lam)
+  cap = _capture(enc, basis, lam)
   expected = np.zeros(K)
   expected[k] = lam[k, j] / lam[k].sum()
   np.testing.assert_allclose(cap, expected, atol=1e-5)
 
 
 def test_feature_capture_depends_only_on_row_space(basis, lam):
-  enc = jax.random.normal(jax.random.key(4), (5, D))
-  mix = jax.random.normal(jax.random.key(5), (5, 5)) + 3 * jnp.eye(5)
-  a = measurements.feature_capture(enc, basis, lam)
-  b = measurements.feature_capture(mix @ enc, basis, lam)
+  rng = np.random.default_rng(4)
+  enc = rng.standard_normal((5, D)).astype(np.float32)
+  mix = (rng.standard_normal((5, 5)) + 3 * np.eye(5)).astype(np.float32)
+  a = _capture(enc, basis, lam)
+  b = _capture(mix @ enc, basis, lam)
   np.testing.assert_allclose(a, b, atol=1e-4)
   # Duplicating a row does not add a direction.
-  c = measurements.feature_capture(jnp.concatenate([enc, enc[:1] * 2.0]), basis, lam)
+  c = _capture(np.concatenate([enc, enc[:1] * 2.0]), basis, lam)
   np.testing.assert_allclose(a, c, atol=1e-4)
   assert np.all((np.asarray(a) > 0) & (np.asarray(a) < 1))
 
 
 def test_feature_capture_full_rank_is_one(basis, lam):
-  enc = jax.random.normal(jax.random.key(6), (D, D))
-  np.testing.assert_allclose(measurements.feature_capture(enc, basis, lam), 1.0, atol=1e-4)
+  enc = np.random.default_rng(6).standard_normal((D, D)).astype(np.float32)
+  np.testing.assert_allclose(_capture(enc, basis, lam), 1.0, atol=1e-4)
 
 
 def test_feature_capture_ignores_tiny_directions(basis, lam):
   # A direction 1e-7 times the largest carries no signal and does not count.
   enc = jnp.stack([basis[:, 0], 1e-7 * basis[:, M]])
-  np.testing.assert_allclose(measurements.feature_capture(enc, basis, lam),
+  np.testing.assert_allclose(_capture(enc, basis, lam),
                              [lam[0, 0] / lam[0].sum(), 0.0, 0.0], atol=1e-5)
 
 

@@ -146,3 +146,8 @@ def test_unknown_schedule_raises_with_allowed_names():
     optimizers.schedule_factor(0, "linear", 10, 0, 0.0)
   for name in optimizers.SCHEDULES:
     assert name in str(err.value)
+
+
+def test_unknown_schedule_is_refused_when_the_optimizer_is_built():
+  with pytest.raises(ValueError, match="train.schedule='bogus'"):
+    optimizers.make_optimizer("sgd", 0.1, "bogus", 10)

@@ -104,6 +104,16 @@ def test_ties_go_to_lower_task_then_lower_feature():
   np.testing.assert_array_equal(p.critical_width, [1, 2, 5])
 
 
+def test_ties_are_stable_on_large_arrays():
+  # Equal utilities across 20 tasks: every task's top feature ties, the lower task wins.
+  spectrum = np.tile([1.0, 0.5], (20, 1))
+  p = theory.predict(np.full(20, 0.05), spectrum, 20)
+  np.testing.assert_array_equal(p.order[:20], np.stack([np.arange(20), np.zeros(20, int)], -1))
+  np.testing.assert_array_equal(p.critical_width, np.arange(1, 21))
+  np.testing.assert_array_equal(p.kept[:, 0], True)
+  np.testing.assert_array_equal(p.kept[:, 1], False)
+
+
 def test_critical_width_is_where_top_feature_enters():
   task = LinearMixture(num_tasks=6, block_size=4)
   pi, lam = task.mixture(0.02, 1.0), task.spectrum(1.0)
