@@ -109,12 +109,14 @@ def write_report(config: ml_collections.ConfigDict, wd: Path, task, cells: list[
       "rare_learned_at_widest_highest": all(r["learned"] for r in widest_top),
       "rare_learned_at_narrowest_rarest": any(r["learned"] for r in narrow_rare),
       "optimum_check": optimum}
+  crit_at = [int(theory.predict(task.mixture(f, ref["common_exponent"]), spectrum, 1)
+                 .critical_width[first_rare]) for f in freqs]
   workdir.write_text(wd / "summary.md", _summary_md(config, task, cells, widths, freqs, mean_fvu,
-                                                    mean_pred, crit, fine, summary))
+                                                    mean_pred, crit_at, summary))
   return summary
 
 
-def _summary_md(config, task, cells, widths, freqs, mean_fvu, mean_pred, crit, fine,
+def _summary_md(config, task, cells, widths, freqs, mean_fvu, mean_pred, crit_at,
                 summary) -> str:
   seeds = sorted({c.values["seed"] for c in cells})
   lines = [
@@ -140,7 +142,6 @@ def _summary_md(config, task, cells, widths, freqs, mean_fvu, mean_pred, crit, f
       text = f"{m:.2f} ({p:.2f})"
       cells_md.append(f"**{text}**" if m <= config.learned_fvu else text)
     lines.append(f"| {int(w)} | " + " | ".join(cells_md) + " |")
-  crit_at = [int(crit[np.searchsorted(fine, f)]) for f in freqs]
   lines += ["", "Critical width of the rare task at each frequency: " +
             ", ".join(f"{f:g}: {c}" for f, c in zip(freqs, crit_at)), "",
             "## Agreement with the closed form", "",
