@@ -15,7 +15,9 @@ Measures, in one process, and writes benchmarks/results/grid.json:
 3. Wall time of the default main job (`experiments.main` on configs/width_by_frequency.py in a
    fresh temporary work directory), end to end as a subprocess; --skip_main_job leaves it out.
 
-Everything runs on one device (the default one); the runner itself shards groups over all devices.
+The ensemble is timed twice: on one device, and as the runner places it, sharded over all local
+devices (on CPU, one device per core, as `experiments.main` sets up). The loop of single cells
+runs on one device: a single cell has no ensemble axis to shard.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rare_tasks import ensemble, grid_runner
+from rare_tasks import ensemble, grid_runner, sharding
 from rare_tasks.grid import Cell, Group, expand, group_cells
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,6 +153,23 @@ def _matmul_timer(device: jax.Device) -> tuple[Callable[[], float], float]:
   return _seconds(lambda: jax.block_until_ready(matmul(a, b))), compile_s
 
 
+class _ShardedGroup:
+  """The group exactly as the runner trains it: padded and sharded over all local devices."""
+
+  def __init__(self, config, group: Group, task, num_steps: int):
+    self._run = grid_runner._GroupRun(config, group, task, sharding.ensemble_mesh())
+    self._steps = num_steps
+    self._state = self._run.init()
+    self._state, _ = self._run.chunk(self._state, num_steps)  # compile and warm up
+    jax.block_until_ready(self._state)
+
+  def run(self) -> float:
+    start = time.perf_counter()
+    self._state, loss = self._run.chunk(self._state, self._steps)
+    jax.block_until_ready((self._state, loss))
+    return time.perf_counter() - start
+
+
 def bench_group(config, group: Group, task, args, device: jax.Device,
                 extra_timers: dict[str, Callable[[], float]] | None = None) -> dict[str, Any]:
   """Ensemble vs one at a time for one group (and any extra timers, interleaved with them)."""
@@ -158,14 +177,17 @@ def bench_group(config, group: Group, task, args, device: jax.Device,
                                grid_runner.train_spec_of(config))
   ens = _Trainer(spec, [group.cells], task, args.steps, device)
   singles = _Trainer(spec, [((c,),) for c in group.flat_cells()], task, args.steps, device)
+  sharded = _ShardedGroup(config, group, task, args.steps)
   timers: dict[str, Callable[[], Any]] = {
-      "ensemble": lambda: ens.run_all()[0], "loop": singles.run_all}
+      "ensemble": lambda: ens.run_all()[0], "loop": singles.run_all,
+      "ensemble_all_devices": sharded.run}
   timers.update(extra_timers or {})
   raw = _interleaved(timers, args.repeats)
   num_cells = len(group.flat_cells())
   ens_s = statistics.median(raw["ensemble"])
   loop_totals = [sum(t) for t in raw["loop"]]
   loop_s = statistics.median(loop_totals)
+  all_s = statistics.median(raw["ensemble_all_devices"])
   model_steps = num_cells * args.steps
   result = {
       "group": group.name, "width": group.static["width"], "cells": num_cells,
@@ -174,6 +196,11 @@ def bench_group(config, group: Group, task, args, device: jax.Device,
       "ensemble_model_steps_per_s": model_steps / ens_s,
       "loop_model_steps_per_s": model_steps / loop_s,
       "ratio_ensemble_over_loop": loop_s / ens_s,
+      "all_devices": jax.local_device_count(),
+      "ensemble_all_devices_median_s": all_s,
+      "ensemble_all_devices_model_steps_per_s": model_steps / all_s,
+      "ratio_ensemble_all_devices_over_loop": loop_s / all_s,
+      "ensemble_all_devices_raw_s": raw["ensemble_all_devices"],
       "ensemble_raw_s": raw["ensemble"], "loop_raw_s": loop_totals, "loop_cell_raw_s": raw["loop"],
       "compile_s": {"ensemble": ens.compile_s, "single_cell": singles.compile_s},
       "first_run_s": {"ensemble": ens.warmup_s, "single_cell": singles.warmup_s},
@@ -202,13 +229,16 @@ def _write(out: Path, results: dict[str, Any]) -> None:
 
 def _print_table(results: dict[str, Any]) -> None:
   rows = results["ensemble_vs_loop"]
-  print(f"{'width':>5} {'S x P':>6} {'ensemble steps/s':>17} {'loop steps/s':>13} {'ratio':>7}"
-        f" {'ens s':>7} {'loop s':>7}")
+  n = jax.local_device_count()
+  print(f"model-steps/s; ratios against the loop of single cells (1 device); all = {n} devices")
+  print(f"{'width':>5} {'S x P':>6} {'loop':>8} {'ensemble 1 dev':>15} {'ratio':>7} "
+        f"{'ensemble all':>13} {'ratio':>7}")
   for r in rows.values():
     print(f"{r['width']:>5} {r['streams']:>2} x {r['members']:<2} "
-          f"{r['ensemble_model_steps_per_s']:>17,.0f} {r['loop_model_steps_per_s']:>13,.0f} "
-          f"{r['ratio_ensemble_over_loop']:>6.2f}x {r['ensemble_median_s']:>7.3f} "
-          f"{r['loop_median_s']:>7.3f}")
+          f"{r['loop_model_steps_per_s']:>8,.0f} {r['ensemble_model_steps_per_s']:>15,.0f} "
+          f"{r['ratio_ensemble_over_loop']:>6.2f}x "
+          f"{r['ensemble_all_devices_model_steps_per_s']:>13,.0f} "
+          f"{r['ratio_ensemble_all_devices_over_loop']:>6.2f}x")
   f = results["flops"]
   print(f"FLOP/s: width {f['width']} ensemble ({f['cells']} cells) "
         f"{f['achieved_flop_per_s'] / 1e9:.2f} GFLOP/s; {MATMUL_SIZE}^3 float32 matmul "
@@ -226,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   if args.repeats < 1 or args.steps < 1:
     parser.error("--repeats and --steps must be at least 1")
 
+  sharding.use_cpu_cores()  # before any JAX computation, as experiments.main does
   config = load_config()
   task = grid_runner.task_of(config)
   groups = group_cells(expand(config))
@@ -235,7 +266,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
       "jax_version": jax.__version__, "python": platform.python_version(),
       "host": platform.node(), "platform": device.platform, "device_kind": device.device_kind,
-      "device_count": jax.device_count(), "devices_used": 1,
+      "device_count": jax.device_count(),
+      "devices_used": "1 for the loop and the 'ensemble' timings; all local devices for "
+                      "'ensemble_all_devices'",
       "settings": {
           "config": CONFIG_FILE, "repeats": args.repeats, "steps_per_call": args.steps,
           "batch_size": config.train.batch_size, "input_dim": task.input_dim,
@@ -254,9 +287,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       extra["matmul"] = matmul
     r = bench_group(config, group, task, args, device, extra)
     results["ensemble_vs_loop"][str(r["width"])] = r
-    print(f"width {r['width']:>3}: ensemble {r['ensemble_model_steps_per_s']:,.0f} "
-          f"model-steps/s, loop {r['loop_model_steps_per_s']:,.0f}, "
-          f"ratio {r['ratio_ensemble_over_loop']:.2f}x", flush=True)
+    print(f"width {r['width']:>3}: loop {r['loop_model_steps_per_s']:,.0f} model-steps/s, "
+          f"ensemble {r['ensemble_model_steps_per_s']:,.0f} on 1 device "
+          f"({r['ratio_ensemble_over_loop']:.2f}x), "
+          f"{r['ensemble_all_devices_model_steps_per_s']:,.0f} on {r['all_devices']} "
+          f"({r['ratio_ensemble_all_devices_over_loop']:.2f}x)", flush=True)
 
   w = results["ensemble_vs_loop"][str(widest.static["width"])]
   per_member = model_flops_per_member_step(config.train.batch_size, task.input_dim, w["width"],
@@ -284,9 +319,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           computed * w["cells"] * args.steps / w["ensemble_median_s"] / (matmul_flops / matmul_s),
   }
   _print_table(results)
-  ratios = {k: round(v["ratio_ensemble_over_loop"], 2) for k, v in
-            results["ensemble_vs_loop"].items()}
-  print(f"ensemble/loop model-steps/s by width: {ratios}")
+  for key, label in (("ratio_ensemble_over_loop", "1 device"),
+                     ("ratio_ensemble_all_devices_over_loop", "all devices")):
+    ratios = {k: round(v[key], 2) for k, v in results["ensemble_vs_loop"].items()}
+    print(f"ensemble ({label}) / loop, model-steps/s by width: {ratios}")
   _write(args.out, results)
 
   if args.skip_main_job:

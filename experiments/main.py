@@ -8,7 +8,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from rare_tasks import grid_runner
+from rare_tasks import grid_runner, sharding
 from rare_tasks.config_schema import ConfigError
 from rare_tasks.workdir import WorkdirError
 
@@ -18,11 +18,15 @@ _WORKDIR = flags.DEFINE_string("workdir", "workdirs/width_by_frequency",
                                "Work directory: config, metrics, results, figures, checkpoints.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False,
                                "Delete a work directory that holds a different config.")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", 0, "On CPU, the number of JAX devices the ensembles are sharded over "
+    "(0: one per core). Accelerators are not affected.", lower_bound=0)
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
+  sharding.use_cpu_cores(_CPU_DEVICES.value)
   try:
     report = grid_runner.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
   except (ConfigError, WorkdirError) as e:

@@ -8,6 +8,7 @@ Members never communicate, so no collective is needed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import jax
@@ -15,6 +16,20 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 AXIS = "ensemble"
+
+
+def use_cpu_cores(count: int = 0) -> int:
+  """On the CPU platform, one JAX device per core (or `count`), so ensembles use every core.
+
+  Must run before JAX starts its backends; leaves an explicit
+  --xla_force_host_platform_device_count in XLA_FLAGS alone. Accelerators are not affected.
+  Returns the CPU device count asked for (0 when left to XLA_FLAGS).
+  """
+  if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+    return 0
+  count = count or os.cpu_count() or 1
+  jax.config.update("jax_num_cpu_devices", count)
+  return count
 
 
 def ensemble_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
