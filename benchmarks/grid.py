@@ -39,7 +39,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from rare_tasks import ensemble, grid_runner, sharding
 from rare_tasks.grid import Cell, Group, expand, group_cells
@@ -76,16 +75,6 @@ def computed_flops_per_member_step(batch_size: int, input_dim: int, width: int,
   return 2 * encoder + 3 * heads
 
 
-def _constants(task, rows: Sequence[Sequence[Cell]]) -> ensemble.Constants:
-  """An ensemble's constants for cells laid out rows[stream][member], as the runner builds them."""
-  seeds = np.array([r[0].values["seed"] for r in rows])
-  spectra = np.stack([task.spectrum(r[0].values["beta"]) for r in rows])
-  mixtures = np.stack([[task.mixture(c.values["rare_frequency"], c.values["common_exponent"])
-                        for c in r] for r in rows])
-  rates = np.array([[c.values["learning_rate"] for c in r] for r in rows])
-  return ensemble.make_constants(task, seeds, spectra, mixtures, rates)
-
-
 class _Trainer:
   """A compiled `train_chunk` of fixed length and the live states of the ensembles it trains.
 
@@ -95,7 +84,8 @@ class _Trainer:
   def __init__(self, spec: ensemble.EnsembleSpec, layouts: Sequence[Sequence[Sequence[Cell]]],
                task, num_steps: int, device: jax.Device):
     num_members = len(layouts[0][0])
-    self.consts = [jax.device_put(_constants(task, rows), device) for rows in layouts]
+    self.consts = [jax.device_put(grid_runner.group_constants(task, rows), device)
+                   for rows in layouts]
     init = jax.jit(partial(ensemble.init_state, spec, num_members=num_members))
     self.states = [init(c) for c in self.consts]
     jax.block_until_ready(self.states)
@@ -157,7 +147,7 @@ class _ShardedGroup:
   """The group exactly as the runner trains it: padded and sharded over all local devices."""
 
   def __init__(self, config, group: Group, task, num_steps: int):
-    self._run = grid_runner._GroupRun(config, group, task, sharding.ensemble_mesh())
+    self._run = grid_runner.GroupRun(config, group, task, sharding.ensemble_mesh())
     self._steps = num_steps
     self._state = self._run.init()
     self._state, _ = self._run.chunk(self._state, num_steps)  # compile and warm up

@@ -136,7 +136,8 @@ def evaluate(spec: EnsembleSpec, params: dict, consts: Constants,
   """Per-task measurements, each (S, P, K).
 
   fvu: on fresh held-out samples, drawn from the stream's evaluation key at `step` (never used
-  in training). population_fvu (exact) and feature_capture: linear encoders only, NaN otherwise.
+  in training). population_fvu (exact): linear encoders only, NaN otherwise. Linear encoders also
+  return their encoder_map (S, P, N, d), from which the host computes feature capture.
   """
   def one_stream(p_stream, seed, spectrum, basis):
     key = jax.random.fold_in(_stream_key(seed, _EVAL), step)
@@ -146,13 +147,11 @@ def evaluate(spec: EnsembleSpec, params: dict, consts: Constants,
     def member(p):
       _, y = spec.model.apply(p, x)
       fvu = measurements.fvu(y, z, spectrum)
-      if spec.model.is_linear:
-        w = spec.model.encoder_map(p)
-        capture = measurements.feature_capture(w, basis, spectrum)
-        exact = measurements.population_fvu(w, p["heads"]["kernel"], basis, spectrum)
-      else:
-        capture = exact = jnp.full_like(fvu, jnp.nan)
-      return {"fvu": fvu, "population_fvu": exact, "feature_capture": capture}
+      if not spec.model.is_linear:
+        return {"fvu": fvu, "population_fvu": jnp.full_like(fvu, jnp.nan)}
+      w = spec.model.encoder_map(p)
+      exact = measurements.population_fvu(w, p["heads"]["kernel"], basis, spectrum)
+      return {"fvu": fvu, "population_fvu": exact, "encoder_map": w}
 
     return jax.vmap(member)(p_stream)
 

@@ -19,7 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from rare_tasks import ensemble, sharding, theory, workdir
+from rare_tasks import ensemble, measurements, sharding, theory, workdir
 from rare_tasks.checkpoints import GroupCheckpoints
 from rare_tasks.config_schema import validate
 from rare_tasks.grid import Cell, Group, expand, group_cells
@@ -75,24 +75,30 @@ def eval_steps(total: int, every: int) -> list[int]:
   return steps + [total]
 
 
-class _GroupRun:
-  """Device arrays and compiled programs of one group on a mesh."""
+def group_constants(task, rows: Sequence[Sequence[Cell]]) -> ensemble.Constants:
+  """Host constants of cells laid out rows[stream][member] (unpadded)."""
+  seeds = np.array([r[0].values["seed"] for r in rows])
+  spectra = np.stack([task.spectrum(r[0].values["beta"]) for r in rows])
+  mixtures = np.stack([[task.mixture(c.values["rare_frequency"], c.values["common_exponent"])
+                        for c in r] for r in rows])
+  rates = np.array([[c.values["learning_rate"] for c in r] for r in rows])
+  return ensemble.make_constants(task, seeds, spectra, mixtures, rates)
+
+
+class GroupRun:
+  """Device arrays and compiled programs of one group, padded and sharded over a mesh."""
 
   def __init__(self, config, group: Group, task, mesh):
     self.group = group
     self.spec = ensemble.EnsembleSpec(model_of(config, group.static), task, train_spec_of(config))
     s, p = group.num_streams, group.num_members
     self.axis, self.s_pad, self.p_pad = sharding.choose_layout(s, p, mesh.devices.size)
-    rows = group.cells
-    seeds = np.array([r[0].values["seed"] for r in rows])
-    spectra = np.stack([task.spectrum(r[0].values["beta"]) for r in rows])
-    mixtures = np.stack([[task.mixture(c.values["rare_frequency"], c.values["common_exponent"])
-                          for c in r] for r in rows])
-    rates = np.array([[c.values["learning_rate"] for c in r] for r in rows])
-    consts = ensemble.make_constants(
-        task, sharding.pad_leading(seeds, self.s_pad), sharding.pad_leading(spectra, self.s_pad),
-        sharding.pad_leading(mixtures, self.s_pad, self.p_pad),
-        sharding.pad_leading(rates, self.s_pad, self.p_pad))
+    consts = group_constants(task, group.cells)
+    self.host_consts = dict(consts)
+    for name in ("seeds", "spectrum"):
+      consts[name] = sharding.pad_leading(consts[name], self.s_pad)
+    for name in ("mixture", "learning_rate"):
+      consts[name] = sharding.pad_leading(consts[name], self.s_pad, self.p_pad)
     ens = sharding.ensemble_sharding(mesh, self.axis)
     per_stream = sharding.stream_sharding(mesh, self.axis)
     rep = sharding.replicated(mesh)
@@ -143,6 +149,15 @@ class _GroupRun:
     """One metrics.jsonl record per real (unpadded) cell."""
     loss = None if loss is None else np.asarray(jax.device_get(loss))
     metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+    encoder_map = metrics.pop("encoder_map", None)
+    if encoder_map is None:
+      metrics["feature_capture"] = np.full_like(metrics["fvu"], np.nan)
+    else:
+      s, p = self.group.num_streams, self.group.num_members
+      metrics["feature_capture"] = np.full_like(metrics["fvu"], np.nan)
+      metrics["feature_capture"][:s, :p] = measurements.feature_capture(
+          encoder_map[:s, :p], self.host_consts["basis"],
+          self.host_consts["spectrum"][:s, None])
     out = []
     for si, row in enumerate(self.group.cells):
       for pi, cell in enumerate(row):
@@ -200,7 +215,7 @@ def _train_group(config, wd: Path, group: Group, task, mesh, progress: Progress,
     if latest == steps:
       progress.skip(group.name, steps)
       return 0
-    g = _GroupRun(config, group, task, mesh)
+    g = GroupRun(config, group, task, mesh)
     if latest is None:
       state = g.init()
       workdir.append_metrics(wd, g.records(0, None, g.evaluate(state)))

@@ -1,13 +1,15 @@
 """Per-task measurements of one model: fraction of variance unexplained and feature capture.
 
-FVU_k = E||yhat_k - z_k||^2 / Tr(C_k), estimated on held-out samples. Feature capture
-l_k(U) = Tr(P_U C_k) / Tr(C_k), U the row space of the (linear) encoder, is exact.
+FVU_k = E||yhat_k - z_k||^2 / Tr(C_k), estimated on held-out samples (or exact for linear
+models). Feature capture l_k(U) = Tr(P_U C_k) / Tr(C_k), U the row space of the (linear) encoder,
+is exact.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def per_task_squared_error(outputs: jax.Array, targets: jax.Array, num_tasks: int) -> jax.Array:
@@ -22,19 +24,21 @@ def fvu(outputs: jax.Array, targets: jax.Array, spectrum: jax.Array) -> jax.Arra
   return mse / spectrum.sum(-1)
 
 
-def feature_capture(encoder_map: jax.Array, basis: jax.Array, spectrum: jax.Array,
-                    rtol: float = 1e-5) -> jax.Array:
-  """l_k(U) for every task: encoder_map (N, d), basis Q (d, d), spectrum (K, m) -> (K,).
+def feature_capture(encoder_map: np.ndarray, basis: np.ndarray, spectrum: np.ndarray,
+                    rtol: float = 1e-5) -> np.ndarray:
+  """l_k(U) per task: encoder_map (..., N, d), basis Q (d, d), spectrum (..., K, m) -> (..., K).
 
   U is the row space of `encoder_map`; directions with singular value below `rtol` times the
-  largest do not count (they carry no signal to the heads).
+  largest do not count (they carry no signal to the heads). Computed on the host with numpy: a
+  batched LAPACK call inside a multi-device CPU program can deadlock jaxlib's shared thread pool.
   """
-  _, s, vt = jnp.linalg.svd(encoder_map, full_matrices=False)
-  keep = (s > rtol * s[0]).astype(vt.dtype)
+  encoder_map = np.asarray(encoder_map, np.float64)
+  spectrum = np.asarray(spectrum, np.float64)
+  _, s, vt = np.linalg.svd(encoder_map, full_matrices=False)
+  keep = s > rtol * s[..., :1]
   # ||P_U q_j||^2 for every basis direction q_j.
-  captured = jnp.sum((keep[:, None] * (vt @ basis)) ** 2, axis=0)
-  num_tasks = spectrum.shape[0]
-  captured = captured.reshape(num_tasks, -1)
+  captured = np.sum((keep[..., :, None] * (vt @ np.asarray(basis, np.float64))) ** 2, axis=-2)
+  captured = captured.reshape(captured.shape[:-1] + spectrum.shape[-2:])
   return (captured * spectrum).sum(-1) / spectrum.sum(-1)
 
 

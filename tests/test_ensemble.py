@@ -123,8 +123,9 @@ def test_evaluate_shapes_and_untrained_fvu_is_one():
   _, spec, consts = _setup(5, 4, 2, [0, 1], [0.05, 0.2, 0.3], [1e-2], eval_samples=20000)
   state = ensemble.init_state(spec, consts, 3)
   out = ensemble.evaluate(spec, state["params"], consts, state["step"])
-  for name in ("fvu", "population_fvu", "feature_capture"):
+  for name in ("fvu", "population_fvu"):
     chex.assert_shape(out[name], (2, 3, 4))
+  chex.assert_shape(out["encoder_map"], (2, 3, 5, 8))
   np.testing.assert_allclose(out["population_fvu"], 1.0, atol=1e-6)
   # Zero heads predict 0: the sample FVU is ||z_k||^2 / Tr(C_k), 1 up to sampling error.
   np.testing.assert_allclose(out["fvu"], 1.0, atol=0.05)
@@ -137,5 +138,18 @@ def test_nonlinear_encoder_has_no_capture_or_population_fvu():
   consts = ensemble.make_constants(task, np.array([0]), task.spectrum(1.0)[None],
                                    task.mixture(0.2, 1.0)[None, None], np.array([[1e-2]]))
   out = ensemble.evaluate(spec, ensemble.init_state(spec, consts, 1)["params"], consts, 0)
-  assert np.isnan(out["feature_capture"]).all() and np.isnan(out["population_fvu"]).all()
+  assert "encoder_map" not in out and np.isnan(out["population_fvu"]).all()
   assert np.isfinite(out["fvu"]).all()
+
+
+def test_compiled_programs_make_no_lapack_calls():
+  # Batched LAPACK custom calls in a multi-device CPU program can deadlock jaxlib's shared
+  # thread pool (seen with 2 devices on 2 cores); the step and the evaluation must not use them.
+  _, spec, consts = _setup(5, 4, 2, [0, 1], [0.05, 0.2, 0.3], [1e-2])
+  state = ensemble.init_state(spec, consts, 3)
+  programs = [
+      jax.jit(partial(ensemble.evaluate, spec)).lower(state["params"], consts, state["step"]),
+      jax.jit(partial(ensemble.train_chunk, spec, num_steps=2)).lower(state, consts)]
+  for lowered in programs:
+    text = lowered.as_text().lower()
+    assert "lapack" not in text and "custom_call" not in text

@@ -14,7 +14,7 @@ K, M = 3, 4
 D = K * M
 
 # Jitted once per shape: one compile instead of one dispatch compile per op.
-_capture = jax.jit(measurements.feature_capture)
+_capture = measurements.feature_capture  # numpy, on the host
 _population_fvu = jax.jit(measurements.population_fvu)
 
 
@@ -159,3 +159,14 @@ def test_masked_loss_gradient_only_reaches_own_head():
   tgt = jnp.zeros((2, 4))
   g = jax.grad(measurements.masked_loss)(out, tgt, jnp.array([1, 0]), 2)
   np.testing.assert_allclose(g, [[0, 0, 1, 1], [1, 1, 0, 0]])
+
+
+def test_feature_capture_is_batched_over_leading_axes(basis, lam):
+  rng = np.random.default_rng(0)
+  maps = rng.standard_normal((2, 3, 5, basis.shape[0]))
+  spectra = np.stack([lam, lam ** 2])[:, None]  # (2, 1, K, m): one spectrum per stream
+  batched = _capture(maps, basis, spectra)
+  assert batched.shape == (2, 3, lam.shape[0])
+  for s in range(2):
+    for p in range(3):
+      np.testing.assert_allclose(batched[s, p], _capture(maps[s, p], basis, spectra[s, 0]))
