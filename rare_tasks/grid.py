@@ -88,19 +88,6 @@ def expand(config: ml_collections.ConfigDict) -> list[Cell]:
   return cells
 
 
-def cell_config(config: ml_collections.ConfigDict, cell: Cell) -> ml_collections.ConfigDict:
-  """The config with the cell's grid values written into their fields."""
-  # Not type-safe, so that a per-task beta list can replace a single number and back.
-  c = ml_collections.ConfigDict(config.to_dict(), type_safe=False)
-  for axis, path in GRID_AXES.items():
-    *parents, leaf = path.split(".")
-    node = c
-    for p in parents:
-      node = node[p]
-    node[leaf] = cell.values[axis]
-  return c
-
-
 def group_cells(cells: list[Cell]) -> list[Group]:
   """Groups by static key (ordered by width), each laid out as streams x members."""
   by_static: dict[tuple, list[Cell]] = {}

@@ -26,7 +26,7 @@ from rare_tasks.grid import Cell, Group, expand, group_cells
 from rare_tasks.models import MODELS
 from rare_tasks.progress import Progress, log
 from rare_tasks.results_table import build_results, write_results
-from rare_tasks.study_report import write_report
+from rare_tasks.study_report import write_predictions, write_report
 from rare_tasks.tasks import TASKS
 
 # Called after every chunk with (group name, step); a test raises from it to simulate a kill.
@@ -150,11 +150,9 @@ class GroupRun:
     loss = None if loss is None else np.asarray(jax.device_get(loss))
     metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
     encoder_map = metrics.pop("encoder_map", None)
-    if encoder_map is None:
-      metrics["feature_capture"] = np.full_like(metrics["fvu"], np.nan)
-    else:
+    metrics["feature_capture"] = np.full_like(metrics["fvu"], np.nan)
+    if encoder_map is not None:
       s, p = self.group.num_streams, self.group.num_members
-      metrics["feature_capture"] = np.full_like(metrics["fvu"], np.nan)
       metrics["feature_capture"][:s, :p] = measurements.feature_capture(
           encoder_map[:s, :p], self.host_consts["basis"],
           self.host_consts["spectrum"][:s, None])
@@ -192,9 +190,11 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   progress = Progress([(g.name, len(g.flat_cells()), steps,
                         g.static["width"] * (1 + g.static["num_hidden_layers"]) + task.input_dim)
                        for g in groups])
+  write_predictions(wd, cells, predictions)
+  measured = {r["cell"] for r in workdir.read_metrics(wd) if r["step"] == steps}
   trained = 0
   for group in groups:
-    trained += _train_group(config, wd, group, task, mesh, progress, chunk_hook)
+    trained += _train_group(config, wd, group, task, mesh, progress, chunk_hook, measured)
 
   results = build_results(config, task, cells, predictions, workdir.read_metrics(wd))
   write_results(wd, results)
@@ -206,14 +206,24 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
 
 
 def _train_group(config, wd: Path, group: Group, task, mesh, progress: Progress,
-                 chunk_hook: ChunkHook | None) -> int:
-  """Trains one group to the end from its latest checkpoint; returns the steps it ran."""
+                 chunk_hook: ChunkHook | None, measured: set[int]) -> int:
+  """Trains one group to the end from its latest checkpoint; returns the steps it ran.
+
+  `measured`: the cells whose final-step record is in metrics.jsonl. A finished group with a
+  record missing (a damaged file) is measured again from its final checkpoint.
+  """
   steps = config.train.steps
   ckpt = GroupCheckpoints(wd / "checkpoints" / group.name)
   try:
     latest = ckpt.latest_step()
     if latest == steps:
       progress.skip(group.name, steps)
+      if any(c.index not in measured for c in group.flat_cells()):
+        g = GroupRun(config, group, task, mesh)
+        state = g.from_host(ckpt.restore(g.host_like()))
+        workdir.append_metrics(wd, g.records(steps, None, g.evaluate(state)))
+        log.info("%s: final measurements were missing; measured again from the checkpoint",
+                 group.name)
       return 0
     g = GroupRun(config, group, task, mesh)
     if latest is None:

@@ -34,12 +34,16 @@ def feature_capture(encoder_map: np.ndarray, basis: np.ndarray, spectrum: np.nda
   """
   encoder_map = np.asarray(encoder_map, np.float64)
   spectrum = np.asarray(spectrum, np.float64)
+  # A diverged model (non-finite weights) has no row space: NaN capture, not a LinAlgError.
+  finite = np.isfinite(encoder_map).all(axis=(-2, -1))
+  encoder_map = np.where(finite[..., None, None], encoder_map, 0.0)
   _, s, vt = np.linalg.svd(encoder_map, full_matrices=False)
   keep = s > rtol * s[..., :1]
   # ||P_U q_j||^2 for every basis direction q_j.
   captured = np.sum((keep[..., :, None] * (vt @ np.asarray(basis, np.float64))) ** 2, axis=-2)
   captured = captured.reshape(captured.shape[:-1] + spectrum.shape[-2:])
-  return (captured * spectrum).sum(-1) / spectrum.sum(-1)
+  capture = (captured * spectrum).sum(-1) / spectrum.sum(-1)
+  return np.where(finite[..., None], capture, np.nan)
 
 
 def population_fvu(encoder_map: jax.Array, heads: jax.Array, basis: jax.Array,

@@ -50,7 +50,7 @@ class Progress:
       self._cells_done += cells
 
   def start(self, name: str) -> None:
-    """Marks the start of a group's training (after its compilation)."""
+    """Marks the start of a group's training (its first rate line includes compilation)."""
     self._group_clock[name] = (time.perf_counter(), 0)
 
   def advance(self, name: str, step: int, num_steps: int) -> None:

@@ -36,15 +36,16 @@ def build_results(config: ml_collections.ConfigDict, task, cells: list[Cell],
     mixture = task.mixture(v["rare_frequency"], v["common_exponent"])
     betas = np.broadcast_to(np.asarray(v["beta"], float), (task.num_tasks,))
     for k in range(task.num_tasks):
-      fvu = rec["fvu"][k]
+      # A diverged cell's NaN measurements are null in metrics.jsonl: NaN here, never learned.
+      fvu = _number(rec["fvu"][k])
       rows.append({
           "width": v["width"], "rare_frequency": v["rare_frequency"], "seed": v["seed"],
           "task": k, "task_frequency": float(mixture[k]), "beta": float(betas[k]),
           "fvu": fvu, "predicted_fvu": float(pred.fvu[k]),
-          "feature_capture": rec["feature_capture"][k],
+          "feature_capture": _number(rec["feature_capture"][k]),
           "learned": bool(fvu <= config.learned_fvu),
           "predicted_learned": bool(pred.fvu[k] <= config.learned_fvu),
-          "is_rare": k in rare, "population_fvu": rec["population_fvu"][k],
+          "is_rare": k in rare, "population_fvu": _number(rec["population_fvu"][k]),
           "critical_width": int(pred.critical_width[k]),
           "learning_rate": v["learning_rate"], "common_exponent": v["common_exponent"],
           "activation": v["activation"], "num_hidden_layers": v["num_hidden_layers"],
@@ -52,12 +53,16 @@ def build_results(config: ml_collections.ConfigDict, task, cells: list[Cell],
   return rows
 
 
+def _number(v: float | None) -> float:
+  return float("nan") if v is None else float(v)
+
+
 def write_results(wd: Path, rows: list[dict[str, Any]]) -> None:
   buf = io.StringIO()
   writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
   writer.writeheader()
   for r in rows:
-    writer.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
+    writer.writerow({k: r[k] for k in COLUMNS})
   workdir.write_text(wd / "results.csv", buf.getvalue())
 
 

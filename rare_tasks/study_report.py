@@ -10,10 +10,14 @@ import ml_collections
 import numpy as np
 
 from rare_tasks import figures, theory, workdir
+from rare_tasks.config_schema import GRID_AXES
 from rare_tasks.grid import Cell
 
 
-def _predictions_json(task, cells: list[Cell], predictions: dict[int, theory.Prediction]) -> str:
+def write_predictions(wd: Path, cells: list[Cell],
+                      predictions: dict[int, theory.Prediction]) -> None:
+  """predictions.json: per cell, the utility order, how many of each task's features the optimum
+  keeps (always its top ones), predicted FVU, critical widths and the optimal loss."""
   out = []
   for c in cells:
     p = predictions[c.index]
@@ -25,7 +29,7 @@ def _predictions_json(task, cells: list[Cell], predictions: dict[int, theory.Pre
         "kept_features_per_task": kept.sum(-1).astype(int).tolist(),
         "predicted_fvu": p.fvu.tolist(), "critical_width": p.critical_width.tolist(),
         "optimal_loss": p.optimal_loss})
-  return json.dumps(out, indent=1) + "\n"
+  workdir.write_text(wd / "predictions.json", json.dumps(out, indent=1) + "\n")
 
 
 def _optimum_check(task, cells, predictions, rows) -> dict[str, Any]:
@@ -36,7 +40,7 @@ def _optimum_check(task, cells, predictions, rows) -> dict[str, Any]:
   ratios = []
   for c in cells:
     rs = by_cell[c.index]
-    if any(r["population_fvu"] is None for r in rs):
+    if any(np.isnan(r["population_fvu"]) for r in rs):  # nonlinear or diverged
       continue
     loss = sum(r["task_frequency"] * r["population_fvu"] * float(lam.sum())
                for r, lam in zip(rs, task.spectrum(c.values["beta"])))
@@ -52,8 +56,7 @@ def _optimum_check(task, cells, predictions, rows) -> dict[str, Any]:
 def write_report(config: ml_collections.ConfigDict, wd: Path, task, cells: list[Cell],
                  predictions: dict[int, theory.Prediction], rows: list[dict[str, Any]],
                  wall_s: float, trained_steps: int) -> dict[str, Any]:
-  """Writes predictions.json, figures/ and summary.md; returns the headline numbers."""
-  workdir.write_text(wd / "predictions.json", _predictions_json(task, cells, predictions))
+  """Writes figures/ and summary.md; returns the headline numbers."""
   rare_rows = [r for r in rows if r["is_rare"]]
   agree = [r["learned"] == r["predicted_learned"] for r in rare_rows]
   agree_all = [r["learned"] == r["predicted_learned"] for r in rows]
@@ -76,11 +79,14 @@ def write_report(config: ml_collections.ConfigDict, wd: Path, task, cells: list[
   spectrum = task.spectrum(ref["beta"])
   crit = np.array([theory.predict(task.mixture(f, ref["common_exponent"]), spectrum, 1)
                    .critical_width[first_rare] for f in fine])
+  varying = [a for a in GRID_AXES if a not in ("width", "rare_frequency")
+             and len({repr(c.values[a]) for c in cells}) > 1]
+  averaged = f"mean over {', '.join(varying)}" if varying else "one cell each"
   figures.width_by_frequency(
       wd / "figures" / "width_by_frequency.png", widths, freqs, mean_fvu, mean_pred,
       (fine, crit), config.learned_fvu,
       f"rare task {first_rare}: {config.task.num_tasks} tasks x {config.task.block_size} "
-      f"features, {config.train.steps} steps, mean over seeds")
+      f"features, {config.train.steps} steps, {averaged}")
 
   metrics = workdir.read_metrics(wd)
   shown = sorted({widths[0], widths[len(widths) // 2], widths[-1]})
@@ -98,6 +104,7 @@ def write_report(config: ml_collections.ConfigDict, wd: Path, task, cells: list[
                           "per-task FVU during training")
 
   optimum = _optimum_check(task, cells, predictions, rows)
+  diverged = sorted({r["cell"] for r in rows if np.isnan(r["fvu"])})
   widest_top = [r for r in rare_rows if r["width"] == widths[-1] and r["rare_frequency"] ==
                 freqs[-1]]
   narrow_rare = [r for r in rare_rows if r["width"] == widths[0] and r["rare_frequency"] ==
@@ -108,7 +115,7 @@ def write_report(config: ml_collections.ConfigDict, wd: Path, task, cells: list[
       "rare_agreement": float(np.mean(agree)), "all_task_agreement": float(np.mean(agree_all)),
       "rare_learned_at_widest_highest": all(r["learned"] for r in widest_top),
       "rare_learned_at_narrowest_rarest": any(r["learned"] for r in narrow_rare),
-      "optimum_check": optimum}
+      "optimum_check": optimum, "diverged_cells": diverged, "averaged_over": averaged}
   crit_at = [int(theory.predict(task.mixture(f, ref["common_exponent"]), spectrum, 1)
                  .critical_width[first_rare]) for f in freqs]
   workdir.write_text(wd / "summary.md", _summary_md(config, task, cells, widths, freqs, mean_fvu,
@@ -131,7 +138,7 @@ def _summary_md(config, task, cells, widths, freqs, mean_fvu, mean_pred, crit_at
       f"{config.train.steps} steps of batch {config.train.batch_size}.",
       "", f"This invocation: {summary['trained_steps_this_invocation']} steps trained "
       f"(summed over groups), {summary['wall_s_this_invocation']:.1f} s wall.", "",
-      "## Rare-task FVU, measured (predicted), mean over seeds", "",
+      f"## Rare-task FVU, measured (predicted), {summary['averaged_over']}", "",
       f"Bold: learned (FVU <= {config.learned_fvu}).", "",
       "| width | " + " | ".join(f"f={f:g}" for f in freqs) + " |",
       "|---|" + "---|" * len(freqs)]
@@ -151,6 +158,9 @@ def _summary_md(config, task, cells, widths, freqs, mean_fvu, mean_pred, crit_at
             f"- Rare task learned at the widest width and highest frequency: "
             f"{summary['rare_learned_at_widest_highest']}; at the narrowest width and rarest "
             f"frequency: {summary['rare_learned_at_narrowest_rarest']}."]
+  if summary["diverged_cells"]:
+    lines.append(f"- Diverged (non-finite loss; counted as not learned): cells "
+                 f"{summary['diverged_cells']} (see results.csv `cell`).")
   opt = summary["optimum_check"]
   if opt.get("cells_checked"):
     lines.append(

@@ -18,6 +18,11 @@ import ml_collections
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+# What a run writes: all that --overwrite deletes.
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, "results.csv", "predictions.json", "summary.md",
+             "figures", "checkpoints")
+# Fields that do not change results, so a resume may change them.
+NOT_IDENTITY = ("checkpoint_interval_s",)
 
 
 class WorkdirError(RuntimeError):
@@ -35,31 +40,41 @@ def config_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def prepare(workdir: str | os.PathLike, config: ml_collections.ConfigDict,
             overwrite: bool) -> Path:
-  """Creates `workdir` with config.json, or checks that it holds this same config.
+  """Creates `workdir` with config.json, or checks that it holds a run of this same config.
 
-  A work directory that holds a different config is refused unless `overwrite`, which empties it.
+  A work directory holding a run of a different config is refused unless `overwrite`, which
+  deletes that run's files (and nothing else). A non-empty directory that holds no run is refused.
   """
   path = Path(workdir)
   wanted = config_json(config)
   existing_file = path / CONFIG_FILE
   if existing_file.exists():
     existing = json.loads(existing_file.read_text())
-    if existing != wanted:
-      if not overwrite:
-        diffs = _diff(existing, wanted)
-        raise WorkdirError(
-            f"{path} holds a run of a different config ({'; '.join(diffs[:5])}); use another "
-            "--workdir, or pass --overwrite to delete that run and start again")
-      if is_writer():
-        shutil.rmtree(path)
-  elif overwrite and path.exists() and is_writer():
-    shutil.rmtree(path)
+    diffs = _diff(_identity(existing), _identity(wanted))
+    if diffs and not overwrite:
+      raise WorkdirError(
+          f"{path} holds a run of a different config ({'; '.join(diffs[:5])}); use another "
+          "--workdir, or pass --overwrite to delete that run and start again")
+    if diffs and is_writer():
+      for name in RUN_FILES:
+        target = path / name
+        if target.is_dir():
+          shutil.rmtree(target)
+        elif target.exists():
+          target.unlink()
+  elif path.exists() and any(path.iterdir()):
+    raise WorkdirError(f"{path} is not empty and holds no rare_tasks run (no {CONFIG_FILE}); "
+                       "choose a new or empty --workdir")
   if is_writer():
     path.mkdir(parents=True, exist_ok=True)
     (path / "figures").mkdir(exist_ok=True)
-    if not existing_file.exists() or overwrite:
+    if not existing_file.exists():
       _atomic_write(existing_file, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
   return path
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+  return {k: v for k, v in config.items() if k not in NOT_IDENTITY}
 
 
 def _diff(old: Any, new: Any, prefix: str = "config") -> list[str]:
@@ -88,7 +103,13 @@ def append_metrics(workdir: Path, records: Iterable[dict[str, Any]]) -> None:
   if not is_writer():
     return
   lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-  with open(workdir / METRICS_FILE, "a") as f:
+  path = workdir / METRICS_FILE
+  if path.exists() and path.stat().st_size:
+    with open(path, "rb") as f:
+      f.seek(-1, os.SEEK_END)
+      if f.read(1) != b"\n":  # a line cut short by a kill: never glue a record onto it
+        lines = "\n" + lines
+  with open(path, "a") as f:
     f.write(lines)
     f.flush()
     os.fsync(f.fileno())

@@ -67,27 +67,6 @@ def test_empty_grid_is_one_cell():
   assert cells[0].values["rare_frequency"] == c.task.rare_frequency
 
 
-def test_cell_config_writes_values():
-  c = _config()
-  cell = grid.expand(c)[10]  # (0.1, 1, 4)
-  cc = grid.cell_config(c, cell)
-  assert cc.model.width == 4
-  assert cc.task.rare_frequency == 0.1
-  assert cc.seed == 1
-  assert cc.train.steps == c.train.steps
-  config_schema.validate(cc)
-  # The original config is untouched.
-  assert c.model.width == 32 and c.task.rare_frequency == 0.01 and c.seed == 0
-
-
-def test_cell_config_with_per_task_beta_grid():
-  c = config_schema.base_config()
-  c.grid.beta = ([1.0] * 16, [0.5] * 16)
-  config_schema.validate(c)
-  cc = grid.cell_config(c, grid.expand(c)[1])
-  assert list(cc.task.beta) == [0.5] * 16
-
-
 def test_group_cells_by_width_as_streams_by_members():
   cells = grid.expand(_config())
   groups = grid.group_cells(cells)

@@ -1,6 +1,7 @@
 """End-to-end tests of rare_tasks/grid_runner.py on a tiny grid."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -140,3 +141,44 @@ def test_eval_steps():
   assert grid_runner.eval_steps(60, 20) == [20, 40, 60]
   assert grid_runner.eval_steps(50, 20) == [20, 40, 50]
   assert grid_runner.eval_steps(10, 20) == [10]
+
+
+def test_metrics_deferred_between_checkpoints_give_the_same_results(reference, tmp_path):
+  wd_ref, _ = reference
+  c = tiny_config()
+  c.checkpoint_interval_s = 1e9  # only the final checkpoint; metrics written a chunk late
+  grid_runner.run(c, tmp_path)
+  steps = sorted({r["step"] for r in workdir.read_metrics(tmp_path) if r["cell"] == 5})
+  assert steps == [0, 20, 40, 60]
+  assert (tmp_path / "results.csv").read_text() == (wd_ref / "results.csv").read_text()
+
+
+def test_lost_final_record_is_measured_again_from_the_checkpoint(reference, tmp_path):
+  wd_ref, _ = reference
+  shutil.copytree(wd_ref, tmp_path / "wd")
+  wd = tmp_path / "wd"
+  lines = (wd / "metrics.jsonl").read_text().splitlines()
+  kept = [ln for ln in lines if not ('"cell": 6,' in ln and '"step": 60' in ln)]
+  assert len(kept) == len(lines) - 1
+  (wd / "metrics.jsonl").write_text("\n".join(kept) + "\n")
+  (wd / "results.csv").unlink()
+  report = grid_runner.run(tiny_config(), wd)
+  assert report.trained_steps == 0
+  assert (wd / "results.csv").read_text() == (wd_ref / "results.csv").read_text()
+
+
+def test_a_diverging_cell_is_reported_not_fatal(tmp_path):
+  c = tiny_config()
+  c.grid.width = (4,)
+  c.grid.seed = (0,)
+  c.grid.rare_frequency = (0.3,)
+  c.train.optimizer = "sgd"
+  c.grid.learning_rate = (0.01, 100.0)
+  report = grid_runner.run(c, tmp_path)
+  rows = read_results(tmp_path)
+  bad = [r for r in rows if r["learning_rate"] == "100.0"]
+  good = [r for r in rows if r["learning_rate"] == "0.01"]
+  assert all(r["fvu"] == "nan" and r["learned"] == "False" for r in bad)
+  assert all(np.isfinite(float(r["fvu"])) for r in good)
+  assert report.summary["diverged_cells"] == [int(bad[0]["cell"])]
+  assert "Diverged" in (tmp_path / "summary.md").read_text()
