@@ -186,7 +186,7 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   mesh = sharding.ensemble_mesh(devices)
   steps = config.train.steps
   log.info("%d cells in %d ensemble groups, %d steps each, on %d device(s); workdir %s",
-               len(cells), len(groups), steps, mesh.devices.size, wd)
+           len(cells), len(groups), steps, mesh.devices.size, wd)
   progress = Progress([(g.name, len(g.flat_cells()), steps,
                         g.static["width"] * (1 + g.static["num_hidden_layers"]) + task.input_dim)
                        for g in groups])
