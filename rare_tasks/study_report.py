@@ -77,8 +77,12 @@ def write_report(config: ml_collections.ConfigDict, wd: Path, task, cells: list[
   f_hi = min(freqs[-1] * 2, 0.999 / task.num_rare)
   fine = np.geomspace(freqs[0] / 2, f_hi, 400)
   spectrum = task.spectrum(ref["beta"])
-  crit = np.array([theory.predict(task.mixture(f, ref["common_exponent"]), spectrum, 1)
-                   .critical_width[first_rare] for f in fine])
+
+  def critical_width(f: float) -> int:
+    mixture = task.mixture(f, ref["common_exponent"])
+    return int(theory.predict(mixture, spectrum, 1).critical_width[first_rare])
+
+  crit = np.array([critical_width(f) for f in fine])
   varying = [a for a in GRID_AXES if a not in ("width", "rare_frequency")
              and len({repr(c.values[a]) for c in cells}) > 1]
   averaged = f"mean over {', '.join(varying)}" if varying else "one cell each"
@@ -116,8 +120,7 @@ def write_report(config: ml_collections.ConfigDict, wd: Path, task, cells: list[
       "rare_learned_at_widest_highest": all(r["learned"] for r in widest_top),
       "rare_learned_at_narrowest_rarest": any(r["learned"] for r in narrow_rare),
       "optimum_check": optimum, "diverged_cells": diverged, "averaged_over": averaged}
-  crit_at = [int(theory.predict(task.mixture(f, ref["common_exponent"]), spectrum, 1)
-                 .critical_width[first_rare]) for f in freqs]
+  crit_at = [critical_width(f) for f in freqs]
   workdir.write_text(wd / "summary.md", _summary_md(config, task, cells, widths, freqs, mean_fvu,
                                                     mean_pred, crit_at, summary))
   return summary
