@@ -17,7 +17,7 @@ import ml_collections
 from rare_tasks.models import ACTIVATIONS, MODELS
 from rare_tasks.optimizers import OPTIMIZERS, SCHEDULES
 from rare_tasks.tasks import TASKS
-from rare_tasks.tasks.linear_mixture import BASES
+from rare_tasks.tasks.linear_mixture import BASES, SPECTRUM_NORMALIZATIONS
 
 # Grid axis -> the config field each of its values overrides.
 GRID_AXES = {
@@ -29,7 +29,10 @@ GRID_AXES = {
     "rare_frequency": "task.rare_frequency",
     "common_exponent": "task.common_exponent",
     "learning_rate": "train.learning_rate",
+    "gap": "injection.gap",
 }
+
+INJECTION_MODES = ("mixture", "bursts")
 
 
 class ConfigError(ValueError):
@@ -43,12 +46,22 @@ def base_config() -> ml_collections.ConfigDict:
   # Not type-safe: task.beta holds one number or one per task (validate() checks the values).
   c.task = ml_collections.ConfigDict(dict(
       name="linear_mixture", num_tasks=16, block_size=8, num_rare=1, common_exponent=1.0,
-      beta=1.0, rare_frequency=0.01, basis="rotation", basis_seed=0), type_safe=False)
+      beta=1.0, rare_frequency=0.01, basis="rotation", basis_seed=0,
+      spectrum_normalization="top"), type_safe=False)
   c.model = ml_collections.ConfigDict(dict(
       name="encoder_heads", width=32, activation="identity", num_hidden_layers=0))
   c.train = ml_collections.ConfigDict(dict(
       steps=2000, batch_size=256, learning_rate=3e-3, optimizer="adam", schedule="constant",
       warmup_steps=0, final_lr_fraction=0.0, momentum=0.0))
+  # How the rare tasks reach the batches: "mixture" (i.i.d. from the mixture every step) or
+  # "bursts" (withheld for withhold_steps updates, then rare_frequency * gap * batch_size rare
+  # examples every gap-th update, so that the long-run frequency is exactly rare_frequency).
+  c.injection = ml_collections.ConfigDict(dict(mode="mixture", gap=1, withhold_steps=0))
+  # Mechanism measurements: at every evaluation (allocation, interference on
+  # interference_samples examples per task) or after every step (trace_rare: the rare tasks'
+  # exact FVU and feature capture, linear encoders only).
+  c.measure = ml_collections.ConfigDict(dict(
+      allocation=False, interference=False, interference_samples=256, trace_rare=False))
   # Each list under grid expands into cells (their product); an empty grid is one cell.
   c.grid = ml_collections.ConfigDict(dict(
       width=(32,), rare_frequency=(0.01,), seed=(0,)))
@@ -104,6 +117,10 @@ def _open_unit(field: str, v: Any) -> None:
   _check(_is_real(v) and 0 < v < 1, field, v, "a number in (0, 1)")
 
 
+def _bool(field: str, v: Any) -> None:
+  _check(isinstance(v, bool), field, v, "True or False")
+
+
 def _beta(field: str, v: Any) -> None:
   values = list(v) if isinstance(v, (list, tuple)) else [v]
   _check(len(values) > 0 and all(_is_real(b) and b >= 0 for b in values), field, v,
@@ -121,6 +138,7 @@ _FIELD_CHECKS: dict[str, Callable[[str, Any], None]] = {
     "task.rare_frequency": _open_unit,
     "task.basis": _choice(BASES),
     "task.basis_seed": _nonneg_int,
+    "task.spectrum_normalization": _choice(SPECTRUM_NORMALIZATIONS),
     "model.name": _choice(tuple(MODELS)),
     "model.width": _positive_int,
     "model.activation": _choice(tuple(ACTIVATIONS)),
@@ -133,6 +151,13 @@ _FIELD_CHECKS: dict[str, Callable[[str, Any], None]] = {
     "train.warmup_steps": _nonneg_int,
     "train.final_lr_fraction": _fraction_closed,
     "train.momentum": lambda f, v: _check(_is_real(v) and 0 <= v < 1, f, v, "a number in [0, 1)"),
+    "injection.mode": _choice(INJECTION_MODES),
+    "injection.gap": _positive_int,
+    "injection.withhold_steps": _nonneg_int,
+    "measure.allocation": _bool,
+    "measure.interference": _bool,
+    "measure.interference_samples": _positive_int,
+    "measure.trace_rare": _bool,
     "eval_every": _positive_int,
     "eval_samples": _positive_int,
     "learned_fvu": _positive_real,
@@ -205,3 +230,27 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if isinstance(b, (list, tuple)):
       _check(len(b) == num_tasks, beta_field, b,
              f"one number, or exactly task.num_tasks = {num_tasks} numbers")
+
+  bursts = flat["injection.mode"] == "bursts"
+  gaps = grid.get("gap", (flat["injection.gap"],))
+  gap_field = "grid.gap" if "gap" in grid else "injection.gap"
+  if not bursts and len(gaps) > 1:
+    raise ConfigError(f"config.{gap_field} = {gaps!r}: a gap only applies to "
+                      "config.injection.mode = 'bursts'; allowed here: a single value")
+  if bursts:
+    steps, batch = flat["train.steps"], flat["train.batch_size"]
+    _check(flat["injection.withhold_steps"] < steps, "injection.withhold_steps",
+           flat["injection.withhold_steps"], f"an integer below train.steps = {steps}")
+    for f in grid.get("rare_frequency", (flat["task.rare_frequency"],)):
+      for g in gaps:
+        n = f * g * batch
+        _check(abs(n - round(n)) <= 1e-6 * max(n, 1) and 1 <= round(n) <= batch, freq_field, f,
+               f"with injection bursts, rare_frequency x gap x train.batch_size must be a whole "
+               f"number of rare examples per burst between 1 and the batch size {batch}; with "
+               f"gap {g} it is {n:.6g}")
+  if flat["measure.trace_rare"]:
+    for a in grid.get("activation", (flat["model.activation"],)):
+      field = "grid.activation" if "activation" in grid else "model.activation"
+      _check(a == "identity", field, a,
+             "'identity' when config.measure.trace_rare is on (the per-step rare signal is the "
+             "exact FVU and feature capture of a linear encoder)")

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rare_tasks import measurements
+from rare_tasks import allocation, interference, measurements
 from rare_tasks.models.encoder_heads import EncoderHeads
 from rare_tasks.optimizers import make_optimizer
 from rare_tasks.tasks import linear_mixture
@@ -43,29 +43,56 @@ class TrainSpec:
   final_lr_fraction: float = 0.0
   momentum: float = 0.0
   eval_samples: int = 4096
+  # "mixture": every example's task drawn i.i.d. from the mixture. "bursts": the rare tasks are
+  # withheld for `withhold_steps` updates, then each member's batch holds exactly its burst_size
+  # rare examples every gap-th update and none otherwise (rare_tasks.retention).
+  injection: str = "mixture"
+  withhold_steps: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureSpec:
+  """Which mechanism measurements run, at every evaluation or (trace_rare) every step."""
+
+  allocation: bool = False
+  interference: bool = False
+  interference_samples: int = 256  # examples per task
+  trace_rare: bool = False  # linear encoders: the rare tasks' exact FVU and encoder every step
 
 
 @dataclasses.dataclass(frozen=True)
 class EnsembleSpec:
-  """Everything static about one group: model shape, task geometry, training settings."""
+  """Everything static about one group: model shape, task geometry, training, measurements."""
 
   model: EncoderHeads
   task: LinearMixture
   train: TrainSpec
+  measure: MeasureSpec = MeasureSpec()
 
 
 # Per-group arrays fixed during training: seeds (S,) int32, spectrum (S, K, m), mixture (S, P, K),
-# learning_rate (S, P), basis (d, d).
+# learning_rate (S, P), gap and burst_size (S, P) int32 (bursts injection), basis (d, d).
 Constants = dict
 
 
 def make_constants(task: LinearMixture, seeds: np.ndarray, spectra: np.ndarray,
-                   mixtures: np.ndarray, learning_rates: np.ndarray) -> Constants:
+                   mixtures: np.ndarray, learning_rates: np.ndarray,
+                   gaps: np.ndarray | None = None,
+                   burst_sizes: np.ndarray | None = None) -> Constants:
+  shape = np.shape(learning_rates)
   return dict(
       seeds=np.asarray(seeds, np.int32), spectrum=np.asarray(spectra, np.float32),
       mixture=np.asarray(mixtures, np.float32),
       learning_rate=np.asarray(learning_rates, np.float32),
+      gap=np.ones(shape, np.int32) if gaps is None else np.asarray(gaps, np.int32),
+      burst_size=(np.zeros(shape, np.int32) if burst_sizes is None
+                  else np.asarray(burst_sizes, np.int32)),
       basis=task.basis_matrix())
+
+
+def rare_mask(task: LinearMixture) -> np.ndarray:
+  """(K,) bool: which tasks are rare."""
+  return np.isin(np.arange(task.num_tasks), task.rare_tasks)
 
 
 def _optimizer(spec: EnsembleSpec, learning_rate: jax.Array) -> optax.GradientTransformation:
@@ -93,8 +120,25 @@ def init_state(spec: EnsembleSpec, consts: Constants, num_members: int) -> dict:
   return {"params": params, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32)}
 
 
+def _normalised(weights: jax.Array) -> jax.Array:
+  return weights / jnp.maximum(weights.sum(), 1e-30)
+
+
+def _batch_tasks(spec: EnsembleSpec, uniforms: jax.Array, mixture: jax.Array, gap: jax.Array,
+                 burst_size: jax.Array, step: jax.Array) -> jax.Array:
+  """Task of each example of one member's batch at update `step`, (B,) int32."""
+  if spec.train.injection == "mixture":
+    return linear_mixture.assign_tasks(uniforms, mixture)
+  rare = jnp.asarray(rare_mask(spec.task))
+  since = step - spec.train.withhold_steps
+  num_rare = jnp.where((since >= 0) & (since % gap == 0), burst_size, 0)
+  common_ids = linear_mixture.assign_tasks(uniforms, _normalised(jnp.where(rare, 0.0, mixture)))
+  rare_ids = linear_mixture.assign_tasks(uniforms, _normalised(jnp.where(rare, mixture, 0.0)))
+  return jnp.where(jnp.arange(uniforms.shape[0]) < num_rare, rare_ids, common_ids)
+
+
 def _stream_step(spec: EnsembleSpec, params, opt_state, seed, spectrum, mixture, learning_rate,
-                 basis, step):
+                 gap, burst_size, basis, step):
   """One optimiser step for the P members of one stream; returns their losses (P,)."""
   key = jax.random.fold_in(_stream_key(seed, _DATA), step)
   kx, ku = jax.random.split(key)
@@ -103,8 +147,8 @@ def _stream_step(spec: EnsembleSpec, params, opt_state, seed, spectrum, mixture,
   uniforms = linear_mixture.sample_task_uniforms(ku, spec.train.batch_size)
   num_tasks = spec.task.num_tasks
 
-  def member(p, o, mix, lr):
-    tasks = linear_mixture.assign_tasks(uniforms, mix)
+  def member(p, o, mix, lr, g, n):
+    tasks = _batch_tasks(spec, uniforms, mix, g, n, step)
 
     def loss_fn(p):
       _, y = spec.model.apply(p, x)
@@ -114,52 +158,122 @@ def _stream_step(spec: EnsembleSpec, params, opt_state, seed, spectrum, mixture,
     updates, o = _optimizer(spec, lr).update(grads, o, p)
     return optax.apply_updates(p, updates), o, loss
 
-  return jax.vmap(member)(params, opt_state, mixture, learning_rate)
+  return jax.vmap(member)(params, opt_state, mixture, learning_rate, gap, burst_size)
 
 
 def train_step(spec: EnsembleSpec, state: dict, consts: Constants) -> tuple[dict, jax.Array]:
   """One step of every member: state -> (state, loss (S, P))."""
   params, opt_state, loss = jax.vmap(
-      partial(_stream_step, spec), in_axes=(0, 0, 0, 0, 0, 0, None, None))(
+      partial(_stream_step, spec), in_axes=(0, 0, 0, 0, 0, 0, 0, 0, None, None))(
           state["params"], state["opt_state"], consts["seeds"], consts["spectrum"],
-          consts["mixture"], consts["learning_rate"], consts["basis"], state["step"])
+          consts["mixture"], consts["learning_rate"], consts["gap"], consts["burst_size"],
+          consts["basis"], state["step"])
   return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, loss
 
 
+def rare_trace(spec: EnsembleSpec, params: dict, consts: Constants) -> dict[str, jax.Array]:
+  """The rare tasks' signal of a linear encoder: exact FVU (S, P, R) and encoder_map (S, P, N, d).
+
+  Cheap enough to take after every step; feature capture follows on the host from the encoder.
+  """
+  rare = np.asarray(spec.task.rare_tasks)
+
+  def member(p, spectrum):
+    w = spec.model.encoder_map(p)
+    fvu = measurements.population_fvu(w, p["heads"]["kernel"], consts["basis"], spectrum)
+    return {"rare_fvu": fvu[rare], "encoder_map": w}
+
+  return jax.vmap(jax.vmap(member, in_axes=(0, None)))(params, consts["spectrum"])
+
+
 def train_chunk(spec: EnsembleSpec, state: dict, consts: Constants,
-                num_steps: int) -> tuple[dict, jax.Array]:
-  """`num_steps` steps in one `lax.scan`: -> (state, mean training loss over the chunk (S, P))."""
+                num_steps: int) -> tuple[dict, jax.Array] | tuple[dict, jax.Array, dict]:
+  """`num_steps` steps in one `lax.scan`: -> (state, mean training loss over the chunk (S, P)).
+
+  With `measure.trace_rare`, also the rare trace after every step, each leaf (num_steps, S, P, ...).
+  """
+  trace = spec.measure.trace_rare
+
   def body(s, _):
-    return train_step(spec, s, consts)
+    s, loss = train_step(spec, s, consts)
+    return s, (loss, rare_trace(spec, s["params"], consts) if trace else None)
+
   with jax.default_matmul_precision(MATMUL_PRECISION):
-    state, losses = jax.lax.scan(body, state, None, length=num_steps)
+    state, (losses, traces) = jax.lax.scan(body, state, None, length=num_steps)
+  if trace:
+    return state, losses.mean(0), traces
   return state, losses.mean(0)
 
 
-def evaluate(spec: EnsembleSpec, params: dict, consts: Constants,
-             step: jax.Array) -> dict[str, jax.Array]:
-  """Per-task measurements, each (S, P, K).
+def task_loss(spec: EnsembleSpec, params: dict, task: jax.Array,
+              batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+  """Task `task`'s loss on a batch of its examples (x (n, d), all targets z (n, K*m))."""
+  x, z = batch
+  _, y = spec.model.apply(params, x)
+  err = measurements.per_task_squared_error(y, z, spec.task.num_tasks)
+  return jnp.take(err, task, axis=1).mean()
 
-  fvu: on fresh held-out samples, drawn from the stream's evaluation key at `step` (never used
-  in training). population_fvu (exact): linear encoders only, NaN otherwise. Linear encoders also
-  return their encoder_map (S, P, N, d), from which the host computes feature capture.
+
+def _interference(spec: EnsembleSpec, params, opt_state, mixture, learning_rate,
+                  batches) -> dict[str, jax.Array]:
+  grads = interference.per_task_gradients(partial(task_loss, spec), params, batches)
+  shared = {name: g for name, g in grads.items() if name not in spec.model.task_specific}
+  rare = jnp.asarray(rare_mask(spec.task))
+  out = interference.interference_measures(shared, mixture, rare)
+  out["rare_overwrite"] = interference.rare_overwrite(
+      grads, mixture, rare, _optimizer(spec, learning_rate), opt_state, params)
+  return out
+
+
+def evaluate(spec: EnsembleSpec, state: dict, consts: Constants) -> dict[str, jax.Array]:
+  """Measurements of every member at the state's step, each with leading axes (S, P).
+
+  Per task (S, P, K): fvu on fresh held-out samples, drawn from the stream's evaluation key at
+  the step (never used in training); population_fvu, exact, for linear encoders (NaN
+  otherwise). Linear encoders also return their encoder_map (S, P, N, d), from which the host
+  computes feature capture. With `measure.allocation`: effective_neurons and dominant_neurons
+  (S, P, K) (rare_tasks.allocation). With `measure.interference`, on a balanced batch of
+  `interference_samples` fresh examples per task: cosine (S, P, K, K), grad_norm (S, P, K),
+  common_grad_norm, rare_grad_norm, common_rare_cosine, rare_overwrite (S, P)
+  (rare_tasks.interference).
   """
-  def one_stream(p_stream, seed, spectrum, basis):
-    key = jax.random.fold_in(_stream_key(seed, _EVAL), step)
-    x, z = linear_mixture.sample_inputs(key, basis, jnp.sqrt(spectrum).reshape(-1),
-                                        spec.train.eval_samples)
+  m = spec.measure
+  num_tasks = spec.task.num_tasks
 
-    def member(p):
-      _, y = spec.model.apply(p, x)
-      fvu = measurements.fvu(y, z, spectrum)
-      if not spec.model.is_linear:
-        return {"fvu": fvu, "population_fvu": jnp.full_like(fvu, jnp.nan)}
-      w = spec.model.encoder_map(p)
-      exact = measurements.population_fvu(w, p["heads"]["kernel"], basis, spectrum)
-      return {"fvu": fvu, "population_fvu": exact, "encoder_map": w}
+  def one_stream(p_stream, o_stream, seed, spectrum, mixture, learning_rate, basis):
+    key = jax.random.fold_in(_stream_key(seed, _EVAL), state["step"])
+    sqrt_spectrum = jnp.sqrt(spectrum).reshape(-1)
+    x, z = linear_mixture.sample_inputs(key, basis, sqrt_spectrum, spec.train.eval_samples)
+    if m.interference:
+      xi, zi = linear_mixture.sample_inputs(jax.random.fold_in(key, 1), basis, sqrt_spectrum,
+                                            num_tasks * m.interference_samples)
+      batches = (xi.reshape(num_tasks, m.interference_samples, -1),
+                 zi.reshape(num_tasks, m.interference_samples, -1))
 
-    return jax.vmap(member)(p_stream)
+    def member(p, o, mix, lr):
+      h, y = spec.model.apply(p, x)
+      out = {"fvu": measurements.fvu(y, z, spectrum)}
+      heads = p["heads"]["kernel"]
+      if spec.model.is_linear:
+        w = spec.model.encoder_map(p)
+        out["population_fvu"] = measurements.population_fvu(w, heads, basis, spectrum)
+        out["encoder_map"] = w
+      else:
+        out["population_fvu"] = jnp.full_like(out["fvu"], jnp.nan)
+      if m.allocation:
+        if spec.model.is_linear:
+          shares = allocation.linear_shares(w, basis, spectrum)
+        else:
+          shares = allocation.ablation_shares(
+              allocation.ablation_increase(h, y, z, heads, spectrum))
+        out["effective_neurons"], out["dominant_neurons"] = allocation.task_neurons(shares)
+      if m.interference:
+        out.update(_interference(spec, p, o, mix, lr, batches))
+      return out
+
+    return jax.vmap(member)(p_stream, o_stream, mixture, learning_rate)
 
   with jax.default_matmul_precision(MATMUL_PRECISION):
-    return jax.vmap(one_stream, in_axes=(0, 0, 0, None))(
-        params, consts["seeds"], consts["spectrum"], consts["basis"])
+    return jax.vmap(one_stream, in_axes=(0, 0, 0, 0, 0, 0, None))(
+        state["params"], state["opt_state"], consts["seeds"], consts["spectrum"],
+        consts["mixture"], consts["learning_rate"], consts["basis"])

@@ -3,7 +3,8 @@
 Cells that share every static (shape-giving) field form one group, trained as one compiled
 ensemble. Inside a group the members are laid out as (streams, members): a stream is a data stream
 (cells with the same seed and spectrum see the same inputs, step by step), and the members of a
-stream differ only in values that do not change the inputs (frequency, learning rate, exponent).
+stream differ only in values that do not change the inputs (frequency, learning rate, exponent,
+injection gap).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rare_tasks.config_schema import GRID_AXES, grid_values
 
 STATIC_AXES = ("width", "activation", "num_hidden_layers")
 STREAM_AXES = ("seed", "beta")
-MEMBER_AXES = ("rare_frequency", "common_exponent", "learning_rate")
+MEMBER_AXES = ("rare_frequency", "common_exponent", "learning_rate", "gap")
 
 
 @dataclasses.dataclass(frozen=True)

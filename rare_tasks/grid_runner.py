@@ -19,7 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from rare_tasks import ensemble, measurements, sharding, theory, workdir
+from rare_tasks import ensemble, measurements, retention, sharding, theory, traces, workdir
 from rare_tasks.checkpoints import GroupCheckpoints
 from rare_tasks.config_schema import validate
 from rare_tasks.grid import Cell, Group, expand, group_cells
@@ -46,7 +46,8 @@ class RunReport:
 def task_of(config: ml_collections.ConfigDict):
   t = config.task
   return TASKS[t.name](num_tasks=t.num_tasks, block_size=t.block_size, num_rare=t.num_rare,
-                       basis=t.basis, basis_seed=t.basis_seed)
+                       basis=t.basis, basis_seed=t.basis_seed,
+                       spectrum_normalization=t.spectrum_normalization)
 
 
 def model_of(config: ml_collections.ConfigDict, static: dict[str, Any]):
@@ -60,7 +61,15 @@ def train_spec_of(config: ml_collections.ConfigDict) -> ensemble.TrainSpec:
   return ensemble.TrainSpec(
       steps=t.steps, batch_size=t.batch_size, optimizer=t.optimizer, schedule=t.schedule,
       warmup_steps=t.warmup_steps, final_lr_fraction=t.final_lr_fraction, momentum=t.momentum,
-      eval_samples=config.eval_samples)
+      eval_samples=config.eval_samples, injection=config.injection.mode,
+      withhold_steps=config.injection.withhold_steps)
+
+
+def measure_spec_of(config: ml_collections.ConfigDict) -> ensemble.MeasureSpec:
+  m = config.measure
+  return ensemble.MeasureSpec(allocation=m.allocation, interference=m.interference,
+                              interference_samples=m.interference_samples,
+                              trace_rare=m.trace_rare)
 
 
 def predict_cell(task, cell: Cell) -> theory.Prediction:
@@ -75,14 +84,18 @@ def eval_steps(total: int, every: int) -> list[int]:
   return steps + [total]
 
 
-def group_constants(task, rows: Sequence[Sequence[Cell]]) -> ensemble.Constants:
+def group_constants(task, rows: Sequence[Sequence[Cell]], injection: str = "mixture",
+                    batch_size: int = 0) -> ensemble.Constants:
   """Host constants of cells laid out rows[stream][member] (unpadded)."""
   seeds = np.array([r[0].values["seed"] for r in rows])
   spectra = np.stack([task.spectrum(r[0].values["beta"]) for r in rows])
   mixtures = np.stack([[task.mixture(c.values["rare_frequency"], c.values["common_exponent"])
                         for c in r] for r in rows])
   rates = np.array([[c.values["learning_rate"] for c in r] for r in rows])
-  return ensemble.make_constants(task, seeds, spectra, mixtures, rates)
+  gaps = np.array([[c.values["gap"] for c in r] for r in rows])
+  bursts = np.array([[retention.burst_size(c.values["rare_frequency"], c.values["gap"], batch_size)
+                      if injection == "bursts" else 0 for c in r] for r in rows])
+  return ensemble.make_constants(task, seeds, spectra, mixtures, rates, gaps, bursts)
 
 
 class GroupRun:
@@ -90,20 +103,22 @@ class GroupRun:
 
   def __init__(self, config, group: Group, task, mesh):
     self.group = group
-    self.spec = ensemble.EnsembleSpec(model_of(config, group.static), task, train_spec_of(config))
+    self.spec = ensemble.EnsembleSpec(model_of(config, group.static), task, train_spec_of(config),
+                                      measure_spec_of(config))
     s, p = group.num_streams, group.num_members
     self.axis, self.s_pad, self.p_pad = sharding.choose_layout(s, p, mesh.devices.size)
-    consts = group_constants(task, group.cells)
+    consts = group_constants(task, group.cells, config.injection.mode, config.train.batch_size)
     self.host_consts = dict(consts)
+    per_member = ("mixture", "learning_rate", "gap", "burst_size")
     for name in ("seeds", "spectrum"):
       consts[name] = sharding.pad_leading(consts[name], self.s_pad)
-    for name in ("mixture", "learning_rate"):
+    for name in per_member:
       consts[name] = sharding.pad_leading(consts[name], self.s_pad, self.p_pad)
     ens = sharding.ensemble_sharding(mesh, self.axis)
     per_stream = sharding.stream_sharding(mesh, self.axis)
     rep = sharding.replicated(mesh)
-    const_shardings = dict(seeds=per_stream, spectrum=per_stream, mixture=ens, learning_rate=ens,
-                           basis=rep)
+    const_shardings = dict(seeds=per_stream, spectrum=per_stream, basis=rep,
+                           **{name: ens for name in per_member})
     self.consts = {k: jax.device_put(v, const_shardings[k]) for k, v in consts.items()}
     init = partial(ensemble.init_state, self.spec, num_members=self.p_pad)
     abstract = jax.eval_shape(init, self.consts)
@@ -112,19 +127,44 @@ class GroupRun:
     self._ens = ens
     self._chunks: dict[int, Any] = {}
     self._eval = jax.jit(partial(ensemble.evaluate, self.spec), out_shardings=ens)
+    self._trace = jax.jit(partial(ensemble.rare_trace, self.spec))
+    self._task = task
 
   def init(self):
     return self._init(self.consts)
 
   def chunk(self, state, num_steps: int):
+    """Trains num_steps: -> (state, mean loss (S, P), per-step rare trace or None)."""
     if num_steps not in self._chunks:
+      outs = (self.state_sharding, self._ens)
+      if self.spec.measure.trace_rare:
+        # Trace leaves carry a leading steps axis before (S, P).
+        outs += (sharding.ensemble_sharding(self._ens.mesh, self.axis + 1),)
       self._chunks[num_steps] = jax.jit(
           partial(ensemble.train_chunk, self.spec, num_steps=num_steps), donate_argnums=0,
-          out_shardings=(self.state_sharding, self._ens))
-    return self._chunks[num_steps](state, self.consts)
+          out_shardings=outs)
+    out = self._chunks[num_steps](state, self.consts)
+    return out if len(out) == 3 else (*out, None)
 
   def evaluate(self, state):
-    return self._eval(state["params"], self.consts, state["step"])
+    return self._eval(state, self.consts)
+
+  def initial_trace(self, state):
+    """The rare trace of a state, with a leading steps axis of one."""
+    return jax.tree.map(lambda a: a[None], self._trace(state["params"], self.consts))
+
+  def trace_arrays(self, trace) -> dict[str, np.ndarray]:
+    """Host trace of the real cells: rare_fvu and rare_capture, each (T, S, P, R)."""
+    s, p = self.group.num_streams, self.group.num_members
+    host = jax.device_get(trace)
+    task = self._task
+    m = task.block_size
+    cols = np.concatenate([np.arange(k * m, (k + 1) * m) for k in task.rare_tasks])
+    spectrum = self.host_consts["spectrum"][:, list(task.rare_tasks)]  # (S, R, m)
+    capture = measurements.feature_capture(
+        host["encoder_map"][:, :s, :p], self.host_consts["basis"][:, cols],
+        spectrum[None, :, None])
+    return {"rare_fvu": np.asarray(host["rare_fvu"])[:, :s, :p], "rare_capture": capture}
 
   def to_host(self, state) -> Any:
     """Unpadded numpy copy of the state (for checkpoints)."""
@@ -146,7 +186,7 @@ class GroupRun:
     return jax.device_put(padded, self.state_sharding)
 
   def records(self, step: int, loss, metrics) -> list[dict[str, Any]]:
-    """One metrics.jsonl record per real (unpadded) cell."""
+    """One metrics.jsonl record per real (unpadded) cell; NaN is written as null."""
     loss = None if loss is None else np.asarray(jax.device_get(loss))
     metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
     encoder_map = metrics.pop("encoder_map", None)
@@ -163,9 +203,16 @@ class GroupRun:
                   "train_loss": None if loss is None else float(loss[si, pi])}
         record.update({k: _jsonable(v) for k, v in cell.values.items()})
         for name, values in metrics.items():
-          record[name] = [None if np.isnan(x) else float(x) for x in values[si, pi]]
+          record[name] = _json_numbers(values[si, pi])
         out.append(record)
     return out
+
+
+def _json_numbers(a: np.ndarray) -> Any:
+  """An array as nested lists of floats, NaN as None."""
+  if np.ndim(a) == 0:
+    return None if np.isnan(a) else float(a)
+  return [_json_numbers(x) for x in a]
 
 
 def _jsonable(v: Any) -> Any:
@@ -226,9 +273,12 @@ def _train_group(config, wd: Path, group: Group, task, mesh, progress: Progress,
                  group.name)
       return 0
     g = GroupRun(config, group, task, mesh)
+    tracing = config.measure.trace_rare
     if latest is None:
       state = g.init()
       workdir.append_metrics(wd, g.records(0, None, g.evaluate(state)))
+      if tracing:
+        traces.write_chunk(wd, group.name, np.array([0]), g.trace_arrays(g.initial_trace(state)))
       step = 0
     else:
       state = g.from_host(ckpt.restore(g.host_like()))
@@ -239,18 +289,24 @@ def _train_group(config, wd: Path, group: Group, task, mesh, progress: Progress,
     last_save = time.perf_counter()
     pending = None
     ran = 0
+
+    def flush(boundary, first, loss, metrics, trace):
+      workdir.append_metrics(wd, g.records(boundary, loss, metrics))
+      if trace is not None:
+        traces.write_chunk(wd, group.name, np.arange(first, boundary + 1), g.trace_arrays(trace))
+
     for boundary in [b for b in eval_steps(steps, config.eval_every) if b > step]:
       num = boundary - step
-      state, loss = g.chunk(state, num)
+      state, loss, trace = g.chunk(state, num)
       metrics = g.evaluate(state)
       if pending is not None:  # written while this chunk runs
-        workdir.append_metrics(wd, g.records(*pending))
-      pending = (boundary, loss, metrics)
+        flush(*pending)
+      pending = (boundary, step + 1, loss, metrics, trace)
       step = boundary
       ran += num
       due = time.perf_counter() - last_save >= config.checkpoint_interval_s
       if step == steps or due:
-        workdir.append_metrics(wd, g.records(*pending))
+        flush(*pending)
         pending = None
         if workdir.is_writer():
           ckpt.save(step, g.to_host(state))

@@ -26,10 +26,14 @@ def fvu(outputs: jax.Array, targets: jax.Array, spectrum: jax.Array) -> jax.Arra
 
 def feature_capture(encoder_map: np.ndarray, basis: np.ndarray, spectrum: np.ndarray,
                     rtol: float = 1e-5) -> np.ndarray:
-  """l_k(U) per task: encoder_map (..., N, d), basis Q (d, d), spectrum (..., K, m) -> (..., K).
+  """l_k(U) per task: encoder_map (..., N, d), basis columns (d, K*m), spectrum (..., K, m)
+  -> (..., K).
 
   U is the row space of `encoder_map`; directions with singular value below `rtol` times the
-  largest do not count (they carry no signal to the heads). Computed on the host with numpy: a
+  largest do not count (they carry no signal to the heads). `basis` holds the feature directions
+  of the K tasks measured (Q itself for all tasks, or some of its column blocks). Computed on the
+  host in float64 from the eigendecomposition of the (N, N) Gram matrix W W^T, with
+  ||P_U q||^2 = sum_i (u_i . W q)^2 / e_i over its kept eigenpairs (u_i, e_i): numpy, because a
   batched LAPACK call inside a multi-device CPU program can deadlock jaxlib's shared thread pool.
   """
   encoder_map = np.asarray(encoder_map, np.float64)
@@ -37,10 +41,13 @@ def feature_capture(encoder_map: np.ndarray, basis: np.ndarray, spectrum: np.nda
   # A diverged model (non-finite weights) has no row space: NaN capture, not a LinAlgError.
   finite = np.isfinite(encoder_map).all(axis=(-2, -1))
   encoder_map = np.where(finite[..., None, None], encoder_map, 0.0)
-  _, s, vt = np.linalg.svd(encoder_map, full_matrices=False)
-  keep = s > rtol * s[..., :1]
-  # ||P_U q_j||^2 for every basis direction q_j.
-  captured = np.sum((keep[..., :, None] * (vt @ np.asarray(basis, np.float64))) ** 2, axis=-2)
+  gram = encoder_map @ np.swapaxes(encoder_map, -1, -2)
+  e, u = np.linalg.eigh(gram)
+  keep = e > (rtol ** 2) * e[..., -1:]
+  inv = np.where(keep, 1.0 / np.where(keep, e, 1.0), 0.0)
+  # Coordinates of W q_j on the eigenvectors, for every feature direction q_j.
+  coords = np.swapaxes(u, -1, -2) @ (encoder_map @ np.asarray(basis, np.float64))
+  captured = np.sum(coords ** 2 * inv[..., :, None], axis=-2)
   captured = captured.reshape(captured.shape[:-1] + spectrum.shape[-2:])
   capture = (captured * spectrum).sum(-1) / spectrum.sum(-1)
   return np.where(finite[..., None], capture, np.nan)

@@ -1,7 +1,8 @@
 """The self-describing work directory: resolved config, append-only metrics, and their guards.
 
 Layout: config.json, metrics.jsonl, results.csv, predictions.json, summary.md, figures/*.png,
-checkpoints/<group>/. Only process 0 writes.
+checkpoints/<group>/, and with mechanism measurements traces/<group>/, allocation.csv,
+interference.csv, interference.npz, retention.csv, learning_order.csv. Only process 0 writes.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from typing import Any
 import jax
 import ml_collections
 
+from rare_tasks.config_schema import base_config
+
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 # What a run writes: all that --overwrite deletes.
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, "results.csv", "predictions.json", "summary.md",
-             "figures", "checkpoints")
+             "figures", "checkpoints", "traces", "allocation.csv", "interference.csv",
+             "interference.npz", "retention.csv", "learning_order.csv")
 # Fields that do not change results, so a resume may change them.
 NOT_IDENTITY = ("checkpoint_interval_s",)
 
@@ -50,7 +54,7 @@ def prepare(workdir: str | os.PathLike, config: ml_collections.ConfigDict,
   existing_file = path / CONFIG_FILE
   if existing_file.exists():
     existing = json.loads(existing_file.read_text())
-    diffs = _diff(_identity(existing), _identity(wanted))
+    diffs = _diff(_identity(existing), _identity(wanted), config_json(base_config()))
     if diffs and not overwrite:
       raise WorkdirError(
           f"{path} holds a run of a different config ({'; '.join(diffs[:5])}); use another "
@@ -77,13 +81,23 @@ def _identity(config: dict[str, Any]) -> dict[str, Any]:
   return {k: v for k, v in config.items() if k not in NOT_IDENTITY}
 
 
-def _diff(old: Any, new: Any, prefix: str = "config") -> list[str]:
+_ABSENT = object()
+
+
+def _diff(old: Any, new: Any, default: Any, prefix: str = "config") -> list[str]:
+  """Differences between two configs. A field the older run's config lacks (it predates the
+  field) is no difference when the new value is the field's default."""
   if isinstance(old, dict) and isinstance(new, dict):
+    default = default if isinstance(default, dict) else {}
     out = []
     for k in sorted(set(old) | set(new)):
-      out += _diff(old.get(k), new.get(k), f"{prefix}.{k}")
+      out += _diff(old.get(k, _ABSENT), new.get(k, _ABSENT), default.get(k, _ABSENT),
+                   f"{prefix}.{k}")
     return out
-  return [] if old == new else [f"{prefix}: {old!r} there, {new!r} now"]
+  if old is _ABSENT and new == default:
+    return []
+  show = lambda v: "(absent)" if v is _ABSENT else repr(v)  # noqa: E731
+  return [] if old == new else [f"{prefix}: {show(old)} there, {show(new)} now"]
 
 
 def _atomic_write(path: Path, text: str) -> None:

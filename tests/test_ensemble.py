@@ -122,7 +122,7 @@ def test_weighted_loss_never_below_optimum(width):
 def test_evaluate_shapes_and_untrained_fvu_is_one():
   _, spec, consts = _setup(5, 4, 2, [0, 1], [0.05, 0.2, 0.3], [1e-2], eval_samples=20000)
   state = ensemble.init_state(spec, consts, 3)
-  out = ensemble.evaluate(spec, state["params"], consts, state["step"])
+  out = ensemble.evaluate(spec, state, consts)
   for name in ("fvu", "population_fvu"):
     chex.assert_shape(out[name], (2, 3, 4))
   chex.assert_shape(out["encoder_map"], (2, 3, 5, 8))
@@ -137,7 +137,7 @@ def test_nonlinear_encoder_has_no_capture_or_population_fvu():
                                ensemble.TrainSpec(steps=10, batch_size=8, eval_samples=32))
   consts = ensemble.make_constants(task, np.array([0]), task.spectrum(1.0)[None],
                                    task.mixture(0.2, 1.0)[None, None], np.array([[1e-2]]))
-  out = ensemble.evaluate(spec, ensemble.init_state(spec, consts, 1)["params"], consts, 0)
+  out = ensemble.evaluate(spec, ensemble.init_state(spec, consts, 1), consts)
   assert "encoder_map" not in out and np.isnan(out["population_fvu"]).all()
   assert np.isfinite(out["fvu"]).all()
 
@@ -148,7 +148,7 @@ def test_compiled_programs_make_no_lapack_calls():
   _, spec, consts = _setup(5, 4, 2, [0, 1], [0.05, 0.2, 0.3], [1e-2])
   state = ensemble.init_state(spec, consts, 3)
   programs = [
-      jax.jit(partial(ensemble.evaluate, spec)).lower(state["params"], consts, state["step"]),
+      jax.jit(partial(ensemble.evaluate, spec)).lower(state, consts),
       jax.jit(partial(ensemble.train_chunk, spec, num_steps=2)).lower(state, consts)]
   for lowered in programs:
     text = lowered.as_text().lower()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -62,6 +63,9 @@ class EncoderHeads:
   def module(self) -> _EncoderHeads:
     return _EncoderHeads(self.width, self.num_hidden_layers, self.num_tasks * self.block_size,
                          self.activation)
+
+  # Parameters that belong to one task each; the rest are shared by all tasks.
+  task_specific: ClassVar[tuple[str, ...]] = ("heads",)
 
   @property
   def is_linear(self) -> bool:

@@ -21,6 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 
 BASES = ("rotation", "axis")
+# "top": lambda_{k,j} = j^(-beta_k), every task's top eigenvalue 1. "trace": each task's spectrum
+# scaled to unit trace, so every task has the same total variance and a complex (slowly decaying)
+# task has less per feature.
+SPECTRUM_NORMALIZATIONS = ("top", "trace")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +37,7 @@ class LinearMixture:
     num_rare: how many of the tasks are rare; they are the last `num_rare` task indices.
     basis: "rotation" (a random rotation Q of R^d) or "axis" (Q = identity, for reading neurons).
     basis_seed: seed of the random rotation; the task geometry is fixed across grid seeds.
+    spectrum_normalization: "top" or "trace" (SPECTRUM_NORMALIZATIONS).
   """
 
   num_tasks: int
@@ -40,6 +45,7 @@ class LinearMixture:
   num_rare: int = 1
   basis: str = "rotation"
   basis_seed: int = 0
+  spectrum_normalization: str = "top"
 
   @property
   def input_dim(self) -> int:
@@ -60,10 +66,14 @@ class LinearMixture:
     return (q * np.sign(np.diag(r))).astype(np.float32)
 
   def spectrum(self, beta: float | Sequence[float]) -> np.ndarray:
-    """lambda_{k,j} = j^(-beta_k), shape (K, m). `beta` is one value or one per task."""
+    """lambda_{k,j} = j^(-beta_k), shape (K, m), each row divided by its sum under "trace"
+    normalisation. `beta` is one value or one per task."""
     betas = np.broadcast_to(np.asarray(beta, dtype=np.float64), (self.num_tasks,))
     j = np.arange(1, self.block_size + 1, dtype=np.float64)
-    return j[None, :] ** (-betas[:, None])
+    spectrum = j[None, :] ** (-betas[:, None])
+    if self.spectrum_normalization == "trace":
+      spectrum = spectrum / spectrum.sum(-1, keepdims=True)
+    return spectrum
 
   def mixture(self, rare_frequency: float, common_exponent: float) -> np.ndarray:
     """Task probabilities pi, shape (K,).
