@@ -19,7 +19,16 @@ import jax
 import ml_collections
 import numpy as np
 
-from rare_tasks import ensemble, measurements, retention, sharding, theory, traces, workdir
+from rare_tasks import (
+    ensemble,
+    measurements,
+    mechanism_report,
+    retention,
+    sharding,
+    theory,
+    traces,
+    workdir,
+)
 from rare_tasks.checkpoints import GroupCheckpoints
 from rare_tasks.config_schema import validate
 from rare_tasks.grid import Cell, Group, expand, group_cells
@@ -243,10 +252,13 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   for group in groups:
     trained += _train_group(config, wd, group, task, mesh, progress, chunk_hook, measured)
 
-  results = build_results(config, task, cells, predictions, workdir.read_metrics(wd))
+  metrics = workdir.read_metrics(wd)
+  results = build_results(config, task, cells, predictions, metrics)
   write_results(wd, results)
+  sections, numbers = mechanism_report.write(config, wd, task, cells, groups, predictions, metrics)
   summary = write_report(config, wd, task, cells, predictions, results, time.perf_counter() - start,
-                         trained)
+                         trained, sections)
+  summary.update(numbers)
   if trained == 0:
     log.info("Finished run found in %s: nothing retrained; report regenerated.", wd)
   return RunReport(wd, trained, time.perf_counter() - start, summary)

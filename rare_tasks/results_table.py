@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +58,18 @@ def _number(v: float | None) -> float:
   return float("nan") if v is None else float(v)
 
 
-def write_results(wd: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
+  """A tidy CSV table: one line per row, the given columns in order, written atomically."""
   buf = io.StringIO()
-  writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+  writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
   writer.writeheader()
   for r in rows:
-    writer.writerow({k: r[k] for k in COLUMNS})
-  workdir.write_text(wd / "results.csv", buf.getvalue())
+    writer.writerow({k: r[k] for k in columns})
+  workdir.write_text(path, buf.getvalue())
+
+
+def write_results(wd: Path, rows: list[dict[str, Any]]) -> None:
+  write_csv(wd / "results.csv", COLUMNS, rows)
 
 
 def read_results(wd: Path) -> list[dict[str, str]]:

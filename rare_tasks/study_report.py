@@ -55,8 +55,10 @@ def _optimum_check(task, cells, predictions, rows) -> dict[str, Any]:
 
 def write_report(config: ml_collections.ConfigDict, wd: Path, task, cells: list[Cell],
                  predictions: dict[int, theory.Prediction], rows: list[dict[str, Any]],
-                 wall_s: float, trained_steps: int) -> dict[str, Any]:
-  """Writes figures/ and summary.md; returns the headline numbers."""
+                 wall_s: float, trained_steps: int,
+                 extra_sections: list[str] = ()) -> dict[str, Any]:
+  """Writes figures/ and summary.md (ending with `extra_sections`, markdown lines); returns the
+  headline numbers."""
   rare_rows = [r for r in rows if r["is_rare"]]
   agree = [r["learned"] == r["predicted_learned"] for r in rare_rows]
   agree_all = [r["learned"] == r["predicted_learned"] for r in rows]
@@ -121,8 +123,8 @@ def write_report(config: ml_collections.ConfigDict, wd: Path, task, cells: list[
       "rare_learned_at_narrowest_rarest": any(r["learned"] for r in narrow_rare),
       "optimum_check": optimum, "diverged_cells": diverged, "averaged_over": averaged}
   crit_at = [critical_width(f) for f in freqs]
-  workdir.write_text(wd / "summary.md", _summary_md(config, task, cells, widths, freqs, mean_fvu,
-                                                    mean_pred, crit_at, summary))
+  text = _summary_md(config, task, cells, widths, freqs, mean_fvu, mean_pred, crit_at, summary)
+  workdir.write_text(wd / "summary.md", text + "\n".join(extra_sections))
   return summary
 
 

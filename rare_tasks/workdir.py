@@ -112,6 +112,14 @@ def write_text(path: Path, text: str) -> None:
     _atomic_write(path, text)
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+  """Writes a whole binary file so that a reader never sees it half written."""
+  if is_writer():
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def append_metrics(workdir: Path, records: Iterable[dict[str, Any]]) -> None:
   """Appends records to metrics.jsonl and forces them to disk."""
   if not is_writer():
