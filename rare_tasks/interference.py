@@ -9,8 +9,8 @@ backward pass over the whole batch per task, with the loss masked to that task.
 From the gradients: the T x T cosine matrix and each task's gradient norm on the shared
 parameters, the common-task gradient (the frequency-weighted sum of the common tasks' gradients,
 the common part of an expected training batch), the rare-task gradient (per rare example), their
-cosine, and the overwrite: the first-order change of the rare task's loss caused by one optimiser
-step on the common tasks alone, taken by the run's own optimiser from its current state.
+cosine, and the overwrite: the first-order change of the rare task's loss caused by the common
+tasks' part of an optimiser step, taken by the run's own optimiser from its current state.
 """
 
 from __future__ import annotations
@@ -97,15 +97,19 @@ def interference_measures(shared_grads: Any, task_frequencies: jax.Array,
 def rare_overwrite(grads: Any, task_frequencies: jax.Array, rare: jax.Array,
                    optimizer: optax.GradientTransformation, opt_state: Any,
                    params: Any) -> jax.Array:
-  """First-order change of the rare loss from one optimiser step on the common tasks alone.
+  """First-order change of the rare loss caused by the common tasks' part of an optimiser step.
 
-  grads: per-task gradients of all parameters (leading T axis). The step is the update the
-  optimiser (with its current state: momentum, second moments, schedule position) makes from the
-  common-task gradient; the change is <grad of the mean rare-task loss, update>. Positive: the
-  common step raises the rare task's loss (overwrites it).
+  grads: per-task gradients of all parameters (leading T axis). The common tasks' step is what
+  the common-task gradient adds to the optimiser's update from its current state (second
+  moments, schedule position): update(g_common) - update(0), so that the momentum the state
+  carries from earlier steps is left out. For SGD it is -lr g_common. The change is
+  <grad of the mean rare-task loss, that step>; positive: the common tasks raise the rare loss
+  (overwrite it).
   """
   w_common, w_rare = _split_weights(task_frequencies, rare)
   common = _weighted_sum(w_common, grads)
   rare_g = _weighted_sum(w_rare, grads)
-  updates, _ = optimizer.update(common, opt_state, params)
-  return sum(jnp.vdot(g, u) for g, u in zip(jax.tree.leaves(rare_g), jax.tree.leaves(updates)))
+  with_common, _ = optimizer.update(common, opt_state, params)
+  without, _ = optimizer.update(jax.tree.map(jnp.zeros_like, common), opt_state, params)
+  return sum(jnp.vdot(g, u - u0) for g, u, u0 in zip(
+      jax.tree.leaves(rare_g), jax.tree.leaves(with_common), jax.tree.leaves(without)))
