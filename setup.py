@@ -20,6 +20,8 @@ setup(
         "absl-py>=2.5",
         "numpy>=2.0",
         "matplotlib>=3.9",
+        # Caps numpy's BLAS threads in host-side measurements, which otherwise fight XLA for cores.
+        "threadpoolctl>=3.1",
     ],
     extras_require={"test": ["pytest>=8", "ruff>=0.6"]},
 )

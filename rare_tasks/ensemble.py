@@ -176,12 +176,11 @@ def rare_trace(spec: EnsembleSpec, params: dict, consts: Constants) -> dict[str,
 
   Cheap enough to take after every step; feature capture follows on the host from the encoder.
   """
-  rare = np.asarray(spec.task.rare_tasks)
-
   def member(p, spectrum):
     w = spec.model.encoder_map(p)
-    fvu = measurements.population_fvu(w, p["heads"]["kernel"], consts["basis"], spectrum)
-    return {"rare_fvu": fvu[rare], "encoder_map": w}
+    fvu = measurements.population_fvu(w, p["heads"]["kernel"], consts["basis"], spectrum,
+                                      tasks=spec.task.rare_tasks)
+    return {"rare_fvu": fvu, "encoder_map": w}
 
   return jax.vmap(jax.vmap(member, in_axes=(0, None)))(params, consts["spectrum"])
 

@@ -171,6 +171,7 @@ def _signal_rows(config, task, group: Group, trace: dict[str, np.ndarray]):
           rows.append({**_key(c), "signal": name, **{k: m[k] for k in (
               "burst", "gain", "retained_fraction", "half_life", "update", "before", "peak")}})
         summaries.append({**_key(c), "signal": name, **retention.cell_summary(metrics),
+                          "final": float(signal[-1]),
                           "burst_size": retention.burst_size(v["rare_frequency"], v["gap"],
                                                              batch)})
   return rows, summaries
@@ -213,9 +214,21 @@ def injection_retention(wd: Path, config, task, groups: list[Group]) -> list[str
     lines.append("")
   big_gap = gaps[-1]
   main = grids["feature_capture"]
-  lines += [f"At gap {big_gap}, feature capture: the narrowest width ({widths[0]}) retains "
-            f"{_fmt(main[0, -1])} of each burst's gain, the widest ({widths[-1]}) "
-            f"{_fmt(main[-1, -1])}.", ""]
+  sel = [s for s in summaries if s["signal"] == "feature_capture" and s["rare_frequency"] == freq]
+  gain = _mean_by(sel, ("width", "gap"), "median_gain")
+  final = _mean_by(sel, ("width", "gap"), "final")
+  for j, gp in enumerate(gaps[1:], start=1):
+    lines.append(f"- Gap {gp}, feature capture: the narrowest width ({widths[0]}) retains "
+                 f"{_fmt(main[0, j])} of a burst's gain (median gain {_fmt(gain[(widths[0], gp)])}"
+                 f"), the widest ({widths[-1]}) {_fmt(main[-1, j])} (median gain "
+                 f"{_fmt(gain[(widths[-1], gp)])}).")
+  lines += ["", "A median gain far below 0.001 means the bursts barely move the signal: there is "
+            "no spike to retain.", "",
+            "Feature capture at the end of the run (mean over seeds), by gap " +
+            ", ".join(str(gp) for gp in gaps) + ":", ""]
+  for w in widths:
+    lines.append(f"- width {w}: " + ", ".join(_fmt(final[(w, gp)]) for gp in gaps))
+  lines.append("")
   curves = {}
   for w in widths:
     g, trace = shown[w]
