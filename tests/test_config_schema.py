@@ -224,3 +224,86 @@ def test_width_by_frequency_unknown_preset():
   with pytest.raises(ValueError, match=re.escape("smok")) as err:
     study.get_config("smok")
   assert "smoke" in str(err.value) and "default" in str(err.value)
+
+
+@pytest.mark.parametrize("field,value,fragments", [
+    ("task.spectrum_normalization", "l1", ("'l1'", "top", "trace")),
+    ("injection.mode", "burst", ("'burst'", "'bursts'", "'mixture'")),
+    ("injection.gap", 0, ("= 0", "integer > 0")),
+    ("injection.withhold_steps", -1, ("= -1", "integer >= 0")),
+    ("measure.allocation", 1, ("= 1", "True or False")),
+    ("measure.interference", "yes", ("'yes'", "True or False")),
+    ("measure.interference_samples", 0, ("= 0", "integer > 0")),
+    ("measure.trace_rare", None, ("None", "True or False")),
+])
+def test_new_fields_refuse_bad_values(field, value, fragments):
+  c = base_config()
+  section, name = field.split(".")
+  with c.ignore_type():
+    c[section][name] = value
+  _fails(c, f"config.{field}", *fragments)
+
+
+def test_grid_gap_axis_is_refused_under_mixture_injection():
+  c = base_config()
+  c.grid.gap = (1, 2, 4)
+  _fails(c, "config.grid.gap", "(1, 2, 4)", "'bursts'", "a single value")
+  c.grid.gap = (1,)
+  validate(c)
+
+
+def _bursts(gap=4, rare_frequency=0.01, batch_size=256):
+  c = base_config()
+  c.injection.mode = "bursts"
+  c.injection.gap = gap
+  c.train.batch_size = batch_size
+  c.task.rare_frequency = rare_frequency
+  c.grid.rare_frequency = (rare_frequency,)
+  return c
+
+
+def test_valid_bursts_config_passes():
+  # 0.01 x 25 x 256 = 64 rare examples every 25th step.
+  c = _bursts(gap=25)
+  c.injection.withhold_steps = 500
+  validate(c)
+  c.grid.gap = (25, 50)
+  validate(c)
+
+
+def test_bursts_of_a_non_whole_number_of_examples_are_refused():
+  # 0.01 x 3 x 256 = 7.68.
+  _fails(_bursts(gap=3), "config.grid.rare_frequency", "0.01", "7.68", "whole number")
+  c = _bursts(gap=3)
+  del c.grid["rare_frequency"]
+  _fails(c, "config.task.rare_frequency", "0.01", "7.68")
+  c = _bursts(gap=25)
+  c.grid.gap = (25, 3)
+  _fails(c, "config.grid.rare_frequency", "7.68")
+
+
+def test_bursts_larger_than_the_batch_are_refused():
+  # 0.5 x 4 x 256 = 512 rare examples, more than a batch of 256.
+  _fails(_bursts(gap=4, rare_frequency=0.5), "config.grid.rare_frequency", "0.5",
+         "batch size 256", "512")
+  validate(_bursts(gap=2, rare_frequency=0.5))
+
+
+@pytest.mark.parametrize("withhold", [2000, 5000])
+def test_withhold_steps_must_be_below_train_steps_under_bursts(withhold):
+  c = _bursts(gap=25)
+  c.injection.withhold_steps = withhold
+  _fails(c, "config.injection.withhold_steps", f"= {withhold}", "train.steps = 2000")
+  c.injection.withhold_steps = 1999
+  validate(c)
+
+
+def test_trace_rare_needs_identity_activation():
+  c = base_config()
+  c.measure.trace_rare = True
+  validate(c)
+  c.model.activation = "relu"
+  _fails(c, "config.model.activation", "'relu'", "'identity'", "trace_rare")
+  c.model.activation = "identity"
+  c.grid.activation = ("identity", "relu")
+  _fails(c, "config.grid.activation", "'relu'", "'identity'")

@@ -170,3 +170,54 @@ def test_feature_capture_is_batched_over_leading_axes(basis, lam):
   for s in range(2):
     for p in range(3):
       np.testing.assert_allclose(batched[s, p], _capture(maps[s, p], basis, spectra[s, 0]))
+
+
+def _capture_by_eigh(monkeypatch, *args):
+  calls = []
+
+  def no_cholesky(*a):
+    calls.append(a)
+    return None
+
+  with monkeypatch.context() as m:
+    m.setattr(measurements, "_captured_by_cholesky", no_cholesky)
+    result = _capture(*args)
+  assert len(calls) == 1  # the fast path was asked and declined: eigh computed the result
+  return result
+
+
+@pytest.mark.parametrize("n", [1, 3, 7, D])
+def test_feature_capture_cholesky_and_eigh_paths_agree(monkeypatch, basis, lam, n):
+  rng = np.random.default_rng(n)
+  maps = rng.standard_normal((2, n, D))
+  q = np.asarray(basis, np.float64)
+  gram = maps @ np.swapaxes(maps, -1, -2)
+  assert measurements._captured_by_cholesky(gram, maps @ q, 1e-5) is not None
+  fast = _capture(maps, basis, lam)
+  slow = _capture_by_eigh(monkeypatch, maps, basis, lam)
+  assert fast.shape == slow.shape == (2, K)
+  np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-10)
+  assert np.all((fast > 0) & (fast <= 1 + 1e-6))  # Q is float32: norms 1 to 1e-7
+
+
+def test_feature_capture_of_rank_deficient_map_falls_back_to_eigh(basis, lam):
+  rng = np.random.default_rng(11)
+  rows = rng.standard_normal((4, D))
+  # N = 6 > rank 4: two rows repeated (one of them rescaled).
+  enc = np.concatenate([rows, rows[:1], -2.0 * rows[2:3]])
+  q = np.asarray(basis, np.float64)
+  assert measurements._captured_by_cholesky(enc @ enc.T, enc @ q, 1e-5) is None
+  cap = _capture(enc, basis, lam)
+  np.testing.assert_allclose(cap, _capture(rows, basis, lam), atol=1e-10)
+  assert np.all((cap > 0) & (cap < 1))
+
+
+def test_feature_capture_of_one_task_block_matches_all_tasks(basis, lam):
+  rng = np.random.default_rng(12)
+  maps = rng.standard_normal((3, 5, D))
+  all_tasks = _capture(maps, basis, lam)
+  for k in range(K):
+    block = np.asarray(basis)[:, k * M:(k + 1) * M]
+    one = _capture(maps, block, np.asarray(lam)[k:k + 1])
+    assert one.shape == (3, 1)
+    np.testing.assert_allclose(one[:, 0], all_tasks[:, k], atol=1e-12)

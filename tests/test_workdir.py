@@ -83,3 +83,84 @@ def test_checkpoint_interval_is_not_part_of_a_runs_identity(tmp_path):
   c.checkpoint_interval_s = 600.0
   workdir.prepare(tmp_path, c, overwrite=False)
   assert (tmp_path / "metrics.jsonl").read_text() == "kept\n"
+
+
+def _old_run(path, drop_section="measure"):
+  """A work directory whose config.json predates the `drop_section` fields."""
+  old = workdir.config_json(base_config())
+  del old[drop_section]
+  path.mkdir(parents=True, exist_ok=True)
+  (path / "config.json").write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")
+  (path / "metrics.jsonl").write_text("kept\n")
+  return old
+
+
+def test_a_field_absent_from_an_older_run_is_no_difference_at_its_default(tmp_path):
+  old = _old_run(tmp_path)
+  workdir.prepare(tmp_path, base_config(), overwrite=False)
+  assert (tmp_path / "metrics.jsonl").read_text() == "kept\n"
+  # The older run's config is left as it was.
+  assert json.loads((tmp_path / "config.json").read_text()) == old
+
+
+@pytest.mark.parametrize("field,value,shown", [
+    ("allocation", True, "'allocation': True"),
+    ("interference_samples", 64, "'interference_samples': 64"),
+])
+def test_a_section_absent_from_an_older_run_differs_from_a_non_default(tmp_path, field, value,
+                                                                      shown):
+  # The whole section is absent there: the difference names the section and its new value.
+  _old_run(tmp_path)
+  c = base_config()
+  c.measure[field] = value
+  with pytest.raises(workdir.WorkdirError) as err:
+    workdir.prepare(tmp_path, c, overwrite=False)
+  msg = str(err.value)
+  assert "config.measure: (absent) there, {" in msg and shown in msg
+  assert (tmp_path / "metrics.jsonl").read_text() == "kept\n"
+
+
+def test_one_field_absent_from_an_older_run_is_named(tmp_path):
+  old = workdir.config_json(base_config())
+  del old["injection"]["withhold_steps"]
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  workdir.prepare(tmp_path, base_config(), overwrite=False)
+  c = base_config()
+  c.injection.withhold_steps = 100
+  with pytest.raises(workdir.WorkdirError,
+                     match=r"config.injection.withhold_steps: \(absent\) there, 100 now"):
+    workdir.prepare(tmp_path, c, overwrite=False)
+  c = base_config()
+  c.injection.gap = 2  # present there: an ordinary difference
+  with pytest.raises(workdir.WorkdirError, match=r"config.injection.gap: 1 there, 2 now"):
+    workdir.prepare(tmp_path, c, overwrite=False)
+
+
+def test_an_absent_top_level_field_at_its_default_is_no_difference(tmp_path):
+  old = workdir.config_json(base_config())
+  del old["learned_fvu"]
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  workdir.prepare(tmp_path, base_config(), overwrite=False)
+  c = base_config()
+  c.learned_fvu = 0.5
+  with pytest.raises(workdir.WorkdirError, match=r"config.learned_fvu: \(absent\) there, 0.5 now"):
+    workdir.prepare(tmp_path, c, overwrite=False)
+
+
+def test_a_field_present_in_an_older_run_but_gone_now_is_a_difference(tmp_path):
+  old = workdir.config_json(base_config())
+  old["measure"]["retired"] = 3
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  with pytest.raises(workdir.WorkdirError,
+                     match=r"config.measure.retired: 3 there, \(absent\) now"):
+    workdir.prepare(tmp_path, base_config(), overwrite=False)
+
+
+def test_write_bytes_is_atomic(tmp_path):
+  path = tmp_path / "interference.npz"
+  data = bytes(range(256)) * 100
+  workdir.write_bytes(path, data)
+  assert path.read_bytes() == data
+  workdir.write_bytes(path, b"second")
+  assert path.read_bytes() == b"second"
+  assert [p.name for p in tmp_path.iterdir()] == ["interference.npz"]
