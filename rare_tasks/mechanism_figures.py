@@ -30,6 +30,7 @@ def allocation(path: Path, widths: np.ndarray, effective: np.ndarray,
                  label=f"critical width of task {k} ({int(critical_width[k])})")
   ax.set_xscale("log", base=2)
   ax.set_yscale("symlog", linthresh=0.1)
+  ax.set_ylim(bottom=0)
   ax.set_xticks(widths, [str(w) for w in widths])
   ax.set_xlabel("encoder width N")
   ax.set_ylabel("effective neurons (sum of shares)")
@@ -41,7 +42,8 @@ def allocation(path: Path, widths: np.ndarray, effective: np.ndarray,
 
 def interference(folder: Path, matrices: dict[str, list[tuple[int, np.ndarray]]],
                  norm_curves: dict[int, tuple[np.ndarray, np.ndarray]], widths: np.ndarray,
-                 overwrite: dict[float, np.ndarray], rare: list[int], subtitle: str) -> None:
+                 overwrite: dict[float, np.ndarray], rare: list[int], subtitle: str,
+                 matrices_subtitle: str) -> None:
   """Three figures: cosine matrices at a few steps (a row per model), common-task gradient norm
   against step per width, and overwrite against width per rare frequency."""
   rows = list(matrices)
@@ -53,13 +55,16 @@ def interference(folder: Path, matrices: dict[str, list[tuple[int, np.ndarray]]]
       ax = axes[i][j]
       im = ax.imshow(np.nan_to_num(cos, nan=0.0), cmap="RdBu_r", vmin=-1, vmax=1)
       ax.set_title(f"{name}, step {step}", fontsize=9)
+      ticks = range(0, cos.shape[0], max(1, cos.shape[0] // 4))
+      ax.set_xticks(ticks)
+      ax.set_yticks(ticks)
       for r in rare:
         ax.axhline(r, color="k", lw=0.5, ls=":")
         ax.axvline(r, color="k", lw=0.5, ls=":")
       ax.set_xlabel("task")
       ax.set_ylabel("task")
   fig.colorbar(im, ax=axes, label="cosine of per-task gradients (shared parameters)")
-  fig.suptitle(f"gradient interference, {subtitle}", fontsize=10)
+  fig.suptitle(f"gradient interference, {matrices_subtitle}", fontsize=10)
   fig.savefig(folder / "interference_matrices.png", dpi=100)
   plt.close(fig)
 

@@ -132,6 +132,7 @@ def interference(wd: Path, config, task, cells: list[Cell], by_cell) -> list[str
   trained = [r for r in rows if r["step"] > 0]
   over = _mean_by(trained, ("rare_frequency", "width"), "rare_overwrite")
   overwrite = {f: np.array([over[(f, w)] for w in widths]) for f in freqs}
+  cosine = _mean_by(trained, ("rare_frequency", "width"), "common_rare_cosine")
   cells_show = [next(c for c in cells if c.values["width"] == w and
                      c.values["rare_frequency"] == f_show) for w in (widths[0], widths[-1])]
   picks = sorted({steps[min(i, len(steps) - 1)] for i in (1, len(steps) // 3, len(steps) - 1)})
@@ -139,7 +140,8 @@ def interference(wd: Path, config, task, cells: list[Cell], by_cell) -> list[str
                                              for s in picks] for c in cells_show}
   mechanism_figures.interference(
       wd / "figures", matrices, curves, np.array(widths), overwrite, sorted(task.rare_tasks),
-      f"rare frequency {f_show:g}, mean over seeds")
+      f"rare frequency {f_show:g}, mean over seeds",
+      f"rare frequency {f_show:g}, seed {cells_show[0].values['seed']}")
   falls = all(a > b for a, b in zip(final_norm, final_norm[1:]))
   mid_over = overwrite[f_show]
   return [
@@ -147,9 +149,12 @@ def interference(wd: Path, config, task, cells: list[Cell], by_cell) -> list[str
       f"Common-task gradient norm at step {steps[-1]} (rare frequency {f_show:g}, mean over "
       "seeds): " + ", ".join(f"width {w}: {_fmt(v)}" for w, v in zip(widths, final_norm)) +
       f". Falls with every step up in width: {falls}.",
-      "Overwrite (first-order change of the rare loss from one optimiser step on the common "
-      "tasks, mean over the evaluations after step 0; positive raises the rare loss): " +
-      ", ".join(f"width {w}: {_fmt(v)}" for w, v in zip(widths, mid_over)) + ".", "",
+      "Overwrite (first-order change of the rare loss caused by the common tasks' part of an "
+      "optimiser step, mean over the evaluations after step 0; positive raises the rare loss): "
+      + ", ".join(f"width {w}: {_fmt(v)}" for w, v in zip(widths, mid_over)) + ".",
+      "Cosine between the common-task and the rare-task gradient (same mean; negative: the "
+      "common tasks pull against the rare one): " +
+      ", ".join(f"width {w}: {_fmt(cosine[(f_show, w)])}" for w in widths) + ".", "",
       "![interference matrices](figures/interference_matrices.png)", "",
       "![common gradient norm](figures/common_grad_norm.png)", "",
       "![overwrite](figures/overwrite.png)", ""]
