@@ -244,10 +244,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for f in grid.get("rare_frequency", (flat["task.rare_frequency"],)):
       for g in gaps:
         n = f * g * batch
-        _check(abs(n - round(n)) <= 1e-6 * max(n, 1) and 1 <= round(n) <= batch, freq_field, f,
+        most = batch // num_rare
+        _check(abs(n - round(n)) <= 1e-6 * max(n, 1) and 1 <= round(n) <= most, freq_field, f,
                f"with injection bursts, rare_frequency x gap x train.batch_size must be a whole "
-               f"number of rare examples per burst between 1 and the batch size {batch}; with "
-               f"gap {g} it is {n:.6g}")
+               f"number of examples per rare task and burst, between 1 and train.batch_size / "
+               f"task.num_rare = {most}; with gap {g} it is {n:.6g}")
   if flat["measure.trace_rare"]:
     for a in grid.get("activation", (flat["model.activation"],)):
       field = "grid.activation" if "activation" in grid else "model.activation"

@@ -44,8 +44,8 @@ class TrainSpec:
   momentum: float = 0.0
   eval_samples: int = 4096
   # "mixture": every example's task drawn i.i.d. from the mixture. "bursts": the rare tasks are
-  # withheld for `withhold_steps` updates, then each member's batch holds exactly its burst_size
-  # rare examples every gap-th update and none otherwise (rare_tasks.retention).
+  # withheld for `withhold_steps` updates, then each member's batch holds exactly burst_size
+  # examples of every rare task every gap-th update and none otherwise (rare_tasks.retention).
   injection: str = "mixture"
   withhold_steps: int = 0
 
@@ -126,15 +126,22 @@ def _normalised(weights: jax.Array) -> jax.Array:
 
 def _batch_tasks(spec: EnsembleSpec, uniforms: jax.Array, mixture: jax.Array, gap: jax.Array,
                  burst_size: jax.Array, step: jax.Array) -> jax.Array:
-  """Task of each example of one member's batch at update `step`, (B,) int32."""
+  """Task of each example of one member's batch at update `step`, (B,) int32.
+
+  Bursts: in a burst update the first R * burst_size examples are the R rare tasks'
+  (burst_size each, in task order), the rest common tasks drawn from the renormalised mixture.
+  """
   if spec.train.injection == "mixture":
     return linear_mixture.assign_tasks(uniforms, mixture)
   rare = jnp.asarray(rare_mask(spec.task))
   since = step - spec.train.withhold_steps
-  num_rare = jnp.where((since >= 0) & (since % gap == 0), burst_size, 0)
+  per_task = jnp.where((since >= 0) & (since % gap == 0), burst_size, 0)
   common_ids = linear_mixture.assign_tasks(uniforms, _normalised(jnp.where(rare, 0.0, mixture)))
-  rare_ids = linear_mixture.assign_tasks(uniforms, _normalised(jnp.where(rare, mixture, 0.0)))
-  return jnp.where(jnp.arange(uniforms.shape[0]) < num_rare, rare_ids, common_ids)
+  rare_tasks = jnp.asarray(spec.task.rare_tasks, jnp.int32)
+  index = jnp.arange(uniforms.shape[0])
+  slot = jnp.minimum(index // jnp.maximum(per_task, 1), len(spec.task.rare_tasks) - 1)
+  in_burst = index < per_task * len(spec.task.rare_tasks)
+  return jnp.where(in_burst, rare_tasks[slot], common_ids)
 
 
 def _stream_step(spec: EnsembleSpec, params, opt_state, seed, spectrum, mixture, learning_rate,

@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 
 from rare_tasks import learning_order, mechanism_figures, retention, theory, traces, workdir
+from rare_tasks.config_schema import GRID_AXES
 from rare_tasks.grid import Cell, Group
 from rare_tasks.results_table import write_csv
 
@@ -63,6 +64,13 @@ def _pct(x: float) -> str:
   return "nan" if not np.isfinite(x) else f"{100 * x:.0f}%"
 
 
+def _averaged(cells: list[Cell], shown: tuple[str, ...]) -> str:
+  """What a summary number averages over: the grid axes that vary besides those shown."""
+  varying = [a for a in GRID_AXES if a not in shown
+             and len({repr(c.values[a]) for c in cells}) > 1]
+  return f"mean over {', '.join(varying)}" if varying else "one cell each"
+
+
 def _fmt(x: float) -> str:
   return "nan" if not np.isfinite(x) else f"{x:.3g}"
 
@@ -89,11 +97,13 @@ def allocation(wd: Path, config, task, cells: list[Cell], by_cell, predictions) 
   crit = predictions[ref.index].critical_width
   mechanism_figures.allocation(
       wd / "figures" / "allocation.png", np.array(widths), table, crit, sorted(rare),
-      f"effective neurons per task at step {steps} (rare frequency {f_show:g}, mean over seeds)")
+      f"effective neurons per task at step {steps} (rare frequency {f_show:g}, "
+      f"{_averaged(cells, ('width', 'rare_frequency'))})")
   r0 = task.rare_tasks[0]
   lines = ["## Neuron allocation", "",
            f"Effective neurons (sum of shares) of rare task {r0} at step {steps}, rare frequency "
-           f"{f_show:g}, critical width {int(crit[r0])}: " +
+           f"{f_show:g} ({_averaged(cells, ('width', 'rare_frequency'))}), critical width "
+           f"{int(crit[r0])} (of the first such cell): " +
            ", ".join(f"width {w}: {_fmt(mean[(w, r0)])}" for w in widths) + ".",
            f"Most frequent task 0 (critical width {int(crit[0])}): " +
            ", ".join(f"width {w}: {_fmt(mean[(w, 0)])}" for w in widths) + ".", "",
@@ -140,14 +150,15 @@ def interference(wd: Path, config, task, cells: list[Cell], by_cell) -> list[str
                                              for s in picks] for c in cells_show}
   mechanism_figures.interference(
       wd / "figures", matrices, curves, np.array(widths), overwrite, sorted(task.rare_tasks),
-      f"rare frequency {f_show:g}, mean over seeds",
+      f"rare frequency {f_show:g}, {_averaged(cells, ('width', 'rare_frequency'))}",
       f"rare frequency {f_show:g}, seed {cells_show[0].values['seed']}")
   falls = all(a > b for a, b in zip(final_norm, final_norm[1:]))
   mid_over = overwrite[f_show]
   return [
       "## Gradient interference", "",
-      f"Common-task gradient norm at step {steps[-1]} (rare frequency {f_show:g}, mean over "
-      "seeds): " + ", ".join(f"width {w}: {_fmt(v)}" for w, v in zip(widths, final_norm)) +
+      f"Common-task gradient norm at step {steps[-1]} (rare frequency {f_show:g}, "
+      f"{_averaged(cells, ('width', 'rare_frequency'))}): " +
+      ", ".join(f"width {w}: {_fmt(v)}" for w, v in zip(widths, final_norm)) +
       f". Falls with every step up in width: {falls}.",
       "Overwrite (first-order change of the rare loss caused by the common tasks' part of an "
       "optimiser step, mean over the evaluations after step 0; positive raises the rare loss): "
@@ -192,7 +203,7 @@ def injection_retention(wd: Path, config, task, groups: list[Group]) -> list[str
     r, s = _signal_rows(config, task, g, trace)
     rows += r
     summaries += s
-    shown[g.static["width"]] = (g, trace)
+    shown.setdefault(g.static["width"], (g, trace))  # the first group of each width is drawn
   write_csv(wd / "retention.csv", RETENTION_COLUMNS, rows)
   widths = sorted(shown)
   gaps = sorted({s["gap"] for s in summaries})
@@ -200,7 +211,8 @@ def injection_retention(wd: Path, config, task, groups: list[Group]) -> list[str
   lines = ["## Injection and retention", "",
            f"Rare task withheld for {config.injection.withhold_steps} updates, then injected in "
            f"bursts every gap updates at long-run frequency {freq:g}. Median over bursts, then "
-           "mean over seeds; a cell accumulates when the level it keeps over the run exceeds "
+           f"{_averaged(cells_of(groups), ('width', 'gap', 'rare_frequency'))}; a cell "
+           "accumulates when the level it keeps over the run exceeds "
            "one burst's gain.", ""]
   grids = {}
   for name in SIGNALS:
@@ -209,7 +221,7 @@ def injection_retention(wd: Path, config, task, groups: list[Group]) -> list[str
     gain = _mean_by(sel, ("width", "gap"), "median_gain")
     acc = _mean_by([{**s, "acc": float(s["accumulates"])} for s in sel], ("width", "gap"), "acc")
     grids[name] = np.array([[ret[(w, gp)] for gp in gaps] for w in widths])
-    lines += [f"Signal `{name}`: retained fraction (median gain; fraction of seeds that "
+    lines += [f"Signal `{name}`: retained fraction (median gain; fraction of cells that "
               "accumulate)", "", "| width | " + " | ".join(f"gap {gp}" for gp in gaps) + " |",
               "|---|" + "---|" * len(gaps)]
     for w in widths:
@@ -222,14 +234,16 @@ def injection_retention(wd: Path, config, task, groups: list[Group]) -> list[str
   sel = [s for s in summaries if s["signal"] == "feature_capture" and s["rare_frequency"] == freq]
   gain = _mean_by(sel, ("width", "gap"), "median_gain")
   final = _mean_by(sel, ("width", "gap"), "final")
-  for j, gp in enumerate(gaps[1:], start=1):
+  for j, gp in enumerate(gaps):
+    if gp == 1:  # steady exposure: nothing decays between bursts
+      continue
     lines.append(f"- Gap {gp}, feature capture: the narrowest width ({widths[0]}) retains "
                  f"{_fmt(main[0, j])} of a burst's gain (median gain {_fmt(gain[(widths[0], gp)])}"
                  f"), the widest ({widths[-1]}) {_fmt(main[-1, j])} (median gain "
                  f"{_fmt(gain[(widths[-1], gp)])}).")
   lines += ["", "A median gain far below 0.001 means the bursts barely move the signal: there is "
             "no spike to retain.", "",
-            "Feature capture at the end of the run (mean over seeds), by gap " +
+            "Feature capture at the end of the run (same mean), by gap " +
             ", ".join(str(gp) for gp in gaps) + ":", ""]
   for w in widths:
     lines.append(f"- width {w}: " + ", ".join(_fmt(final[(w, gp)]) for gp in gaps))
@@ -252,6 +266,10 @@ def _fvu_matrix(recs: list[dict[str, Any]]) -> np.ndarray:
   """(T, K) FVU of a cell's records: exact where known (linear), else the held-out estimate."""
   return np.array([[_num(p) if p is not None else _num(f)
                     for p, f in zip(r["population_fvu"], r["fvu"])] for r in recs])
+
+
+def cells_of(groups: list[Group]) -> list[Cell]:
+  return [c for g in groups for c in g.flat_cells()]
 
 
 def _find(group: Group, gap: int, freq: float) -> tuple[int, int]:

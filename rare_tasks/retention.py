@@ -3,8 +3,8 @@
 A run has `steps` optimiser updates t = 0..steps-1. The rare task is withheld for the first
 `withhold_steps` updates; afterwards, every update t with (t - withhold_steps) % gap == 0 is a
 burst whose batch of `batch_size` examples holds exactly n = rare_frequency * gap * batch_size
-rare examples, and every other update holds none. Over whole periods the rare examples are a
-fraction rare_frequency of the injection phase; gap = 1 is steady exposure.
+examples of each rare task, and every other update holds none. Over whole periods each rare
+task's examples are a fraction rare_frequency of the injection phase; gap = 1 is steady exposure.
 
 A measured signal (e.g. the rare task's feature capture) is indexed by updates done:
 signal[t] is its value after t updates, shape (steps + 1,). Burst i at update b_i has the window
@@ -21,7 +21,7 @@ _WHOLE_RTOL = 1e-6
 
 
 def burst_size(rare_frequency: float, gap: int, batch_size: int) -> int:
-  """Rare examples in a burst batch, n = rare_frequency * gap * batch_size.
+  """Examples of one rare task in a burst batch, n = rare_frequency * gap * batch_size.
 
   Raises ValueError unless n is a whole number (to 1e-6 relative) with 1 <= n <= batch_size.
   """

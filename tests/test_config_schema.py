@@ -285,8 +285,14 @@ def test_bursts_of_a_non_whole_number_of_examples_are_refused():
 def test_bursts_larger_than_the_batch_are_refused():
   # 0.5 x 4 x 256 = 512 rare examples, more than a batch of 256.
   _fails(_bursts(gap=4, rare_frequency=0.5), "config.grid.rare_frequency", "0.5",
-         "batch size 256", "512")
+         "task.num_rare = 256", "512")
   validate(_bursts(gap=2, rare_frequency=0.5))
+  # Each of two rare tasks gets its own burst: 2 x (0.25 x 4 x 256) = 512 > 256.
+  c = _bursts(gap=4, rare_frequency=0.25)
+  c.task.num_rare = 2
+  _fails(c, "config.grid.rare_frequency", "0.25", "task.num_rare = 128", "256")
+  c.injection.gap = 2
+  validate(c)
 
 
 @pytest.mark.parametrize("withhold", [2000, 5000])
