@@ -62,9 +62,14 @@ def base_config() -> ml_collections.ConfigDict:
   # exact FVU and feature capture, linear encoders only).
   c.measure = ml_collections.ConfigDict(dict(
       allocation=False, interference=False, interference_samples=256, trace_rare=False))
-  # Each list under grid expands into cells (their product); an empty grid is one cell.
-  c.grid = ml_collections.ConfigDict(dict(
-      width=(32,), rare_frequency=(0.01,), seed=(0,)))
+  # Each list under grid expands into cells (their product); an empty grid is one cell. Every
+  # axis is present, unset (None) when not swept, so that any axis can be swept from the
+  # command line (--config.grid.learning_rate='(1e-3,3e-3)').
+  c.grid = ml_collections.ConfigDict(
+      {axis: ml_collections.config_dict.placeholder(tuple) for axis in GRID_AXES})
+  c.grid.width = (32,)
+  c.grid.rare_frequency = (0.01,)
+  c.grid.seed = (0,)
   c.eval_every = 500
   c.eval_samples = 4096
   # A task counts as learned when its FVU is at or below this.
@@ -183,10 +188,11 @@ def _unknown(field: str, known: Sequence[str]) -> ConfigError:
 
 
 def grid_values(config: ml_collections.ConfigDict) -> dict[str, tuple]:
-  """The grid as {axis: tuple of values}, axes in alphabetical order (ConfigDict's order)."""
+  """The grid as {axis: tuple of values} (unset axes left out), axes in alphabetical order
+  (ConfigDict's order)."""
   grid = config.get("grid") or {}
   return {axis: tuple(values) if isinstance(values, (list, tuple)) else (values,)
-          for axis, values in grid.items()}
+          for axis, values in grid.items() if values is not None}
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

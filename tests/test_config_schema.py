@@ -313,3 +313,12 @@ def test_trace_rare_needs_identity_activation():
   c.model.activation = "identity"
   c.grid.activation = ("identity", "relu")
   _fails(c, "config.grid.activation", "'relu'", "'identity'")
+
+
+def test_every_grid_axis_is_present_and_unset_axes_are_left_out():
+  c = base_config()
+  assert set(c.grid) == set(config_schema.GRID_AXES)
+  assert set(config_schema.grid_values(c)) == {"width", "rare_frequency", "seed"}
+  c.grid.learning_rate = (1e-3, 3e-3)
+  assert config_schema.grid_values(c)["learning_rate"] == (1e-3, 3e-3)
+  validate(c)

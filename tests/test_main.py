@@ -32,6 +32,14 @@ def test_bad_value_exits_with_a_message_naming_field_value_and_rule(tmp_path):
   assert not (tmp_path / "wd").exists()
 
 
+def test_an_axis_the_preset_does_not_sweep_can_be_swept_from_the_command_line(tmp_path):
+  # The override reaches validation (a bad value is refused there, before any compute).
+  proc = _main(*SMALL, "--config.grid.learning_rate=(1e-3,-1.0)", f"--workdir={tmp_path / 'wd'}")
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 2
+  assert "config.grid.learning_rate[1] = -1.0: allowed: a finite number > 0" in err
+
+
 def test_misspelt_override_is_refused_with_a_suggestion(tmp_path):
   proc = _main(*SMALL, WIDTHS, "--config.train.stpes=3", f"--workdir={tmp_path / 'wd'}")
   _, err = proc.communicate(timeout=120)
