@@ -12,15 +12,13 @@ Presets: `configs/complexity.py` (about a minute on a laptop CPU) and
 `configs/complexity.py:smoke` (seconds).
 """
 
-from rare_tasks.config_schema import base_config
+from rare_tasks.config_schema import base_config, study_preset
 
 PRESETS = ("default", "smoke")
 
 
 def get_config(preset: str = "default"):
-  preset = preset or "default"
-  if preset not in PRESETS:
-    raise ValueError(f"configs/complexity.py:{preset}: unknown preset; allowed: {PRESETS}")
+  preset = study_preset("complexity", preset, PRESETS)
   c = base_config()
   c.task.num_tasks = 8
   c.task.block_size = 16

@@ -6,25 +6,17 @@ Presets: `configs/interference.py` (a few minutes on a laptop CPU) and
 line, e.g. `--config.measure.interference_samples=512`.
 """
 
-from rare_tasks.config_schema import base_config
+from rare_tasks.config_schema import linear_study_config, study_preset
 
 PRESETS = ("default", "smoke")
 
 
 def get_config(preset: str = "default"):
-  preset = preset or "default"
-  if preset not in PRESETS:
-    raise ValueError(f"configs/interference.py:{preset}: unknown preset; allowed: {PRESETS}")
-  c = base_config()
-  c.task.num_tasks = 16
-  c.task.block_size = 8
-  c.task.num_rare = 1
-  c.task.common_exponent = 1.5
-  c.task.beta = 1.0
+  preset = study_preset("interference", preset, PRESETS)
+  c = linear_study_config()
   c.train.learning_rate = 3e-3
   c.train.schedule = "cosine"
   c.train.final_lr_fraction = 0.01
-  c.train.batch_size = 256
   # Critical widths of the rare task: 46 at frequency 0.01, 11 at 0.057.
   c.grid.width = (4, 8, 16, 32, 64, 128)
   c.grid.rare_frequency = (1e-2, 5.7e-2)

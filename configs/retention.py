@@ -9,26 +9,18 @@ Presets: `configs/retention.py` (a few minutes on a laptop CPU) and `configs/ret
 (under a minute).
 """
 
-from rare_tasks.config_schema import base_config
+from rare_tasks.config_schema import linear_study_config, study_preset
 
 PRESETS = ("default", "smoke")
 
 
 def get_config(preset: str = "default"):
-  preset = preset or "default"
-  if preset not in PRESETS:
-    raise ValueError(f"configs/retention.py:{preset}: unknown preset; allowed: {PRESETS}")
-  c = base_config()
-  c.task.num_tasks = 16
-  c.task.block_size = 8
-  c.task.num_rare = 1
-  c.task.common_exponent = 1.5
-  c.task.beta = 1.0
+  preset = study_preset("retention", preset, PRESETS)
+  c = linear_study_config()
   # A small constant learning rate: at 3e-3 Adam's first burst (the rare head's second moment is
   # still zero) overshoots far past the optimum and the wide model's ratchet weakens.
   c.train.learning_rate = 5e-4
   c.train.schedule = "constant"
-  c.train.batch_size = 256
   # Long-run frequency 1/64: the rare task's critical width is 32, and the optimum's rare
   # explained variance is 0.37 at width 32, 0.55 at 64 and 1.0 at 112. Bursts of 4 x gap
   # examples; under Adam the peak comes 10-25 updates after a burst, so gaps below 16 behave

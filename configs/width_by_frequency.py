@@ -6,25 +6,17 @@ Presets: `configs/width_by_frequency.py` (the headline grid, a few minutes on a 
 line, e.g. `--config.train.steps=20000` or `--config.grid.width=(16,64)`.
 """
 
-from rare_tasks.config_schema import base_config
+from rare_tasks.config_schema import linear_study_config, study_preset
 
 PRESETS = ("default", "smoke")
 
 
 def get_config(preset: str = "default"):
-  preset = preset or "default"
-  if preset not in PRESETS:
-    raise ValueError(f"configs/width_by_frequency.py:{preset}: unknown preset; allowed: {PRESETS}")
-  c = base_config()
-  c.task.num_tasks = 16
-  c.task.block_size = 8
-  c.task.num_rare = 1
-  c.task.common_exponent = 1.5
-  c.task.beta = 1.0
+  preset = study_preset("width_by_frequency", preset, PRESETS)
+  c = linear_study_config()
   c.train.learning_rate = 3e-3
   c.train.schedule = "cosine"
   c.train.final_lr_fraction = 0.01
-  c.train.batch_size = 256
   # Frequencies placed so that the rare task's critical width (121, 87, 46, 23, 11, 2) falls
   # between grid widths: each cell is clearly above or below it.
   c.grid.width = (4, 8, 16, 32, 64, 128)

@@ -14,6 +14,7 @@ from typing import Any
 
 import ml_collections
 
+from rare_tasks import retention
 from rare_tasks.models import ACTIVATIONS, MODELS
 from rare_tasks.optimizers import OPTIMIZERS, SCHEDULES
 from rare_tasks.tasks import TASKS
@@ -77,6 +78,27 @@ def base_config() -> ml_collections.ConfigDict:
   # Checkpoints are written at evaluation steps, at most this often (and always at the end).
   c.checkpoint_interval_s = 30.0
   return c
+
+
+def linear_study_config() -> ml_collections.ConfigDict:
+  """base_config() in the studies' linear setting (PAPER.md section 2): K = 16 tasks of m = 8
+  features, one rare, common tasks at power-law exponent 1.5, spectra j^-1, batch 256."""
+  c = base_config()
+  c.task.num_tasks = 16
+  c.task.block_size = 8
+  c.task.num_rare = 1
+  c.task.common_exponent = 1.5
+  c.task.beta = 1.0
+  c.train.batch_size = 256
+  return c
+
+
+def study_preset(study: str, preset: str, presets: Sequence[str]) -> str:
+  """The preset a study file was asked for ("" is "default"); ValueError naming the allowed."""
+  preset = preset or "default"
+  if preset not in presets:
+    raise ValueError(f"configs/{study}.py:{preset}: unknown preset; allowed: {tuple(presets)}")
+  return preset
 
 
 def _is_int(v: Any) -> bool:
@@ -249,12 +271,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
            flat["injection.withhold_steps"], f"an integer below train.steps = {steps}")
     for f in grid.get("rare_frequency", (flat["task.rare_frequency"],)):
       for g in gaps:
-        n = f * g * batch
-        most = batch // num_rare
-        _check(abs(n - round(n)) <= 1e-6 * max(n, 1) and 1 <= round(n) <= most, freq_field, f,
-               f"with injection bursts, rare_frequency x gap x train.batch_size must be a whole "
-               f"number of examples per rare task and burst, between 1 and train.batch_size / "
-               f"task.num_rare = {most}; with gap {g} it is {n:.6g}")
+        try:
+          retention.burst_size(f, g, batch, num_rare)
+        except ValueError:
+          _check(False, freq_field, f,
+                 f"with injection bursts, rare_frequency x gap x train.batch_size must be a "
+                 f"whole number of examples per rare task and burst, between 1 and "
+                 f"train.batch_size / task.num_rare = {batch // num_rare}; with gap {g} it is "
+                 f"{f * g * batch:.6g}")
   if flat["measure.trace_rare"]:
     for a in grid.get("activation", (flat["model.activation"],)):
       field = "grid.activation" if "activation" in grid else "model.activation"

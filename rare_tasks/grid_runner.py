@@ -36,7 +36,7 @@ from rare_tasks.models import MODELS
 from rare_tasks.progress import Progress, log
 from rare_tasks.results_table import build_results, write_results
 from rare_tasks.study_report import write_predictions, write_report
-from rare_tasks.tasks import TASKS
+from rare_tasks.tasks import TASKS, linear_mixture
 
 # Called after every chunk with (group name, step); a test raises from it to simulate a kill.
 ChunkHook = Callable[[str, int], None]
@@ -102,7 +102,8 @@ def group_constants(task, rows: Sequence[Sequence[Cell]], injection: str = "mixt
                         for c in r] for r in rows])
   rates = np.array([[c.values["learning_rate"] for c in r] for r in rows])
   gaps = np.array([[c.values["gap"] for c in r] for r in rows])
-  bursts = np.array([[retention.burst_size(c.values["rare_frequency"], c.values["gap"], batch_size)
+  bursts = np.array([[retention.burst_size(c.values["rare_frequency"], c.values["gap"],
+                                           batch_size, task.num_rare)
                       if injection == "bursts" else 0 for c in r] for r in rows])
   return ensemble.make_constants(task, seeds, spectra, mixtures, rates, gaps, bursts)
 
@@ -167,8 +168,7 @@ class GroupRun:
     s, p = self.group.num_streams, self.group.num_members
     host = jax.device_get(trace)
     task = self._task
-    m = task.block_size
-    cols = np.concatenate([np.arange(k * m, (k + 1) * m) for k in task.rare_tasks])
+    cols = linear_mixture.feature_indices(task.rare_tasks, task.block_size)
     spectrum = self.host_consts["spectrum"][:, list(task.rare_tasks)]  # (S, R, m)
     capture = measurements.feature_capture(
         host["encoder_map"][:, :s, :p], self.host_consts["basis"][:, cols],

@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import threadpoolctl
 
+from rare_tasks.tasks import linear_mixture
+
 
 def per_task_squared_error(outputs: jax.Array, targets: jax.Array, num_tasks: int) -> jax.Array:
   """Squared error of every head on every example: (B, K*m), (B, K*m) -> (B, K)."""
@@ -89,7 +91,7 @@ def population_fvu(encoder_map: jax.Array, heads: jax.Array, basis: jax.Array,
   """
   num_tasks, block = spectrum.shape
   tasks = tuple(range(num_tasks)) if tasks is None else tuple(tasks)
-  rows = np.concatenate([np.arange(k * block, (k + 1) * block) for k in tasks])
+  rows = linear_mixture.feature_indices(tasks, block)
   a = (heads[:, rows].T @ encoder_map) @ basis
   target = jax.nn.one_hot(rows, a.shape[1], dtype=a.dtype)
   residual = (a - target) ** 2 @ spectrum.reshape(-1)

@@ -16,9 +16,9 @@ import ml_collections
 import numpy as np
 
 from rare_tasks import learning_order, mechanism_figures, retention, theory, traces, workdir
-from rare_tasks.config_schema import GRID_AXES
 from rare_tasks.grid import Cell, Group
-from rare_tasks.results_table import write_csv
+from rare_tasks.results_table import number, write_csv
+from rare_tasks.study_report import averaged_over
 
 ALLOCATION_COLUMNS = ("width", "rare_frequency", "seed", "step", "task", "effective_neurons",
                       "dominant_neurons", "is_rare", "gap", "cell")
@@ -33,10 +33,6 @@ LEARNING_ORDER_COLUMNS = ("width", "rare_frequency", "seed", "task", "task_frequ
 # Retention signals: name in retention.csv -> (trace array, transform to "higher is better").
 SIGNALS = {"feature_capture": ("rare_capture", lambda a: a),
            "explained_variance": ("rare_fvu", lambda a: 1.0 - a)}
-
-
-def _num(v: Any) -> float:
-  return float("nan") if v is None else float(v)
 
 
 def _by_cell(metrics: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
@@ -64,13 +60,6 @@ def _pct(x: float) -> str:
   return "nan" if not np.isfinite(x) else f"{100 * x:.0f}%"
 
 
-def _averaged(cells: list[Cell], shown: tuple[str, ...]) -> str:
-  """What a summary number averages over: the grid axes that vary besides those shown."""
-  varying = [a for a in GRID_AXES if a not in shown
-             and len({repr(c.values[a]) for c in cells}) > 1]
-  return f"mean over {', '.join(varying)}" if varying else "one cell each"
-
-
 def _fmt(x: float) -> str:
   return "nan" if not np.isfinite(x) else f"{x:.3g}"
 
@@ -82,8 +71,8 @@ def allocation(wd: Path, config, task, cells: list[Cell], by_cell, predictions) 
     for r in by_cell[c.index]:
       for k in range(task.num_tasks):
         rows.append({**_key(c), "step": r["step"], "task": k, "is_rare": k in rare,
-                     "effective_neurons": _num(r["effective_neurons"][k]),
-                     "dominant_neurons": _num(r["dominant_neurons"][k])})
+                     "effective_neurons": number(r["effective_neurons"][k]),
+                     "dominant_neurons": number(r["dominant_neurons"][k])})
   write_csv(wd / "allocation.csv", ALLOCATION_COLUMNS, rows)
   steps = config.train.steps
   final = [r for r in rows if r["step"] == steps]
@@ -98,11 +87,11 @@ def allocation(wd: Path, config, task, cells: list[Cell], by_cell, predictions) 
   mechanism_figures.allocation(
       wd / "figures" / "allocation.png", np.array(widths), table, crit, sorted(rare),
       f"effective neurons per task at step {steps} (rare frequency {f_show:g}, "
-      f"{_averaged(cells, ('width', 'rare_frequency'))})")
+      f"{averaged_over(cells, ('width', 'rare_frequency'))})")
   r0 = task.rare_tasks[0]
   lines = ["## Neuron allocation", "",
            f"Effective neurons (sum of shares) of rare task {r0} at step {steps}, rare frequency "
-           f"{f_show:g} ({_averaged(cells, ('width', 'rare_frequency'))}), critical width "
+           f"{f_show:g} ({averaged_over(cells, ('width', 'rare_frequency'))}), critical width "
            f"{int(crit[r0])} (of the first such cell): " +
            ", ".join(f"width {w}: {_fmt(mean[(w, r0)])}" for w in widths) + ".",
            f"Most frequent task 0 (critical width {int(crit[0])}): " +
@@ -120,7 +109,7 @@ def interference(wd: Path, config, task, cells: list[Cell], by_cell) -> list[str
     norms.append([np.array(recs[s]["grad_norm"], dtype=float) for s in steps])
     for s in steps:
       r = recs[s]
-      rows.append({**_key(c), "step": s, **{k: _num(r[k]) for k in (
+      rows.append({**_key(c), "step": s, **{k: number(r[k]) for k in (
           "common_grad_norm", "rare_grad_norm", "common_rare_cosine", "rare_overwrite")}})
   write_csv(wd / "interference.csv", INTERFERENCE_COLUMNS, rows)
   buf = io.BytesIO()
@@ -150,14 +139,14 @@ def interference(wd: Path, config, task, cells: list[Cell], by_cell) -> list[str
                                              for s in picks] for c in cells_show}
   mechanism_figures.interference(
       wd / "figures", matrices, curves, np.array(widths), overwrite, sorted(task.rare_tasks),
-      f"rare frequency {f_show:g}, {_averaged(cells, ('width', 'rare_frequency'))}",
+      f"rare frequency {f_show:g}, {averaged_over(cells, ('width', 'rare_frequency'))}",
       f"rare frequency {f_show:g}, seed {cells_show[0].values['seed']}")
   falls = all(a > b for a, b in zip(final_norm, final_norm[1:]))
   mid_over = overwrite[f_show]
   return [
       "## Gradient interference", "",
       f"Common-task gradient norm at step {steps[-1]} (rare frequency {f_show:g}, "
-      f"{_averaged(cells, ('width', 'rare_frequency'))}): " +
+      f"{averaged_over(cells, ('width', 'rare_frequency'))}): " +
       ", ".join(f"width {w}: {_fmt(v)}" for w, v in zip(widths, final_norm)) +
       f". Falls with every step up in width: {falls}.",
       "Overwrite (first-order change of the rare loss caused by the common tasks' part of an "
@@ -189,7 +178,7 @@ def _signal_rows(config, task, group: Group, trace: dict[str, np.ndarray]):
         summaries.append({**_key(c), "signal": name, **retention.cell_summary(metrics),
                           "final": float(signal[-1]),
                           "burst_size": retention.burst_size(v["rare_frequency"], v["gap"],
-                                                             batch)})
+                                                             batch, task.num_rare)})
   return rows, summaries
 
 
@@ -211,14 +200,15 @@ def injection_retention(wd: Path, config, task, groups: list[Group]) -> list[str
   lines = ["## Injection and retention", "",
            f"Rare task withheld for {config.injection.withhold_steps} updates, then injected in "
            f"bursts every gap updates at long-run frequency {freq:g}. Median over bursts, then "
-           f"{_averaged(cells_of(groups), ('width', 'gap', 'rare_frequency'))}; a cell "
+           f"{averaged_over(cells_of(groups), ('width', 'gap', 'rare_frequency'))}; a cell "
            "accumulates when the level it keeps over the run exceeds "
            "one burst's gain.", ""]
-  grids = {}
+  grids, gains, sels = {}, {}, {}
   for name in SIGNALS:
-    sel = [s for s in summaries if s["signal"] == name and s["rare_frequency"] == freq]
+    sel = sels[name] = [s for s in summaries
+                        if s["signal"] == name and s["rare_frequency"] == freq]
     ret = _mean_by(sel, ("width", "gap"), "median_retained_fraction")
-    gain = _mean_by(sel, ("width", "gap"), "median_gain")
+    gain = gains[name] = _mean_by(sel, ("width", "gap"), "median_gain")
     acc = _mean_by([{**s, "acc": float(s["accumulates"])} for s in sel], ("width", "gap"), "acc")
     grids[name] = np.array([[ret[(w, gp)] for gp in gaps] for w in widths])
     lines += [f"Signal `{name}`: retained fraction (median gain; fraction of cells that "
@@ -231,9 +221,8 @@ def injection_retention(wd: Path, config, task, groups: list[Group]) -> list[str
     lines.append("")
   big_gap = gaps[-1]
   main = grids["feature_capture"]
-  sel = [s for s in summaries if s["signal"] == "feature_capture" and s["rare_frequency"] == freq]
-  gain = _mean_by(sel, ("width", "gap"), "median_gain")
-  final = _mean_by(sel, ("width", "gap"), "final")
+  gain = gains["feature_capture"]
+  final = _mean_by(sels["feature_capture"], ("width", "gap"), "final")
   for j, gp in enumerate(gaps):
     if gp == 1:  # steady exposure: nothing decays between bursts
       continue
@@ -248,13 +237,12 @@ def injection_retention(wd: Path, config, task, groups: list[Group]) -> list[str
   for w in widths:
     lines.append(f"- width {w}: " + ", ".join(_fmt(final[(w, gp)]) for gp in gaps))
   lines.append("")
+  bursts = retention.burst_updates(config.train.steps, config.injection.withhold_steps, big_gap)
   curves = {}
   for w in widths:
     g, trace = shown[w]
     si, pi = _find(g, big_gap, freq)
-    curves[w] = {"signal": trace["rare_capture"][:, si, pi].mean(-1),
-                 "bursts": retention.burst_updates(config.train.steps,
-                                                   config.injection.withhold_steps, big_gap)}
+    curves[w] = {"signal": trace["rare_capture"][:, si, pi].mean(-1), "bursts": bursts}
   mechanism_figures.retention(wd / "figures", curves, np.array(widths), np.array(gaps), main,
                               f"long-run rare frequency {freq:g}, seed of the first stream")
   lines += ["![retention traces](figures/retention_traces.png)", "",
@@ -264,7 +252,7 @@ def injection_retention(wd: Path, config, task, groups: list[Group]) -> list[str
 
 def _fvu_matrix(recs: list[dict[str, Any]]) -> np.ndarray:
   """(T, K) FVU of a cell's records: exact where known (linear), else the held-out estimate."""
-  return np.array([[_num(p) if p is not None else _num(f)
+  return np.array([[number(p) if p is not None else number(f)
                     for p, f in zip(r["population_fvu"], r["fvu"])] for r in recs])
 
 
@@ -294,7 +282,7 @@ def learning_orders(wd: Path, config, task, cells: list[Cell], by_cell) -> tuple
     by_utility = learning_order.pair_agreement(measured, predicted)
     by_frequency = learning_order.pair_agreement(measured, -mixture)
     agreements.append((c, by_utility, by_frequency))
-    betas = np.broadcast_to(np.asarray(v["beta"], float), (task.num_tasks,))
+    betas = task.betas(v["beta"])
     top = theory.predict(mixture, spectrum, 1).utilities.max(-1)
     for k in range(task.num_tasks):
       rows.append({**_key(c), "task": k, "task_frequency": float(mixture[k]),
@@ -371,5 +359,4 @@ def write(config: ml_collections.ConfigDict, wd: Path, task, cells: list[Cell],
 
 def _betas_differ(cells: list[Cell], task) -> bool:
   """Whether some cell has per-task betas that differ (a complexity study)."""
-  return any(len(set(np.broadcast_to(np.asarray(c.values["beta"], float), (task.num_tasks,))))
-             > 1 for c in cells)
+  return any(len(set(task.betas(c.values["beta"]))) > 1 for c in cells)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import ml_collections
-import numpy as np
 
 from rare_tasks import theory, workdir
 from rare_tasks.grid import Cell
@@ -35,18 +34,18 @@ def build_results(config: ml_collections.ConfigDict, task, cells: list[Cell],
   for c in cells:
     v, rec, pred = c.values, final[c.index], predictions[c.index]
     mixture = task.mixture(v["rare_frequency"], v["common_exponent"])
-    betas = np.broadcast_to(np.asarray(v["beta"], float), (task.num_tasks,))
+    betas = task.betas(v["beta"])
     for k in range(task.num_tasks):
       # A diverged cell's NaN measurements are null in metrics.jsonl: NaN here, never learned.
-      fvu = _number(rec["fvu"][k])
+      fvu = number(rec["fvu"][k])
       rows.append({
           "width": v["width"], "rare_frequency": v["rare_frequency"], "seed": v["seed"],
           "task": k, "task_frequency": float(mixture[k]), "beta": float(betas[k]),
           "fvu": fvu, "predicted_fvu": float(pred.fvu[k]),
-          "feature_capture": _number(rec["feature_capture"][k]),
+          "feature_capture": number(rec["feature_capture"][k]),
           "learned": bool(fvu <= config.learned_fvu),
           "predicted_learned": bool(pred.fvu[k] <= config.learned_fvu),
-          "is_rare": k in rare, "population_fvu": _number(rec["population_fvu"][k]),
+          "is_rare": k in rare, "population_fvu": number(rec["population_fvu"][k]),
           "critical_width": int(pred.critical_width[k]),
           "learning_rate": v["learning_rate"], "common_exponent": v["common_exponent"],
           "activation": v["activation"], "num_hidden_layers": v["num_hidden_layers"],
@@ -54,7 +53,8 @@ def build_results(config: ml_collections.ConfigDict, task, cells: list[Cell],
   return rows
 
 
-def _number(v: float | None) -> float:
+def number(v: float | None) -> float:
+  """A metrics.jsonl number: null (a NaN measurement) back to NaN."""
   return float("nan") if v is None else float(v)
 
 

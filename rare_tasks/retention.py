@@ -20,10 +20,11 @@ import numpy as np
 _WHOLE_RTOL = 1e-6
 
 
-def burst_size(rare_frequency: float, gap: int, batch_size: int) -> int:
+def burst_size(rare_frequency: float, gap: int, batch_size: int, num_rare: int = 1) -> int:
   """Examples of one rare task in a burst batch, n = rare_frequency * gap * batch_size.
 
-  Raises ValueError unless n is a whole number (to 1e-6 relative) with 1 <= n <= batch_size.
+  Raises ValueError unless n is a whole number (to 1e-6 relative) with
+  1 <= n <= batch_size // num_rare (every rare task's burst fits in one batch).
   """
   if gap < 1 or batch_size < 1:
     raise ValueError(f"gap ({gap}) and batch_size ({batch_size}) must be >= 1")
@@ -35,8 +36,9 @@ def burst_size(rare_frequency: float, gap: int, batch_size: int) -> int:
   whole = round(n)
   if abs(n - whole) > _WHOLE_RTOL * max(1.0, abs(n)):
     raise ValueError(f"{where}; n must be a whole number of examples")
-  if whole < 1 or whole > batch_size:
-    raise ValueError(f"{where}; n must satisfy 1 <= n <= batch_size")
+  if whole < 1 or whole > batch_size // num_rare:
+    raise ValueError(f"{where}; n must satisfy 1 <= n <= batch_size // num_rare "
+                     f"({batch_size // num_rare} with {num_rare} rare task(s))")
   return int(whole)
 
 

@@ -32,6 +32,13 @@ def write_predictions(wd: Path, cells: list[Cell],
   workdir.write_text(wd / "predictions.json", json.dumps(out, indent=1) + "\n")
 
 
+def averaged_over(cells: list[Cell], shown: tuple[str, ...]) -> str:
+  """What a number shown per `shown` axes averages over: the other grid axes that vary."""
+  varying = [a for a in GRID_AXES if a not in shown
+             and len({repr(c.values[a]) for c in cells}) > 1]
+  return f"mean over {', '.join(varying)}" if varying else "one cell each"
+
+
 def _optimum_check(task, cells, predictions, rows) -> dict[str, Any]:
   """pi-weighted population loss of every linear cell against the closed-form optimum."""
   by_cell: dict[int, list[dict[str, Any]]] = {}
@@ -85,9 +92,7 @@ def write_report(config: ml_collections.ConfigDict, wd: Path, task, cells: list[
     return int(theory.predict(mixture, spectrum, 1).critical_width[first_rare])
 
   crit = np.array([critical_width(f) for f in fine])
-  varying = [a for a in GRID_AXES if a not in ("width", "rare_frequency")
-             and len({repr(c.values[a]) for c in cells}) > 1]
-  averaged = f"mean over {', '.join(varying)}" if varying else "one cell each"
+  averaged = averaged_over(cells, ("width", "rare_frequency"))
   figures.width_by_frequency(
       wd / "figures" / "width_by_frequency.png", widths, freqs, mean_fvu, mean_pred,
       (fine, crit), config.learned_fvu,

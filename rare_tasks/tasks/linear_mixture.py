@@ -65,10 +65,14 @@ class LinearMixture:
     # Sign fix makes Q Haar-distributed and independent of the QR implementation's conventions.
     return (q * np.sign(np.diag(r))).astype(np.float32)
 
+  def betas(self, beta: float | Sequence[float]) -> np.ndarray:
+    """Every task's beta, shape (K,), from one value or one per task."""
+    return np.broadcast_to(np.asarray(beta, dtype=np.float64), (self.num_tasks,))
+
   def spectrum(self, beta: float | Sequence[float]) -> np.ndarray:
     """lambda_{k,j} = j^(-beta_k), shape (K, m), each row divided by its sum under "trace"
     normalisation. `beta` is one value or one per task."""
-    betas = np.broadcast_to(np.asarray(beta, dtype=np.float64), (self.num_tasks,))
+    betas = self.betas(beta)
     j = np.arange(1, self.block_size + 1, dtype=np.float64)
     spectrum = j[None, :] ** (-betas[:, None])
     if self.spectrum_normalization == "trace":
@@ -93,6 +97,11 @@ class LinearMixture:
     m = self.block_size
     blocks = [q[:, k * m:(k + 1) * m] for k in range(self.num_tasks)]
     return np.stack([b @ np.diag(spec) @ b.T for b, spec in zip(blocks, lam)])
+
+
+def feature_indices(tasks: Sequence[int], block_size: int) -> np.ndarray:
+  """The feature (column) indices of the given tasks' blocks, task by task, shape (len * m,)."""
+  return np.concatenate([np.arange(k * block_size, (k + 1) * block_size) for k in tasks])
 
 
 def sample_inputs(key: jax.Array, basis: jax.Array, sqrt_spectrum: jax.Array,
