@@ -163,7 +163,7 @@ class _ShardedGroup:
 def bench_group(config, group: Group, task, args, device: jax.Device,
                 extra_timers: dict[str, Callable[[], float]] | None = None) -> dict[str, Any]:
   """Ensemble vs one at a time for one group (and any extra timers, interleaved with them)."""
-  spec = ensemble.EnsembleSpec(grid_runner.model_of(config, group.static), task,
+  spec = ensemble.EnsembleSpec(grid_runner.model_of(config, group.static, task), task,
                                grid_runner.train_spec_of(config))
   ens = _Trainer(spec, [group.cells], task, args.steps, device)
   singles = _Trainer(spec, [((c,),) for c in group.flat_cells()], task, args.steps, device)

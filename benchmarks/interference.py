@@ -138,7 +138,8 @@ def bench_tasks(num_tasks: int, args: argparse.Namespace) -> dict[str, Any]:
   mixture = task.mixture(RARE_FREQUENCY, COMMON_EXPONENT)
   spectrum = task.spectrum(BETA)
   consts = jax.device_put(ensemble.make_constants(
-      task, np.array([SEED]), spectrum[None], mixture[None, None], np.array([[LEARNING_RATE]])))
+      task, np.array([SEED]), {"spectrum": spectrum[None]}, mixture[None, None],
+      np.array([[LEARNING_RATE]])))
   state = jax.jit(partial(ensemble.init_state, spec, num_members=1))(consts)
   state, _ = jax.jit(partial(ensemble.train_chunk, spec, num_steps=args.train_steps))(
       state, consts)
@@ -149,8 +150,8 @@ def bench_tasks(num_tasks: int, args: argparse.Namespace) -> dict[str, Any]:
   per_task = args.batch_size // num_tasks
   total = per_task * num_tasks
   sqrt_spectrum = jnp.sqrt(jnp.asarray(spectrum, jnp.float32)).reshape(-1)
-  x, z = linear_mixture.sample_inputs(jax.random.key(SEED + 1), consts["basis"], sqrt_spectrum,
-                                      total)
+  x, z = linear_mixture.sample_inputs(jax.random.key(SEED + 1), consts["shared"]["basis"],
+                                      sqrt_spectrum, total)
   task_ids = jnp.repeat(jnp.arange(num_tasks, dtype=jnp.int32), per_task)
   balanced = (x.reshape(num_tasks, per_task, -1), z.reshape(num_tasks, per_task, -1))
   flat = (x, z, task_ids)

@@ -8,7 +8,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from rare_tasks import grid_runner, sharding
+from rare_tasks import sharding, studies
 from rare_tasks.config_schema import ConfigError
 from rare_tasks.workdir import WorkdirError
 
@@ -28,13 +28,12 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
   sharding.use_cpu_cores(_CPU_DEVICES.value)
   try:
-    report = grid_runner.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
+    report = studies.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
   except (ConfigError, WorkdirError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   s = report.summary
-  print(f"{report.workdir}/summary.md: rare task learned/not-learned agrees with the closed form "
-        f"in {100 * s['rare_agreement']:.1f}% of cells; wall {report.wall_s:.1f} s")
+  print(f"{report.workdir}/summary.md: {s['headline']}; wall {report.wall_s:.1f} s")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ GRID_AXES = {
 }
 
 INJECTION_MODES = ("mixture", "bursts")
+STUDIES = ("grid", "mixture_design")
 
 
 class ConfigError(ValueError):
@@ -43,12 +44,19 @@ class ConfigError(ValueError):
 def base_config() -> ml_collections.ConfigDict:
   """Every field a grid study has, with small defaults that double as a quick test setting."""
   c = ml_collections.ConfigDict()
+  # "grid": train every cell of the grid. "mixture_design": per grid width (and seed), search
+  # for the smallest rare frequency that is learned (rare_tasks.mixture_design; the search sets
+  # the frequencies, so grid.rare_frequency stays unset).
+  c.study = "grid"
   c.seed = 0
   # Not type-safe: task.beta holds one number or one per task (validate() checks the values).
+  # Task family fields: name, num_tasks, num_rare, common_exponent and rare_frequency are read
+  # by every family; block_size, beta, basis, basis_seed and spectrum_normalization by
+  # linear_mixture; num_bits, parity_bits and secret_seed by sparse_parity.
   c.task = ml_collections.ConfigDict(dict(
       name="linear_mixture", num_tasks=16, block_size=8, num_rare=1, common_exponent=1.0,
       beta=1.0, rare_frequency=0.01, basis="rotation", basis_seed=0,
-      spectrum_normalization="top"), type_safe=False)
+      spectrum_normalization="top", num_bits=32, parity_bits=3, secret_seed=0), type_safe=False)
   c.model = ml_collections.ConfigDict(dict(
       name="encoder_heads", width=32, activation="identity", num_hidden_layers=0))
   c.train = ml_collections.ConfigDict(dict(
@@ -73,8 +81,24 @@ def base_config() -> ml_collections.ConfigDict:
   c.grid.seed = (0,)
   c.eval_every = 500
   c.eval_samples = 4096
-  # A task counts as learned when its FVU is at or below this.
+  # A task counts as learned when its headline loss is at or below this: the FVU for
+  # linear_mixture, the cross-entropy in bits (1 = chance) for sparse_parity.
   c.learned_fvu = 0.8
+  # The mixture design search (study = "mixture_design"): candidates per width and round, the
+  # first round's span (center / bracket_factor .. center * bracket_factor; the center is the
+  # closed-form critical frequency, or initial_frequency for a family without one), rounds of
+  # refinement and of bracket expansion, the frequency range searched, and the frequencies the
+  # inverse table (smallest width that learns them) is given for (None: spread over the
+  # measured range).
+  c.design = ml_collections.ConfigDict(dict(
+      num_candidates=8, bracket_factor=4.0, refine_rounds=2, max_expansions=3,
+      min_frequency=1e-5, max_frequency=0.5, initial_frequency=0.01,
+      target_frequencies=ml_collections.config_dict.placeholder(tuple)))
+  # Scaling analysis after a grid run (rare_tasks.scaling_report): fit L(N) = L0 + A N^-alpha
+  # over the width grid with bootstrap_resamples resamples of the seeds; the small and large
+  # widths (0: the grid's narrowest and widest) and the epsilon of the paper's figure 1.
+  c.scaling = ml_collections.ConfigDict(dict(
+      enabled=False, small_width=0, large_width=0, epsilon=0.05, bootstrap_resamples=1000))
   # Checkpoints are written at evaluation steps, at most this often (and always at the end).
   c.checkpoint_interval_s = 30.0
   return c
@@ -154,7 +178,20 @@ def _beta(field: str, v: Any) -> None:
          "a number >= 0, or one number >= 0 per task")
 
 
+def _parity_bits(field: str, v: Any) -> None:
+  values = list(v) if isinstance(v, (list, tuple)) else [v]
+  _check(len(values) > 0 and all(_is_int(k) and k >= 1 for k in values), field, v,
+         "an integer >= 1, or one integer >= 1 per task")
+
+
+def _target_frequencies(field: str, v: Any) -> None:
+  _check(v is None or (isinstance(v, (list, tuple)) and len(v) > 0
+                       and all(_is_real(f) and 0 < f < 1 for f in v)), field, v,
+         "None, or a non-empty list of frequencies in (0, 1)")
+
+
 _FIELD_CHECKS: dict[str, Callable[[str, Any], None]] = {
+    "study": _choice(STUDIES),
     "seed": _nonneg_int,
     "task.name": _choice(tuple(TASKS)),
     "task.num_tasks": lambda f, v: _check(_is_int(v) and v >= 2, f, v, "an integer >= 2"),
@@ -166,6 +203,9 @@ _FIELD_CHECKS: dict[str, Callable[[str, Any], None]] = {
     "task.basis": _choice(BASES),
     "task.basis_seed": _nonneg_int,
     "task.spectrum_normalization": _choice(SPECTRUM_NORMALIZATIONS),
+    "task.num_bits": _positive_int,
+    "task.parity_bits": _parity_bits,
+    "task.secret_seed": _nonneg_int,
     "model.name": _choice(tuple(MODELS)),
     "model.width": _positive_int,
     "model.activation": _choice(tuple(ACTIVATIONS)),
@@ -185,6 +225,19 @@ _FIELD_CHECKS: dict[str, Callable[[str, Any], None]] = {
     "measure.interference": _bool,
     "measure.interference_samples": _positive_int,
     "measure.trace_rare": _bool,
+    "design.num_candidates": lambda f, v: _check(_is_int(v) and v >= 2, f, v, "an integer >= 2"),
+    "design.bracket_factor": lambda f, v: _check(_is_real(v) and v > 1, f, v, "a number > 1"),
+    "design.refine_rounds": _nonneg_int,
+    "design.max_expansions": _nonneg_int,
+    "design.min_frequency": _open_unit,
+    "design.max_frequency": _open_unit,
+    "design.initial_frequency": _open_unit,
+    "design.target_frequencies": _target_frequencies,
+    "scaling.enabled": _bool,
+    "scaling.small_width": _nonneg_int,
+    "scaling.large_width": _nonneg_int,
+    "scaling.epsilon": lambda f, v: _check(_is_real(v) and v >= 0, f, v, "a number >= 0"),
+    "scaling.bootstrap_resamples": _positive_int,
     "eval_every": _positive_int,
     "eval_samples": _positive_int,
     "learned_fvu": _positive_real,
@@ -215,6 +268,44 @@ def grid_values(config: ml_collections.ConfigDict) -> dict[str, tuple]:
   grid = config.get("grid") or {}
   return {axis: tuple(values) if isinstance(values, (list, tuple)) else (values,)
           for axis, values in grid.items() if values is not None}
+
+
+# The model each task family is built for.
+FAMILY_MODELS = {"linear_mixture": ("encoder_heads",), "sparse_parity": ("mlp",)}
+
+
+def _check_family(flat: dict[str, Any], grid: dict[str, tuple]) -> None:
+  """Checks that depend on the task family: its model, and sparse parity's bit counts."""
+  name = flat["task.name"]
+  _check(flat["model.name"] in FAMILY_MODELS[name], "model.name", flat["model.name"],
+         f"one of {list(FAMILY_MODELS[name])} for task {name!r}")
+  if name != "sparse_parity":
+    return
+  _check("beta" not in grid, "grid.beta", grid.get("beta"),
+         "unset for sparse_parity (its complexity is config.task.parity_bits)")
+  ks = flat["task.parity_bits"]
+  num_tasks, num_bits = flat["task.num_tasks"], flat["task.num_bits"]
+  if isinstance(ks, (list, tuple)):
+    _check(len(ks) == num_tasks, "task.parity_bits", ks,
+           f"one integer, or exactly task.num_tasks = {num_tasks} integers")
+  for k in (ks if isinstance(ks, (list, tuple)) else [ks]):
+    _check(k <= num_bits, "task.parity_bits", ks,
+           f"integers <= task.num_bits = {num_bits} (a secret set is k distinct bits)")
+
+
+def _check_design(flat: dict[str, Any], grid: dict[str, tuple]) -> None:
+  """A mixture design searches the rare frequency per width and seed, nothing else."""
+  for axis in grid:
+    _check(axis in ("width", "seed"), f"grid.{axis}", grid[axis],
+           "unset for study 'mixture_design' (it sweeps grid.width and grid.seed, and searches "
+           "the rare frequency itself)")
+  lo, hi, num_rare = (flat["design.min_frequency"], flat["design.max_frequency"],
+                      flat["task.num_rare"])
+  _check(lo < hi, "design.min_frequency", lo, f"a frequency below design.max_frequency = {hi}")
+  _check(num_rare * hi < 1, "design.max_frequency", hi,
+         f"a frequency below 1 / task.num_rare = {1 / num_rare:.4g}")
+  _check(flat["injection.mode"] == "mixture", "injection.mode", flat["injection.mode"],
+         "'mixture' for study 'mixture_design'")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -259,6 +350,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
       _check(len(b) == num_tasks, beta_field, b,
              f"one number, or exactly task.num_tasks = {num_tasks} numbers")
 
+  _check_family(flat, grid)
+  if flat["study"] == "mixture_design":
+    _check_design(flat, grid)
+
   bursts = flat["injection.mode"] == "bursts"
   gaps = grid.get("gap", (flat["injection.gap"],))
   gap_field = "grid.gap" if "gap" in grid else "injection.gap"
@@ -280,6 +375,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                  f"train.batch_size / task.num_rare = {batch // num_rare}; with gap {g} it is "
                  f"{f * g * batch:.6g}")
   if flat["measure.trace_rare"]:
+    _check(TASKS[flat["task.name"]].has_theory, "measure.trace_rare", True,
+           f"False for task {flat['task.name']!r} (the per-step rare signal is the exact FVU of "
+           "a family with closed-form theory: 'linear_mixture')")
     for a in grid.get("activation", (flat["model.activation"],)):
       field = "grid.activation" if "activation" in grid else "model.activation"
       _check(a == "identity", field, a,

@@ -3,7 +3,8 @@
 Arrays carry leading axes (S, P): S data streams, P members per stream. Within a stream every
 member sees the same inputs each step (sampled once on the device), so the encoder of all members
 is one (B, d) x (d, P * N) matmul; members differ in mixture, learning rate and, across streams,
-seed and spectrum. Nothing couples members: a member's trajectory does not depend on which other
+seed and spectrum. The task family (rare_tasks.tasks.task_family) supplies the data, losses and
+per-task metrics. Nothing couples members: a member's trajectory does not depend on which other
 members share its ensemble, its padding or the device count.
 """
 
@@ -11,17 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rare_tasks import allocation, interference, measurements
-from rare_tasks.models.encoder_heads import EncoderHeads
+from rare_tasks import allocation, interference
 from rare_tasks.optimizers import make_optimizer
-from rare_tasks.tasks import linear_mixture
-from rare_tasks.tasks.linear_mixture import LinearMixture
+from rare_tasks.tasks.task_family import (
+    TaskFamily,
+    assign_tasks,
+    balanced_tasks,
+    sample_task_uniforms,
+)
 
 # Full float32 matmuls on every platform: results are compared with a closed form, and GPUs and
 # TPUs otherwise multiply float32 at reduced precision by default. (No effect on CPU.)
@@ -62,35 +67,37 @@ class MeasureSpec:
 
 @dataclasses.dataclass(frozen=True)
 class EnsembleSpec:
-  """Everything static about one group: model shape, task geometry, training, measurements."""
+  """Everything static about one group: model shape, task family, training, measurements."""
 
-  model: EncoderHeads
-  task: LinearMixture
+  model: Any
+  task: TaskFamily
   train: TrainSpec
   measure: MeasureSpec = MeasureSpec()
 
 
-# Per-group arrays fixed during training: seeds (S,) int32, spectrum (S, K, m), mixture (S, P, K),
-# learning_rate (S, P), gap and burst_size (S, P) int32 (bursts injection), basis (d, d).
+# Per-group arrays fixed during training: seeds (S,) int32, mixture (S, P, K), learning_rate
+# (S, P), gap and burst_size (S, P) int32 (bursts injection), the task family's per-stream arrays
+# under "stream" (leading axis S; linear mixture: spectrum (S, K, m)) and its shared arrays under
+# "shared" (linear mixture: basis (d, d)).
 Constants = dict
 
 
-def make_constants(task: LinearMixture, seeds: np.ndarray, spectra: np.ndarray,
+def make_constants(task: TaskFamily, seeds: np.ndarray, streams: dict[str, np.ndarray],
                    mixtures: np.ndarray, learning_rates: np.ndarray,
                    gaps: np.ndarray | None = None,
                    burst_sizes: np.ndarray | None = None) -> Constants:
+  """Host constants; `streams` holds the family's per-stream arrays stacked over streams."""
   shape = np.shape(learning_rates)
   return dict(
-      seeds=np.asarray(seeds, np.int32), spectrum=np.asarray(spectra, np.float32),
-      mixture=np.asarray(mixtures, np.float32),
+      seeds=np.asarray(seeds, np.int32), mixture=np.asarray(mixtures, np.float32),
       learning_rate=np.asarray(learning_rates, np.float32),
       gap=np.ones(shape, np.int32) if gaps is None else np.asarray(gaps, np.int32),
       burst_size=(np.zeros(shape, np.int32) if burst_sizes is None
                   else np.asarray(burst_sizes, np.int32)),
-      basis=task.basis_matrix())
+      stream=dict(streams), shared=task.shared_constants())
 
 
-def rare_mask(task: LinearMixture) -> np.ndarray:
+def rare_mask(task: TaskFamily) -> np.ndarray:
   """(K,) bool: which tasks are rare."""
   return np.isin(np.arange(task.num_tasks), task.rare_tasks)
 
@@ -132,11 +139,11 @@ def _batch_tasks(spec: EnsembleSpec, uniforms: jax.Array, mixture: jax.Array, ga
   (burst_size each, in task order), the rest common tasks drawn from the renormalised mixture.
   """
   if spec.train.injection == "mixture":
-    return linear_mixture.assign_tasks(uniforms, mixture)
+    return assign_tasks(uniforms, mixture)
   rare = jnp.asarray(rare_mask(spec.task))
   since = step - spec.train.withhold_steps
   per_task = jnp.where((since >= 0) & (since % gap == 0), burst_size, 0)
-  common_ids = linear_mixture.assign_tasks(uniforms, _normalised(jnp.where(rare, 0.0, mixture)))
+  common_ids = assign_tasks(uniforms, _normalised(jnp.where(rare, 0.0, mixture)))
   rare_tasks = jnp.asarray(spec.task.rare_tasks, jnp.int32)
   index = jnp.arange(uniforms.shape[0])
   slot = jnp.minimum(index // jnp.maximum(per_task, 1), len(spec.task.rare_tasks) - 1)
@@ -144,22 +151,23 @@ def _batch_tasks(spec: EnsembleSpec, uniforms: jax.Array, mixture: jax.Array, ga
   return jnp.where(in_burst, rare_tasks[slot], common_ids)
 
 
-def _stream_step(spec: EnsembleSpec, params, opt_state, seed, spectrum, mixture, learning_rate,
-                 gap, burst_size, basis, step):
+def _stream_step(spec: EnsembleSpec, params, opt_state, seed, stream, mixture, learning_rate,
+                 gap, burst_size, shared, step):
   """One optimiser step for the P members of one stream; returns their losses (P,)."""
   key = jax.random.fold_in(_stream_key(seed, _DATA), step)
   kx, ku = jax.random.split(key)
-  sqrt_spectrum = jnp.sqrt(spectrum).reshape(-1)
-  x, z = linear_mixture.sample_inputs(kx, basis, sqrt_spectrum, spec.train.batch_size)
-  uniforms = linear_mixture.sample_task_uniforms(ku, spec.train.batch_size)
-  num_tasks = spec.task.num_tasks
+  task = spec.task
+  # Drawn once per stream: members differ only in which task each example belongs to.
+  data = task.sample(kx, stream, shared, spec.train.batch_size)
+  uniforms = sample_task_uniforms(ku, spec.train.batch_size)
 
   def member(p, o, mix, lr, g, n):
     tasks = _batch_tasks(spec, uniforms, mix, g, n, step)
+    x, targets = task.batch(data, tasks, stream, shared)
 
     def loss_fn(p):
       _, y = spec.model.apply(p, x)
-      return measurements.masked_loss(y, z, tasks, num_tasks)
+      return task.loss(y, targets, tasks, stream, shared)
 
     loss, grads = jax.value_and_grad(loss_fn)(p)
     updates, o = _optimizer(spec, lr).update(grads, o, p)
@@ -172,24 +180,25 @@ def train_step(spec: EnsembleSpec, state: dict, consts: Constants) -> tuple[dict
   """One step of every member: state -> (state, loss (S, P))."""
   params, opt_state, loss = jax.vmap(
       partial(_stream_step, spec), in_axes=(0, 0, 0, 0, 0, 0, 0, 0, None, None))(
-          state["params"], state["opt_state"], consts["seeds"], consts["spectrum"],
+          state["params"], state["opt_state"], consts["seeds"], consts["stream"],
           consts["mixture"], consts["learning_rate"], consts["gap"], consts["burst_size"],
-          consts["basis"], state["step"])
+          consts["shared"], state["step"])
   return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, loss
 
 
 def rare_trace(spec: EnsembleSpec, params: dict, consts: Constants) -> dict[str, jax.Array]:
-  """The rare tasks' signal of a linear encoder: exact FVU (S, P, R) and encoder_map (S, P, N, d).
+  """The rare tasks' signal of a linear encoder on a family with theory: exact FVU (S, P, R) and
+  encoder_map (S, P, N, d).
 
   Cheap enough to take after every step; feature capture follows on the host from the encoder.
   """
-  def member(p, spectrum):
+  def member(p, stream):
     w = spec.model.encoder_map(p)
-    fvu = measurements.population_fvu(w, p["heads"]["kernel"], consts["basis"], spectrum,
-                                      tasks=spec.task.rare_tasks)
+    fvu = spec.task.exact_fvu(w, p["heads"]["kernel"], stream, consts["shared"],
+                              tasks=spec.task.rare_tasks)
     return {"rare_fvu": fvu, "encoder_map": w}
 
-  return jax.vmap(jax.vmap(member, in_axes=(0, None)))(params, consts["spectrum"])
+  return jax.vmap(jax.vmap(member, in_axes=(0, None)))(params, consts["stream"])
 
 
 def train_chunk(spec: EnsembleSpec, state: dict, consts: Constants,
@@ -211,21 +220,32 @@ def train_chunk(spec: EnsembleSpec, state: dict, consts: Constants,
   return state, losses.mean(0)
 
 
-def task_loss(spec: EnsembleSpec, params: dict, task: jax.Array,
-              batch: tuple[jax.Array, jax.Array]) -> jax.Array:
-  """Task `task`'s loss on a batch of its examples (x (n, d), all targets z (n, K*m))."""
-  x, z = batch
+def task_loss(spec: EnsembleSpec, params: dict, task: jax.Array, batch: tuple[jax.Array, Any],
+              stream: dict | None = None, shared: dict | None = None) -> jax.Array:
+  """Task `task`'s loss on a batch (inputs (n, d), targets) of its own examples."""
+  x, targets = batch
   _, y = spec.model.apply(params, x)
-  err = measurements.per_task_squared_error(y, z, spec.task.num_tasks)
-  return jnp.take(err, task, axis=1).mean()
+  tasks = jnp.full((x.shape[0],), task, jnp.int32)
+  return spec.task.loss(y, targets, tasks, stream or {}, shared or {})
 
 
-def _interference(spec: EnsembleSpec, params, opt_state, mixture, learning_rate,
-                  batches) -> dict[str, jax.Array]:
-  grads = interference.per_task_gradients(partial(task_loss, spec), params, batches)
-  shared = {name: g for name, g in grads.items() if name not in spec.model.task_specific}
+def task_batches(spec: EnsembleSpec, key: jax.Array, stream: dict, shared: dict,
+                 per_task: int) -> tuple[jax.Array, Any]:
+  """A balanced batch as per-task batches: every leaf with leading axes (K, per_task)."""
+  k = spec.task.num_tasks
+  data = spec.task.sample(key, stream, shared, k * per_task)
+  tasks = jnp.repeat(jnp.arange(k, dtype=jnp.int32), per_task)
+  batch = spec.task.batch(data, tasks, stream, shared)
+  return jax.tree.map(lambda a: a.reshape((k, per_task) + a.shape[1:]), batch)
+
+
+def _interference(spec: EnsembleSpec, params, opt_state, mixture, learning_rate, batches,
+                  stream, shared) -> dict[str, jax.Array]:
+  loss = partial(task_loss, spec, stream=stream, shared=shared)
+  grads = interference.per_task_gradients(loss, params, batches)
+  shared_grads = {name: g for name, g in grads.items() if name not in spec.model.task_specific}
   rare = jnp.asarray(rare_mask(spec.task))
-  out = interference.interference_measures(shared, mixture, rare)
+  out = interference.interference_measures(shared_grads, mixture, rare)
   out["rare_overwrite"] = interference.rare_overwrite(
       grads, mixture, rare, _optimizer(spec, learning_rate), opt_state, params)
   return out
@@ -234,52 +254,53 @@ def _interference(spec: EnsembleSpec, params, opt_state, mixture, learning_rate,
 def evaluate(spec: EnsembleSpec, state: dict, consts: Constants) -> dict[str, jax.Array]:
   """Measurements of every member at the state's step, each with leading axes (S, P).
 
-  Per task (S, P, K): fvu on fresh held-out samples, drawn from the stream's evaluation key at
-  the step (never used in training); population_fvu, exact, for linear encoders (NaN
-  otherwise). Linear encoders also return their encoder_map (S, P, N, d), from which the host
-  computes feature capture. With `measure.allocation`: effective_neurons and dominant_neurons
-  (S, P, K) (rare_tasks.allocation). With `measure.interference`, on a balanced batch of
-  `interference_samples` fresh examples per task: cosine (S, P, K, K), grad_norm (S, P, K),
-  common_grad_norm, rare_grad_norm, common_rare_cosine, rare_overwrite (S, P)
-  (rare_tasks.interference).
+  Per task (S, P, K): the family's metrics (`task.metric_names`, e.g. fvu) on `eval_samples`
+  fresh held-out examples with balanced tasks, drawn from the stream's evaluation key at the step
+  (never used in training). A family with theory also returns population_fvu (S, P, K), exact
+  for a linear encoder (NaN otherwise), and a linear encoder its encoder_map (S, P, N, d), from
+  which the host computes feature capture. With `measure.allocation`: effective_neurons and
+  dominant_neurons (S, P, K) (rare_tasks.allocation). With `measure.interference`, on a
+  balanced batch of `interference_samples` fresh examples per task: cosine (S, P, K, K),
+  grad_norm (S, P, K), common_grad_norm, rare_grad_norm, common_rare_cosine, rare_overwrite
+  (S, P) (rare_tasks.interference).
   """
   m = spec.measure
-  num_tasks = spec.task.num_tasks
+  task = spec.task
+  exact = spec.model.is_linear and task.has_theory
+  tasks = jnp.asarray(balanced_tasks(spec.train.eval_samples, task.num_tasks))
 
-  def one_stream(p_stream, o_stream, seed, spectrum, mixture, learning_rate, basis):
+  def one_stream(p_stream, o_stream, seed, stream, mixture, learning_rate, shared):
     key = jax.random.fold_in(_stream_key(seed, _EVAL), state["step"])
-    sqrt_spectrum = jnp.sqrt(spectrum).reshape(-1)
-    x, z = linear_mixture.sample_inputs(key, basis, sqrt_spectrum, spec.train.eval_samples)
+    data = task.sample(key, stream, shared, spec.train.eval_samples)
     if m.interference:
-      xi, zi = linear_mixture.sample_inputs(jax.random.fold_in(key, 1), basis, sqrt_spectrum,
-                                            num_tasks * m.interference_samples)
-      batches = (xi.reshape(num_tasks, m.interference_samples, -1),
-                 zi.reshape(num_tasks, m.interference_samples, -1))
+      batches = task_batches(spec, jax.random.fold_in(key, 1), stream, shared,
+                             m.interference_samples)
 
     def member(p, o, mix, lr):
+      x, targets = task.batch(data, tasks, stream, shared)
       h, y = spec.model.apply(p, x)
-      out = {"fvu": measurements.fvu(y, z, spectrum)}
+      out = dict(task.task_metrics(y, targets, tasks, stream, shared))
       heads = p["heads"]["kernel"]
-      if spec.model.is_linear:
+      if exact:
         w = spec.model.encoder_map(p)
-        out["population_fvu"] = measurements.population_fvu(w, heads, basis, spectrum)
+        out["population_fvu"] = task.exact_fvu(w, heads, stream, shared)
         out["encoder_map"] = w
-      else:
-        out["population_fvu"] = jnp.full_like(out["fvu"], jnp.nan)
+      elif task.has_theory:
+        out["population_fvu"] = jnp.full_like(out[task.loss_name], jnp.nan)
       if m.allocation:
-        if spec.model.is_linear:
-          shares = allocation.linear_shares(w, basis, spectrum)
+        if exact:
+          shares = task.linear_shares(w, stream, shared)
         else:
           shares = allocation.ablation_shares(
-              allocation.ablation_increase(h, y, z, heads, spectrum))
+              task.ablation_increase(h, y, targets, tasks, heads, stream, shared))
         out["effective_neurons"], out["dominant_neurons"] = allocation.task_neurons(shares)
       if m.interference:
-        out.update(_interference(spec, p, o, mix, lr, batches))
+        out.update(_interference(spec, p, o, mix, lr, batches, stream, shared))
       return out
 
     return jax.vmap(member)(p_stream, o_stream, mixture, learning_rate)
 
   with jax.default_matmul_precision(MATMUL_PRECISION):
     return jax.vmap(one_stream, in_axes=(0, 0, 0, 0, 0, 0, None))(
-        state["params"], state["opt_state"], consts["seeds"], consts["spectrum"],
-        consts["mixture"], consts["learning_rate"], consts["basis"])
+        state["params"], state["opt_state"], consts["seeds"], consts["stream"],
+        consts["mixture"], consts["learning_rate"], consts["shared"])

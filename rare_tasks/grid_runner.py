@@ -21,9 +21,9 @@ import numpy as np
 
 from rare_tasks import (
     ensemble,
-    measurements,
     mechanism_report,
     retention,
+    scaling_report,
     sharding,
     theory,
     traces,
@@ -36,7 +36,7 @@ from rare_tasks.models import MODELS
 from rare_tasks.progress import Progress, log
 from rare_tasks.results_table import build_results, write_results
 from rare_tasks.study_report import write_predictions, write_report
-from rare_tasks.tasks import TASKS, linear_mixture
+from rare_tasks.tasks import TASK_FIELDS, TASKS, TaskFamily
 
 # Called after every chunk with (group name, step); a test raises from it to simulate a kill.
 ChunkHook = Callable[[str, int], None]
@@ -52,17 +52,17 @@ class RunReport:
   summary: dict[str, Any]
 
 
-def task_of(config: ml_collections.ConfigDict):
+def task_of(config: ml_collections.ConfigDict) -> TaskFamily:
+  """The config's task family, built from the fields it reads (TASK_FIELDS)."""
   t = config.task
-  return TASKS[t.name](num_tasks=t.num_tasks, block_size=t.block_size, num_rare=t.num_rare,
-                       basis=t.basis, basis_seed=t.basis_seed,
-                       spectrum_normalization=t.spectrum_normalization)
+  return TASKS[t.name](**{f: tuple(t[f]) if isinstance(t[f], (list, tuple)) else t[f]
+                          for f in TASK_FIELDS[t.name]})
 
 
-def model_of(config: ml_collections.ConfigDict, static: dict[str, Any]):
-  return MODELS[config.model.name](
-      width=static["width"], num_tasks=config.task.num_tasks, block_size=config.task.block_size,
-      activation=static["activation"], num_hidden_layers=static["num_hidden_layers"])
+def model_of(config: ml_collections.ConfigDict, static: dict[str, Any], task: TaskFamily):
+  return MODELS[config.model.name].for_task(
+      task, width=static["width"], activation=static["activation"],
+      num_hidden_layers=static["num_hidden_layers"])
 
 
 def train_spec_of(config: ml_collections.ConfigDict) -> ensemble.TrainSpec:
@@ -81,7 +81,10 @@ def measure_spec_of(config: ml_collections.ConfigDict) -> ensemble.MeasureSpec:
                               trace_rare=m.trace_rare)
 
 
-def predict_cell(task, cell: Cell) -> theory.Prediction:
+def predict_cell(task: TaskFamily, cell: Cell) -> theory.Prediction | None:
+  """The closed-form optimum of a cell, for a family with theory (else None)."""
+  if not task.has_theory:
+    return None
   v = cell.values
   return theory.predict(task.mixture(v["rare_frequency"], v["common_exponent"]),
                         task.spectrum(v["beta"]), v["width"])
@@ -97,7 +100,8 @@ def group_constants(task, rows: Sequence[Sequence[Cell]], injection: str = "mixt
                     batch_size: int = 0) -> ensemble.Constants:
   """Host constants of cells laid out rows[stream][member] (unpadded)."""
   seeds = np.array([r[0].values["seed"] for r in rows])
-  spectra = np.stack([task.spectrum(r[0].values["beta"]) for r in rows])
+  per_stream = [task.stream_constants(r[0].values) for r in rows]
+  streams = {k: np.stack([c[k] for c in per_stream]) for k in per_stream[0]}
   mixtures = np.stack([[task.mixture(c.values["rare_frequency"], c.values["common_exponent"])
                         for c in r] for r in rows])
   rates = np.array([[c.values["learning_rate"] for c in r] for r in rows])
@@ -105,7 +109,7 @@ def group_constants(task, rows: Sequence[Sequence[Cell]], injection: str = "mixt
   bursts = np.array([[retention.burst_size(c.values["rare_frequency"], c.values["gap"],
                                            batch_size, task.num_rare)
                       if injection == "bursts" else 0 for c in r] for r in rows])
-  return ensemble.make_constants(task, seeds, spectra, mixtures, rates, gaps, bursts)
+  return ensemble.make_constants(task, seeds, streams, mixtures, rates, gaps, bursts)
 
 
 class GroupRun:
@@ -113,21 +117,21 @@ class GroupRun:
 
   def __init__(self, config, group: Group, task, mesh):
     self.group = group
-    self.spec = ensemble.EnsembleSpec(model_of(config, group.static), task, train_spec_of(config),
-                                      measure_spec_of(config))
+    self.spec = ensemble.EnsembleSpec(model_of(config, group.static, task), task,
+                                      train_spec_of(config), measure_spec_of(config))
     s, p = group.num_streams, group.num_members
     self.axis, self.s_pad, self.p_pad = sharding.choose_layout(s, p, mesh.devices.size)
     consts = group_constants(task, group.cells, config.injection.mode, config.train.batch_size)
     self.host_consts = dict(consts)
     per_member = ("mixture", "learning_rate", "gap", "burst_size")
-    for name in ("seeds", "spectrum"):
-      consts[name] = sharding.pad_leading(consts[name], self.s_pad)
+    consts["seeds"] = sharding.pad_leading(consts["seeds"], self.s_pad)
+    consts["stream"] = {k: sharding.pad_leading(v, self.s_pad) for k, v in consts["stream"].items()}
     for name in per_member:
       consts[name] = sharding.pad_leading(consts[name], self.s_pad, self.p_pad)
     ens = sharding.ensemble_sharding(mesh, self.axis)
     per_stream = sharding.stream_sharding(mesh, self.axis)
     rep = sharding.replicated(mesh)
-    const_shardings = dict(seeds=per_stream, spectrum=per_stream, basis=rep,
+    const_shardings = dict(seeds=per_stream, stream=per_stream, shared=rep,
                            **{name: ens for name in per_member})
     self.consts = {k: jax.device_put(v, const_shardings[k]) for k, v in consts.items()}
     init = partial(ensemble.init_state, self.spec, num_members=self.p_pad)
@@ -167,12 +171,9 @@ class GroupRun:
     """Host trace of the real cells: rare_fvu and rare_capture, each (T, S, P, R)."""
     s, p = self.group.num_streams, self.group.num_members
     host = jax.device_get(trace)
-    task = self._task
-    cols = linear_mixture.feature_indices(task.rare_tasks, task.block_size)
-    spectrum = self.host_consts["spectrum"][:, list(task.rare_tasks)]  # (S, R, m)
-    capture = measurements.feature_capture(
-        host["encoder_map"][:, :s, :p], self.host_consts["basis"][:, cols],
-        spectrum[None, :, None])
+    stream = {k: v[None, :, None] for k, v in self.host_consts["stream"].items()}
+    capture = self._task.feature_capture(host["encoder_map"][:, :s, :p], stream,
+                                         self.host_consts["shared"], self._task.rare_tasks)
     return {"rare_fvu": np.asarray(host["rare_fvu"])[:, :s, :p], "rare_capture": capture}
 
   def to_host(self, state) -> Any:
@@ -199,12 +200,13 @@ class GroupRun:
     loss = None if loss is None else np.asarray(jax.device_get(loss))
     metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
     encoder_map = metrics.pop("encoder_map", None)
-    metrics["feature_capture"] = np.full_like(metrics["fvu"], np.nan)
+    if self._task.has_theory:
+      metrics["feature_capture"] = np.full_like(metrics[self._task.loss_name], np.nan)
     if encoder_map is not None:
       s, p = self.group.num_streams, self.group.num_members
-      metrics["feature_capture"][:s, :p] = measurements.feature_capture(
-          encoder_map[:s, :p], self.host_consts["basis"],
-          self.host_consts["spectrum"][:s, None])
+      stream = {k: v[:, None] for k, v in self.host_consts["stream"].items()}
+      metrics["feature_capture"][:s, :p] = self._task.feature_capture(
+          encoder_map[:s, :p], stream, self.host_consts["shared"])
     out = []
     for si, row in enumerate(self.group.cells):
       for pi, cell in enumerate(row):
@@ -246,16 +248,19 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   progress = Progress([(g.name, len(g.flat_cells()), steps,
                         g.static["width"] * (1 + g.static["num_hidden_layers"]) + task.input_dim)
                        for g in groups])
-  write_predictions(wd, cells, predictions)
+  if task.has_theory:
+    write_predictions(wd, cells, predictions)
   measured = {r["cell"] for r in workdir.read_metrics(wd) if r["step"] == steps}
   trained = 0
   for group in groups:
-    trained += _train_group(config, wd, group, task, mesh, progress, chunk_hook, measured)
+    trained += train_group(config, wd, group, task, mesh, progress, chunk_hook, measured)
 
   metrics = workdir.read_metrics(wd)
   results = build_results(config, task, cells, predictions, metrics)
-  write_results(wd, results)
+  write_results(wd, results, task)
   sections, numbers = mechanism_report.write(config, wd, task, cells, groups, predictions, metrics)
+  if config.scaling.enabled:
+    sections += scaling_report.write(config, wd, task, results, {c.index: c.values for c in cells})
   summary = write_report(config, wd, task, cells, predictions, results, time.perf_counter() - start,
                          trained, sections)
   summary.update(numbers)
@@ -264,7 +269,7 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   return RunReport(wd, trained, time.perf_counter() - start, summary)
 
 
-def _train_group(config, wd: Path, group: Group, task, mesh, progress: Progress,
+def train_group(config, wd: Path, group: Group, task, mesh, progress: Progress,
                  chunk_hook: ChunkHook | None, measured: set[int]) -> int:
   """Trains one group to the end from its latest checkpoint; returns the steps it ran.
 

@@ -17,22 +17,22 @@ def _task_colors(num_tasks: int) -> np.ndarray:
 
 
 def allocation(path: Path, widths: np.ndarray, effective: np.ndarray,
-               critical_width: np.ndarray, rare: list[int], title: str) -> None:
-  """Effective neurons per task against width: effective (W, K); critical_width (K,)."""
+               critical_width: np.ndarray | None, rare: list[int], title: str) -> None:
+  """Effective neurons per task against width: effective (W, K); critical_width (K,) or None."""
   fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
   colors = _task_colors(effective.shape[1])
   for k in range(effective.shape[1]):
     is_rare = k in rare
     ax.plot(widths, effective[:, k], marker="o", ms=3, lw=2.2 if is_rare else 1.0,
             color="red" if is_rare else colors[k], label=f"rare task {k}" if is_rare else None)
-    if is_rare:
+    if is_rare and critical_width is not None:
       ax.axvline(critical_width[k], color="red", ls=":", lw=1,
                  label=f"critical width of task {k} ({int(critical_width[k])})")
   ax.set_xscale("log", base=2)
   ax.set_yscale("symlog", linthresh=0.1)
   ax.set_ylim(bottom=0)
   ax.set_xticks(widths, [str(w) for w in widths])
-  ax.set_xlabel("encoder width N")
+  ax.set_xlabel("width N")
   ax.set_ylabel("effective neurons (sum of shares)")
   ax.legend(fontsize=8)
   ax.set_title(title, fontsize=9)

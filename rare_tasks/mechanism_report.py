@@ -30,6 +30,9 @@ RETENTION_COLUMNS = ("width", "gap", "rare_frequency", "seed", "burst", "gain",
 LEARNING_ORDER_COLUMNS = ("width", "rare_frequency", "seed", "task", "task_frequency", "beta",
                           "top_utility", "learned_step", "predicted_learned_width", "is_rare",
                           "cell")
+LEARNING_ORDER_COLUMNS_WITHOUT_THEORY = ("width", "rare_frequency", "seed", "task",
+                                         "task_frequency", "complexity", "learned_step", "is_rare",
+                                         "cell")
 # Retention signals: name in retention.csv -> (trace array, transform to "higher is better").
 SIGNALS = {"feature_capture": ("rare_capture", lambda a: a),
            "explained_variance": ("rare_fvu", lambda a: 1.0 - a)}
@@ -83,18 +86,20 @@ def allocation(wd: Path, config, task, cells: list[Cell], by_cell, predictions) 
                   "effective_neurons")
   table = np.array([[mean[(w, k)] for k in range(task.num_tasks)] for w in widths])
   ref = next(c for c in cells if c.values["rare_frequency"] == f_show)
-  crit = predictions[ref.index].critical_width
+  pred = predictions[ref.index]
+  crit = None if pred is None else pred.critical_width
   mechanism_figures.allocation(
       wd / "figures" / "allocation.png", np.array(widths), table, crit, sorted(rare),
       f"effective neurons per task at step {steps} (rare frequency {f_show:g}, "
       f"{averaged_over(cells, ('width', 'rare_frequency'))})")
   r0 = task.rare_tasks[0]
+  crit_of = (lambda k: "") if crit is None else (
+      lambda k: f", critical width {int(crit[k])} (of the first such cell)")
   lines = ["## Neuron allocation", "",
            f"Effective neurons (sum of shares) of rare task {r0} at step {steps}, rare frequency "
-           f"{f_show:g} ({averaged_over(cells, ('width', 'rare_frequency'))}), critical width "
-           f"{int(crit[r0])} (of the first such cell): " +
+           f"{f_show:g} ({averaged_over(cells, ('width', 'rare_frequency'))}){crit_of(r0)}: " +
            ", ".join(f"width {w}: {_fmt(mean[(w, r0)])}" for w in widths) + ".",
-           f"Most frequent task 0 (critical width {int(crit[0])}): " +
+           f"Most frequent task 0{crit_of(0)}: " +
            ", ".join(f"width {w}: {_fmt(mean[(w, 0)])}" for w in widths) + ".", "",
            "![allocation](figures/allocation.png)", ""]
   return lines
@@ -250,10 +255,12 @@ def injection_retention(wd: Path, config, task, groups: list[Group]) -> list[str
   return lines
 
 
-def _fvu_matrix(recs: list[dict[str, Any]]) -> np.ndarray:
-  """(T, K) FVU of a cell's records: exact where known (linear), else the held-out estimate."""
+def _loss_matrix(task, recs: list[dict[str, Any]]) -> np.ndarray:
+  """(T, K) headline loss of a cell's records: the exact FVU where known (linear models of a
+  family with theory), else the held-out estimate."""
+  exact = [r.get("population_fvu") or [None] * task.num_tasks for r in recs]
   return np.array([[number(p) if p is not None else number(f)
-                    for p, f in zip(r["population_fvu"], r["fvu"])] for r in recs])
+                    for p, f in zip(e, r[task.loss_name])] for e, r in zip(exact, recs)])
 
 
 def cells_of(groups: list[Group]) -> list[Cell]:
@@ -274,10 +281,18 @@ def learning_orders(wd: Path, config, task, cells: list[Cell], by_cell) -> tuple
     v = c.values
     recs = by_cell[c.index]
     mixture = task.mixture(v["rare_frequency"], v["common_exponent"])
-    spectrum = task.spectrum(v["beta"])
-    fvu = _fvu_matrix(recs)
+    fvu = _loss_matrix(task, recs)
     measured = learning_order.first_learned_step([r["step"] for r in recs], fvu,
                                                  config.learned_fvu)
+    if not task.has_theory:
+      agreements.append((c, (float("nan"), 0), learning_order.pair_agreement(measured, -mixture)))
+      complexity = task.complexity(v)
+      for k in range(task.num_tasks):
+        rows.append({**_key(c), "task": k, "task_frequency": float(mixture[k]),
+                     "complexity": float(complexity[k]), "learned_step": measured[k],
+                     "is_rare": k in task.rare_tasks})
+      continue
+    spectrum = task.spectrum(v["beta"])
     predicted = learning_order.learned_width(mixture, spectrum, config.learned_fvu)
     by_utility = learning_order.pair_agreement(measured, predicted)
     by_frequency = learning_order.pair_agreement(measured, -mixture)
@@ -289,7 +304,8 @@ def learning_orders(wd: Path, config, task, cells: list[Cell], by_cell) -> tuple
                    "beta": float(betas[k]), "top_utility": float(top[k]),
                    "learned_step": measured[k], "predicted_learned_width": int(predicted[k]),
                    "is_rare": k in task.rare_tasks})
-  write_csv(wd / "learning_order.csv", LEARNING_ORDER_COLUMNS, rows)
+  write_csv(wd / "learning_order.csv", LEARNING_ORDER_COLUMNS if task.has_theory
+            else LEARNING_ORDER_COLUMNS_WITHOUT_THEORY, rows)
   u = [a[1] for a in agreements if a[1][1]]
   f = [a[2] for a in agreements if a[2][1]]
   pooled = lambda xs: (sum(a * n for a, n in xs) / max(sum(n for _, n in xs), 1),  # noqa: E731
@@ -305,7 +321,7 @@ def learning_order_section(wd: Path, config, task, cells: list[Cell], rows, summ
   sel = [r for r in rows if r["cell"] == cell.index]
   recs = by_cell[cell.index]
   steps = np.array([r["step"] for r in recs])
-  fvu = _fvu_matrix(recs)
+  fvu = _loss_matrix(task, recs)
   mechanism_figures.learning_order(wd / "figures" / "learning_order.png", steps, fvu, sel,
                                    config.learned_fvu, f"width {widest}, seed "
                                    f"{cell.values['seed']}")
@@ -338,8 +354,33 @@ def learning_order_section(wd: Path, config, task, cells: list[Cell], rows, summ
   return lines
 
 
+def empirical_learning_order_section(config, task, cells: list[Cell], rows,
+                                     summary) -> list[str]:
+  """Learning order of a family without a closed form: against frequency, per width."""
+  fa, fn = summary["frequency_pair_agreement"]
+  lines = ["## Learning order", "",
+           f"Pairs of learned tasks (learned at different evaluations) in which the more frequent "
+           f"task was learned first, pooled over cells: {_pct(fa)} of {fn}.", "",
+           f"First evaluation step at which each task's {task.loss_name} is <= "
+           f"{config.learned_fvu} (tasks by decreasing frequency; mean over the cells where it is "
+           "learned, with their count):", ""]
+  widths = sorted({c.values["width"] for c in cells})
+  order = sorted(range(task.num_tasks), key=lambda k: -next(
+      r["task_frequency"] for r in rows if r["task"] == k))
+  lines += ["| width | " + " | ".join(f"task {k}" for k in order) + " |",
+            "|---|" + "---|" * len(order)]
+  for w in widths:
+    out = []
+    for k in order:
+      steps = [r["learned_step"] for r in rows if r["width"] == w and r["task"] == k]
+      hit = [s for s in steps if np.isfinite(s)]
+      out.append(f"{np.mean(hit):.0f} ({len(hit)}/{len(steps)})" if hit else "never")
+    lines.append(f"| {w} | " + " | ".join(out) + " |")
+  return lines + [""]
+
+
 def write(config: ml_collections.ConfigDict, wd: Path, task, cells: list[Cell],
-          groups: list[Group], predictions: dict[int, theory.Prediction],
+          groups: list[Group], predictions: dict[int, theory.Prediction | None],
           metrics: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
   """Writes every enabled mechanism table and figure; returns (summary.md lines, numbers)."""
   by_cell = _by_cell(metrics)
@@ -352,7 +393,9 @@ def write(config: ml_collections.ConfigDict, wd: Path, task, cells: list[Cell],
     lines += interference(wd, config, task, cells, by_cell)
   if config.injection.mode == "bursts" and config.measure.trace_rare:
     lines += injection_retention(wd, config, task, groups)
-  if _betas_differ(cells, task):
+  if not task.has_theory:
+    lines += empirical_learning_order_section(config, task, cells, rows, order)
+  elif _betas_differ(cells, task):
     lines += learning_order_section(wd, config, task, cells, rows, order, by_cell)
   return lines, numbers
 

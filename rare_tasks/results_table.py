@@ -1,4 +1,5 @@
-"""results.csv: one row per (cell, task) with the final measurement beside the closed form."""
+"""results.csv: one row per (cell, task) with the final measurement (beside the closed form, for
+a task family that has one)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,19 @@ COLUMNS = ("width", "rare_frequency", "seed", "task", "task_frequency", "beta", 
            "predicted_fvu", "feature_capture", "learned", "predicted_learned", "is_rare",
            "population_fvu", "critical_width", "learning_rate", "common_exponent", "activation",
            "num_hidden_layers", "cell", "step")
+# Families without closed-form theory: their per-task metrics (task.metric_names) in the middle.
+_HEAD = ("width", "rare_frequency", "seed", "task", "task_frequency", "complexity")
+_TAIL = ("learned", "is_rare", "learning_rate", "common_exponent", "activation",
+         "num_hidden_layers", "cell", "step")
+
+
+def columns(task) -> tuple[str, ...]:
+  """results.csv's columns for a task family."""
+  return COLUMNS if task.has_theory else _HEAD + tuple(task.metric_names) + _TAIL
 
 
 def build_results(config: ml_collections.ConfigDict, task, cells: list[Cell],
-                  predictions: dict[int, theory.Prediction],
+                  predictions: dict[int, theory.Prediction | None],
                   metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
   """Rows from each cell's final record in metrics.jsonl (at train.steps) and its prediction."""
   steps = config.train.steps
@@ -34,6 +44,9 @@ def build_results(config: ml_collections.ConfigDict, task, cells: list[Cell],
   for c in cells:
     v, rec, pred = c.values, final[c.index], predictions[c.index]
     mixture = task.mixture(v["rare_frequency"], v["common_exponent"])
+    if not task.has_theory:
+      rows += _rows_without_theory(config, task, c, rec, mixture)
+      continue
     betas = task.betas(v["beta"])
     for k in range(task.num_tasks):
       # A diverged cell's NaN measurements are null in metrics.jsonl: NaN here, never learned.
@@ -53,6 +66,24 @@ def build_results(config: ml_collections.ConfigDict, task, cells: list[Cell],
   return rows
 
 
+def _rows_without_theory(config, task, cell: Cell, rec: dict[str, Any],
+                         mixture) -> list[dict[str, Any]]:
+  v = cell.values
+  complexity = task.complexity(v)
+  rows = []
+  for k in range(task.num_tasks):
+    metrics = {name: number(rec[name][k]) for name in task.metric_names}
+    rows.append({
+        "width": v["width"], "rare_frequency": v["rare_frequency"], "seed": v["seed"],
+        "task": k, "task_frequency": float(mixture[k]), "complexity": float(complexity[k]),
+        **metrics, "learned": bool(metrics[task.loss_name] <= config.learned_fvu),
+        "is_rare": k in task.rare_tasks, "learning_rate": v["learning_rate"],
+        "common_exponent": v["common_exponent"], "activation": v["activation"],
+        "num_hidden_layers": v["num_hidden_layers"], "cell": cell.index,
+        "step": config.train.steps})
+  return rows
+
+
 def number(v: float | None) -> float:
   """A metrics.jsonl number: null (a NaN measurement) back to NaN."""
   return float("nan") if v is None else float(v)
@@ -68,8 +99,8 @@ def write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) ->
   workdir.write_text(path, buf.getvalue())
 
 
-def write_results(wd: Path, rows: list[dict[str, Any]]) -> None:
-  write_csv(wd / "results.csv", COLUMNS, rows)
+def write_results(wd: Path, rows: list[dict[str, Any]], task=None) -> None:
+  write_csv(wd / "results.csv", COLUMNS if task is None else columns(task), rows)
 
 
 def read_results(wd: Path) -> list[dict[str, str]]:

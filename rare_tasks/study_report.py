@@ -66,6 +66,9 @@ def write_report(config: ml_collections.ConfigDict, wd: Path, task, cells: list[
                  extra_sections: list[str] = ()) -> dict[str, Any]:
   """Writes figures/ and summary.md (ending with `extra_sections`, markdown lines); returns the
   headline numbers."""
+  if not task.has_theory:
+    return _write_report_without_theory(config, wd, task, cells, rows, wall_s, trained_steps,
+                                        extra_sections)
   rare_rows = [r for r in rows if r["is_rare"]]
   agree = [r["learned"] == r["predicted_learned"] for r in rare_rows]
   agree_all = [r["learned"] == r["predicted_learned"] for r in rows]
@@ -127,9 +130,111 @@ def write_report(config: ml_collections.ConfigDict, wd: Path, task, cells: list[
       "rare_learned_at_widest_highest": all(r["learned"] for r in widest_top),
       "rare_learned_at_narrowest_rarest": any(r["learned"] for r in narrow_rare),
       "optimum_check": optimum, "diverged_cells": diverged, "averaged_over": averaged}
+  summary["headline"] = (f"rare task learned/not-learned agrees with the closed form in "
+                         f"{100 * summary['rare_agreement']:.1f}% of cells")
   crit_at = [critical_width(f) for f in freqs]
   text = _summary_md(config, task, cells, widths, freqs, mean_fvu, mean_pred, crit_at, summary)
   workdir.write_text(wd / "summary.md", text + "\n".join(extra_sections))
+  return summary
+
+
+def _rare_grid(rows: list[dict[str, Any]], rare_task: int, widths: np.ndarray,
+               freqs: np.ndarray, column: str) -> np.ndarray:
+  """Mean of `column` of the rare task's rows per (width, frequency), (W, F)."""
+  out = np.full((len(widths), len(freqs)), np.nan)
+  for i, w in enumerate(widths):
+    for j, f in enumerate(freqs):
+      out[i, j] = np.mean([r[column] for r in rows if r["task"] == rare_task
+                           and r["width"] == w and r["rare_frequency"] == f])
+  return out
+
+
+def _write_report_without_theory(config, wd: Path, task, cells: list[Cell],
+                                 rows: list[dict[str, Any]], wall_s: float, trained_steps: int,
+                                 extra_sections) -> dict[str, Any]:
+  """The report of a family without a closed form: measured losses, and how many tasks, and
+  which, each width learns."""
+  metric, name = task.loss_name, config.task.name
+  widths = np.array(sorted({r["width"] for r in rows}))
+  freqs = np.array(sorted({r["rare_frequency"] for r in rows}))
+  rare = task.rare_tasks[0]
+  averaged = averaged_over(cells, ("width", "rare_frequency"))
+  loss = _rare_grid(rows, rare, widths, freqs, metric)
+  figures.width_by_frequency(
+      wd / "figures" / "width_by_frequency.png", widths, freqs, loss, None, None,
+      config.learned_fvu, f"rare task {rare} of {name}, {config.train.steps} steps, {averaged}",
+      metric=metric)
+
+  metrics = workdir.read_metrics(wd)
+  f_show = freqs[len(freqs) // 2]
+  shown = sorted({widths[0], widths[len(widths) // 2], widths[-1]})
+  curves = {}
+  for w in shown:
+    cell = next(c for c in cells if c.values["width"] == w and
+                c.values["rare_frequency"] == f_show)
+    recs = [r for r in metrics if r["cell"] == cell.index]
+    curves[int(w)] = {"steps": np.array([r["step"] for r in recs]),
+                      "fvu": np.array([r[metric] for r in recs], dtype=float), "predicted": None,
+                      "label": f"rare freq {f_show:g}, seed {cell.values['seed']}"}
+  figures.learning_curves(wd / "figures" / "learning_curves.png", curves, set(task.rare_tasks),
+                          f"per-task {metric} during training", metric=metric)
+
+  at_f = [r for r in rows if r["rare_frequency"] == f_show]
+  frequencies = task.mixture(f_show, cells[0].values["common_exponent"])
+  final = {int(w): np.array([np.mean([r[metric] for r in at_f if r["width"] == w
+                                      and r["task"] == k]) for k in range(task.num_tasks)])
+           for w in widths}
+  figures.loss_by_task_frequency(
+      wd / "figures" / "loss_by_task_frequency.png", frequencies, final, config.learned_fvu,
+      f"final per-task {metric} at rare frequency {f_show:g} "
+      f"({averaged_over(cells, ('width', 'rare_frequency'))})", metric)
+
+  learned_count = {int(w): float(np.mean([
+      sum(r["learned"] for r in rows if r["cell"] == c.index)
+      for c in cells if c.values["width"] == w])) for w in widths}
+  diverged = sorted({r["cell"] for r in rows if np.isnan(r[metric])})
+  summary = {
+      "cells": len(cells), "trained_steps_this_invocation": trained_steps,
+      "wall_s_this_invocation": wall_s, "tasks_learned_by_width": learned_count,
+      "diverged_cells": diverged, "averaged_over": averaged,
+      "headline": "tasks learned per width (mean over cells): " + ", ".join(
+          f"{w}: {n:.1f}" for w, n in learned_count.items())}
+  seeds = sorted({c.values["seed"] for c in cells})
+  lines = [
+      f"# Width x frequency study: {name}", "",
+      f"{len(cells)} cells: widths {list(map(int, widths))} x rare frequencies "
+      f"{[float(f) for f in freqs]} x seeds {seeds}; task `{name}` ({task}); model "
+      f"`{config.model.name}` ({config.model.activation}, {config.model.num_hidden_layers} extra "
+      f"layers); {config.train.optimizer} at {config.train.learning_rate} "
+      f"({config.train.schedule}), {config.train.steps} steps of batch "
+      f"{config.train.batch_size}.", "",
+      f"This invocation: {trained_steps} steps trained (summed over groups), {wall_s:.1f} s wall.",
+      "", f"## Rare-task {metric}, {averaged}", "",
+      f"Bold: learned ({metric} <= {config.learned_fvu}).", "",
+      "| width | " + " | ".join(f"f={f:g}" for f in freqs) + " |",
+      "|---|" + "---|" * len(freqs)]
+  for i, w in enumerate(widths):
+    lines.append(f"| {int(w)} | " + " | ".join(
+        f"**{v:.2f}**" if v <= config.learned_fvu else f"{v:.2f}" for v in loss[i]) + " |")
+  lines += ["", f"## Tasks learned by width (rare frequency {f_show:g})", "",
+            "Tasks in order of frequency, most frequent first; per width the mean final "
+            f"{metric} of each task ({averaged_over(cells, ('width', 'rare_frequency'))}), "
+            "bold where learned:", "",
+            "| width | learned per cell | " + " | ".join(
+                f"task {k}" for k in np.argsort(-frequencies)) + " |",
+            "|---|---|" + "---|" * task.num_tasks]
+  for w in widths:
+    values = final[int(w)][np.argsort(-frequencies)]
+    lines.append(f"| {int(w)} | {learned_count[int(w)]:.1f} | " + " | ".join(
+        f"**{v:.2f}**" if v <= config.learned_fvu else f"{v:.2f}" for v in values) + " |")
+  if diverged:
+    lines += ["", f"Diverged (non-finite loss; counted as not learned): cells {diverged}."]
+  lines += ["", "## Figures", "", "![width x frequency](figures/width_by_frequency.png)", "",
+            "![loss by task frequency](figures/loss_by_task_frequency.png)", "",
+            "![learning curves](figures/learning_curves.png)", "",
+            "Tables: `results.csv` (one row per cell and task), `metrics.jsonl` (every "
+            "evaluation).", ""]
+  workdir.write_text(wd / "summary.md", "\n".join(lines) + "\n".join(extra_sections))
   return summary
 
 

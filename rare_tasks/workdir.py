@@ -2,7 +2,9 @@
 
 Layout: config.json, metrics.jsonl, results.csv, predictions.json, summary.md, figures/*.png,
 checkpoints/<group>/, and with mechanism measurements traces/<group>/, allocation.csv,
-interference.csv, interference.npz, retention.csv, learning_order.csv. Only process 0 writes.
+interference.csv, interference.npz, retention.csv, learning_order.csv; scaling_fit.json with the
+scaling analysis; a mixture design study writes mixture_design.csv, min_width.csv and rounds/.
+Only process 0 writes.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ METRICS_FILE = "metrics.jsonl"
 # What a run writes: all that --overwrite deletes.
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, "results.csv", "predictions.json", "summary.md",
              "figures", "checkpoints", "traces", "allocation.csv", "interference.csv",
-             "interference.npz", "retention.csv", "learning_order.csv")
+             "interference.npz", "retention.csv", "learning_order.csv", "scaling_fit.json",
+             "mixture_design.csv", "min_width.csv", "rounds")
 # Fields that do not change results, so a resume may change them.
 NOT_IDENTITY = ("checkpoint_interval_s",)
 

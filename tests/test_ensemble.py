@@ -22,7 +22,7 @@ def _setup(width, num_tasks, block_size, seeds, freqs, rates, steps=100, batch_s
                          final_lr_fraction=0.01, eval_samples=eval_samples))
   spectra = np.stack([task.spectrum(1.0)] * len(seeds))
   mixtures = np.stack([[task.mixture(f, exponent) for f in freqs]] * len(seeds))
-  consts = ensemble.make_constants(task, np.array(seeds), spectra, mixtures,
+  consts = ensemble.make_constants(task, np.array(seeds), {"spectrum": spectra}, mixtures,
                                    np.broadcast_to(np.array(rates, np.float32),
                                                    (len(seeds), len(freqs))))
   return task, spec, consts
@@ -46,8 +46,8 @@ def test_first_loss_is_target_energy_because_heads_start_at_zero():
   # Recompute the step-0 batch by hand: zero heads predict 0, so the loss is mean ||z_task||^2.
   key = jax.random.fold_in(jax.random.fold_in(jax.random.key(5), 2), 0)
   kx, ku = jax.random.split(key)
-  _, z = linear_mixture.sample_inputs(kx, consts["basis"],
-                                      jnp.sqrt(consts["spectrum"][0]).reshape(-1), 64)
+  _, z = linear_mixture.sample_inputs(kx, consts["shared"]["basis"],
+                                      jnp.sqrt(consts["stream"]["spectrum"][0]).reshape(-1), 64)
   tasks = linear_mixture.assign_tasks(linear_mixture.sample_task_uniforms(ku, 64),
                                       jnp.asarray(consts["mixture"][0, 0]))
   expected = jnp.mean(jnp.sum(z.reshape(64, 3, 2) ** 2, -1)[jnp.arange(64), tasks])
@@ -135,7 +135,7 @@ def test_nonlinear_encoder_has_no_capture_or_population_fvu():
   task = LinearMixture(3, 2)
   spec = ensemble.EnsembleSpec(EncoderHeads(4, 3, 2, activation="relu"), task,
                                ensemble.TrainSpec(steps=10, batch_size=8, eval_samples=32))
-  consts = ensemble.make_constants(task, np.array([0]), task.spectrum(1.0)[None],
+  consts = ensemble.make_constants(task, np.array([0]), {"spectrum": task.spectrum(1.0)[None]},
                                    task.mixture(0.2, 1.0)[None, None], np.array([[1e-2]]))
   out = ensemble.evaluate(spec, ensemble.init_state(spec, consts, 1), consts)
   assert "encoder_map" not in out and np.isnan(out["population_fvu"]).all()
@@ -167,7 +167,7 @@ def _spec_and_constants(task, freqs, rates, seeds=(0,), width=5, steps=100, batc
   spectra = np.stack([task.spectrum(1.0)] * len(seeds))
   mixtures = np.stack([[task.mixture(f, 1.0) for f in freqs]] * len(seeds))
   consts = ensemble.make_constants(
-      task, np.array(seeds), spectra, mixtures,
+      task, np.array(seeds), {"spectrum": spectra}, mixtures,
       np.broadcast_to(np.array(rates, np.float32), shape),
       None if gaps is None else np.broadcast_to(np.array(gaps), shape),
       None if burst_sizes is None else np.broadcast_to(np.array(burst_sizes), shape))
@@ -269,12 +269,13 @@ def test_evaluate_allocation_and_interference_shapes_and_values():
   @jax.jit
   def direct(params, step):
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(1), 3), step)
-    x, z = linear_mixture.sample_inputs(jax.random.fold_in(key, 1), consts["basis"],
-                                        jnp.sqrt(consts["spectrum"][s]).reshape(-1), 4 * 8)
+    sqrt_spectrum = jnp.sqrt(consts["stream"]["spectrum"][s]).reshape(-1)
+    x, z = linear_mixture.sample_inputs(jax.random.fold_in(key, 1), consts["shared"]["basis"],
+                                        sqrt_spectrum, 4 * 8)
     grads = interference.per_task_gradients(partial(ensemble.task_loss, spec), params,
                                             (x.reshape(4, 8, -1), z.reshape(4, 8, -1)))
-    shares = allocation.linear_shares(spec.model.encoder_map(params), consts["basis"],
-                                      consts["spectrum"][s])
+    shares = allocation.linear_shares(spec.model.encoder_map(params), consts["shared"]["basis"],
+                                      consts["stream"]["spectrum"][s])
     return grads["encoder"]["kernel"], allocation.task_neurons(shares)
 
   with jax.default_matmul_precision("highest"):

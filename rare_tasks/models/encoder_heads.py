@@ -23,21 +23,28 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
-class _EncoderHeads(nn.Module):
+class Network(nn.Module):
+  """Width-N hidden layers, then a linear output layer named "heads" (zero-initialised).
+
+  Returns the last hidden layer h (B, N) and the outputs (B, num_outputs).
+  """
+
   width: int
   num_hidden_layers: int
   num_outputs: int
   activation: str
+  use_bias: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     phi = ACTIVATIONS[self.activation]
-    h = phi(nn.Dense(self.width, use_bias=False, name="encoder")(x))
+    h = phi(nn.Dense(self.width, use_bias=self.use_bias, name="encoder")(x))
     for i in range(self.num_hidden_layers):
-      h = phi(nn.Dense(self.width, use_bias=False, name=f"hidden_{i}")(h))
-    # Zero heads: an untrained task predicts 0 (FVU exactly 1) instead of random-feature noise.
-    heads = nn.Dense(self.num_outputs, use_bias=False, kernel_init=nn.initializers.zeros,
-                     name="heads")
+      h = phi(nn.Dense(self.width, use_bias=self.use_bias, name=f"hidden_{i}")(h))
+    # Zero heads: an untrained task predicts 0 (FVU exactly 1, or chance) instead of
+    # random-feature noise.
+    heads = nn.Dense(self.num_outputs, use_bias=self.use_bias,
+                     kernel_init=nn.initializers.zeros, name="heads")
     return h, heads(h)
 
 
@@ -59,10 +66,16 @@ class EncoderHeads:
   activation: str = "identity"
   num_hidden_layers: int = 0
 
+  @classmethod
+  def for_task(cls, task, width: int, activation: str, num_hidden_layers: int) -> EncoderHeads:
+    """The model of a grid cell: one head of block_size outputs per task of a linear mixture."""
+    return cls(width=width, num_tasks=task.num_tasks, block_size=task.block_size,
+               activation=activation, num_hidden_layers=num_hidden_layers)
+
   @property
-  def module(self) -> _EncoderHeads:
-    return _EncoderHeads(self.width, self.num_hidden_layers, self.num_tasks * self.block_size,
-                         self.activation)
+  def module(self) -> Network:
+    return Network(self.width, self.num_hidden_layers, self.num_tasks * self.block_size,
+                   self.activation)
 
   # Parameters that belong to one task each; the rest are shared by all tasks.
   task_specific: ClassVar[tuple[str, ...]] = ("heads",)

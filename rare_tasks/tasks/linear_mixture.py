@@ -15,10 +15,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from rare_tasks import allocation, measurements
+from rare_tasks.tasks.task_family import (  # noqa: F401 (re-exported)
+    Arrays,
+    TaskFamily,
+    assign_tasks,
+    power_law_mixture,
+    sample_task_uniforms,
+)
 
 BASES = ("rotation", "axis")
 # "top": lambda_{k,j} = j^(-beta_k), every task's top eigenvalue 1. "trace": each task's spectrum
@@ -28,8 +38,10 @@ SPECTRUM_NORMALIZATIONS = ("top", "trace")
 
 
 @dataclasses.dataclass(frozen=True)
-class LinearMixture:
+class LinearMixture(TaskFamily):
   """A linear task mixture; its geometry is fixed by `basis` and `basis_seed`.
+
+  Per-task metric: FVU (its headline loss). It has the closed-form theory (rare_tasks.theory).
 
   Attributes:
     num_tasks: K, the number of tasks.
@@ -47,13 +59,17 @@ class LinearMixture:
   basis_seed: int = 0
   spectrum_normalization: str = "top"
 
+  loss_name: ClassVar[str] = "fvu"
+  metric_names: ClassVar[tuple[str, ...]] = ("fvu",)
+  has_theory: ClassVar[bool] = True
+
   @property
   def input_dim(self) -> int:
     return self.num_tasks * self.block_size
 
   @property
-  def rare_tasks(self) -> tuple[int, ...]:
-    return tuple(range(self.num_tasks - self.num_rare, self.num_tasks))
+  def output_dim(self) -> int:
+    return self.num_tasks * self.block_size
 
   def basis_matrix(self) -> np.ndarray:
     """Q, shape (d, d): column k * m + j is feature j of task k (the columns of B_k)."""
@@ -85,10 +101,59 @@ class LinearMixture:
     Each rare task has probability `rare_frequency`; the common tasks k = 0..K-R-1 share the rest
     in proportion to (k + 1)^(-common_exponent).
     """
-    num_common = self.num_tasks - self.num_rare
-    weights = np.arange(1, num_common + 1, dtype=np.float64) ** (-common_exponent)
-    common = weights / weights.sum() * (1.0 - self.num_rare * rare_frequency)
-    return np.concatenate([common, np.full(self.num_rare, rare_frequency)])
+    return power_law_mixture(self.num_tasks, self.num_rare, rare_frequency, common_exponent)
+
+  # The task-family interface (rare_tasks.tasks.task_family). Constants: spectrum (K, m) per
+  # data stream, basis Q (d, d) shared. Every input carries every task's features, so the inputs
+  # do not depend on the tasks and every evaluation example measures every task.
+
+  def stream_constants(self, values: dict[str, Any]) -> Arrays:
+    return {"spectrum": self.spectrum(values["beta"]).astype(np.float32)}
+
+  def shared_constants(self) -> Arrays:
+    return {"basis": self.basis_matrix()}
+
+  def complexity(self, values: dict[str, Any]) -> np.ndarray:
+    return self.betas(values["beta"])
+
+  def sample(self, key: jax.Array, stream: Arrays, shared: Arrays,
+             batch_size: int) -> tuple[jax.Array, jax.Array]:
+    return sample_inputs(key, shared["basis"], jnp.sqrt(stream["spectrum"]).reshape(-1),
+                         batch_size)
+
+  def batch(self, data, tasks, stream, shared):
+    return data
+
+  def loss(self, outputs, targets, tasks, stream, shared):
+    return measurements.masked_loss(outputs, targets, tasks, self.num_tasks)
+
+  def task_metrics(self, outputs, targets, tasks, stream, shared):
+    return {"fvu": measurements.fvu(outputs, targets, stream["spectrum"])}
+
+  def ablation_increase(self, hidden, outputs, targets, tasks, heads, stream, shared):
+    return allocation.ablation_increase(hidden, outputs, targets, heads, stream["spectrum"])
+
+  # Closed-form extras, for linear encoders.
+
+  def exact_fvu(self, encoder_map: jax.Array, heads: jax.Array, stream: Arrays, shared: Arrays,
+                tasks: tuple[int, ...] | None = None) -> jax.Array:
+    """Exact per-task FVU of a linear model (K,) (or of `tasks` only)."""
+    return measurements.population_fvu(encoder_map, heads, shared["basis"], stream["spectrum"],
+                                       tasks=tasks)
+
+  def linear_shares(self, encoder_map: jax.Array, stream: Arrays, shared: Arrays) -> jax.Array:
+    """Allocation shares of a linear encoder (N, K) (rare_tasks.allocation.linear_shares)."""
+    return allocation.linear_shares(encoder_map, shared["basis"], stream["spectrum"])
+
+  def feature_capture(self, encoder_map: np.ndarray, stream: Arrays, shared: Arrays,
+                      tasks: Sequence[int] | None = None) -> np.ndarray:
+    """Host feature capture l_k(U): encoder_map (..., N, d), stream arrays with matching leading
+    axes -> (..., K) (or (..., len(tasks)))."""
+    tasks = range(self.num_tasks) if tasks is None else tasks
+    cols = feature_indices(tasks, self.block_size)
+    spectrum = np.asarray(stream["spectrum"])[..., list(tasks), :]
+    return measurements.feature_capture(encoder_map, np.asarray(shared["basis"])[:, cols],
+                                        spectrum)
 
   def covariances(self, beta: float | Sequence[float]) -> np.ndarray:
     """C_k = B_k diag(lambda_k) B_k^T for every task, shape (K, d, d)."""
@@ -119,15 +184,3 @@ def sample_inputs(key: jax.Array, basis: jax.Array, sqrt_spectrum: jax.Array,
   """
   z = jax.random.normal(key, (batch_size, basis.shape[0])) * sqrt_spectrum
   return z @ basis.T, z
-
-
-def sample_task_uniforms(key: jax.Array, batch_size: int) -> jax.Array:
-  """One uniform per example, shape (B,), shared by every cell of a data stream."""
-  return jax.random.uniform(key, (batch_size,))
-
-
-def assign_tasks(uniforms: jax.Array, mixture: jax.Array) -> jax.Array:
-  """Task of each example by inverse CDF: uniforms (B,), mixture (K,) -> task ids (B,) int32."""
-  cdf = jnp.cumsum(mixture)
-  tasks = jnp.sum(uniforms[:, None] >= cdf[None, :], axis=-1)
-  return jnp.minimum(tasks, mixture.shape[0] - 1).astype(jnp.int32)

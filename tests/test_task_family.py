@@ -1,0 +1,77 @@
+"""Tests of rare_tasks/tasks/task_family.py: the shared mixture machinery and the interface's
+default ablation, checked against the linear mixture's closed form and explicit ablation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rare_tasks.models import MLP, EncoderHeads
+from rare_tasks.tasks import LinearMixture, SparseParity, TaskFamily
+from rare_tasks.tasks import task_family as tf
+
+
+def test_power_law_mixture_golden():
+  pi = tf.power_law_mixture(4, 1, 0.1, 1.0)
+  # Common weights 1, 1/2, 1/3 share 0.9; the rare task has 0.1.
+  expected = np.r_[np.array([1, 1 / 2, 1 / 3]) / (11 / 6) * 0.9, 0.1]
+  np.testing.assert_allclose(pi, expected, rtol=1e-12)
+  np.testing.assert_allclose(tf.power_law_mixture(5, 2, 0.05, 0.0), [0.3, 0.3, 0.3, 0.05, 0.05])
+
+
+def test_assign_tasks_inverse_cdf_and_balanced_tasks():
+  tasks = tf.assign_tasks(jnp.array([0.0, 0.49, 0.5, 0.79, 0.8, 0.999999]),
+                          jnp.array([0.5, 0.3, 0.2]))
+  np.testing.assert_array_equal(tasks, [0, 0, 1, 1, 2, 2])
+  np.testing.assert_array_equal(tf.balanced_tasks(7, 3), [0, 1, 2, 0, 1, 2, 0])
+
+
+def test_per_task_mean_and_a_task_without_examples():
+  values = jnp.array([1.0, 3.0, 5.0, 7.0])
+  out = np.asarray(tf.per_task_mean(values, jnp.array([0, 0, 2, 2]), 3))
+  np.testing.assert_allclose(out[[0, 2]], [2.0, 6.0])
+  assert np.isnan(out[1])
+
+
+def test_default_ablation_equals_the_linear_closed_form():
+  # The interface's default (one task_metrics evaluation per ablated neuron) and the linear
+  # mixture's closed form must agree on a ReLU encoder with random heads.
+  task = LinearMixture(3, 2, basis_seed=3)
+  model = EncoderHeads(6, 3, 2, activation="relu", num_hidden_layers=1)
+  stream = {"spectrum": jnp.asarray(task.spectrum([0.5, 1.0, 2.0]), jnp.float32)}
+  shared = {"basis": jnp.asarray(task.basis_matrix())}
+
+  @jax.jit
+  def both():
+    params = model.init(jax.random.key(0), task.input_dim)
+    params["heads"]["kernel"] = jax.random.normal(jax.random.key(1), (6, 6))
+    x, z = task.sample(jax.random.key(2), stream, shared, 512)
+    h, y = model.apply(params, x)
+    tasks = jnp.asarray(tf.balanced_tasks(512, 3))
+    heads = params["heads"]["kernel"]
+    return (task.ablation_increase(h, y, z, tasks, heads, stream, shared),
+            TaskFamily.ablation_increase(task, h, y, z, tasks, heads, stream, shared))
+
+  closed, default = map(np.asarray, both())
+  assert np.abs(closed).max() > 0.1
+  np.testing.assert_allclose(default, closed, atol=1e-4)
+
+
+def test_default_ablation_of_a_parity_mlp_matches_explicit_ablation():
+  task = SparseParity(num_tasks=3, num_bits=6, parity_bits=2)
+  model = MLP(width=5, num_outputs=1)
+  shared = {k: jnp.asarray(v) for k, v in task.shared_constants().items()}
+  params = model.init(jax.random.key(0), task.input_dim)
+  params["heads"]["kernel"] = jax.random.normal(jax.random.key(1), (5, 1))
+  params["heads"]["bias"] = jnp.array([0.3])
+  tasks = jnp.asarray(tf.balanced_tasks(300, 3))
+  x, y = task.batch(task.sample(jax.random.key(2), {}, shared, 300), tasks, {}, shared)
+  h, out = model.apply(params, x)
+  increase = np.asarray(task.ablation_increase(h, out, y, tasks, params["heads"]["kernel"], {},
+                                               shared))
+  base = np.asarray(task.task_metrics(out, y, tasks, {}, shared)["loss"])
+  for i in range(5):
+    kernel = params["heads"]["kernel"].at[i].set(0.0)
+    _, out_i = model.apply({**params, "heads": {**params["heads"], "kernel": kernel}}, x)
+    expected = np.asarray(task.task_metrics(out_i, y, tasks, {}, shared)["loss"]) - base
+    np.testing.assert_allclose(increase[i], expected, atol=1e-5)
+  assert np.abs(increase).max() > 0.01
