@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import ml_collections
@@ -154,7 +154,7 @@ def _real(field: str, v: Any) -> None:
   _check(_is_real(v), field, v, "a finite number")
 
 
-def _choice(options: Sequence[str]) -> Callable[[str, Any], None]:
+def _choice(options: Collection[str]) -> Callable[[str, Any], None]:
   def check(field: str, v: Any) -> None:
     _check(v in options, field, v, f"one of {sorted(options)}")
   return check
@@ -193,7 +193,7 @@ def _target_frequencies(field: str, v: Any) -> None:
 _FIELD_CHECKS: dict[str, Callable[[str, Any], None]] = {
     "study": _choice(STUDIES),
     "seed": _nonneg_int,
-    "task.name": _choice(tuple(TASKS)),
+    "task.name": _choice(TASKS),  # read when checked: families registered later count
     "task.num_tasks": lambda f, v: _check(_is_int(v) and v >= 2, f, v, "an integer >= 2"),
     "task.block_size": _positive_int,
     "task.num_rare": _positive_int,
@@ -206,7 +206,7 @@ _FIELD_CHECKS: dict[str, Callable[[str, Any], None]] = {
     "task.num_bits": _positive_int,
     "task.parity_bits": _parity_bits,
     "task.secret_seed": _nonneg_int,
-    "model.name": _choice(tuple(MODELS)),
+    "model.name": _choice(MODELS),
     "model.width": _positive_int,
     "model.activation": _choice(tuple(ACTIVATIONS)),
     "model.num_hidden_layers": _nonneg_int,
@@ -270,15 +270,12 @@ def grid_values(config: ml_collections.ConfigDict) -> dict[str, tuple]:
           for axis, values in grid.items() if values is not None}
 
 
-# The model each task family is built for.
-FAMILY_MODELS = {"linear_mixture": ("encoder_heads",), "sparse_parity": ("mlp",)}
-
-
 def _check_family(flat: dict[str, Any], grid: dict[str, tuple]) -> None:
   """Checks that depend on the task family: its model, and sparse parity's bit counts."""
   name = flat["task.name"]
-  _check(flat["model.name"] in FAMILY_MODELS[name], "model.name", flat["model.name"],
-         f"one of {list(FAMILY_MODELS[name])} for task {name!r}")
+  models = TASKS[name].models
+  _check(flat["model.name"] in models, "model.name", flat["model.name"],
+         f"one of {list(models)} for task {name!r}")
   if name != "sparse_parity":
     return
   _check("beta" not in grid, "grid.beta", grid.get("beta"),
@@ -353,6 +350,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check_family(flat, grid)
   if flat["study"] == "mixture_design":
     _check_design(flat, grid)
+  if flat["scaling.enabled"]:
+    widths = grid.get("width", (flat["model.width"],))
+    _check(len(widths) >= 3, "grid.width", widths,
+           "at least 3 widths when config.scaling.enabled (a power law in width has 3 "
+           "parameters)")
+    small, large = flat["scaling.small_width"], flat["scaling.large_width"]
+    _check(not (small and large) or small <= large, "scaling.small_width", small,
+           f"a width <= config.scaling.large_width = {large} (or 0: the narrowest)")
 
   bursts = flat["injection.mode"] == "bursts"
   gaps = grid.get("gap", (flat["injection.gap"],))

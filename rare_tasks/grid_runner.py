@@ -36,7 +36,7 @@ from rare_tasks.models import MODELS
 from rare_tasks.progress import Progress, log
 from rare_tasks.results_table import build_results, write_results
 from rare_tasks.study_report import write_predictions, write_report
-from rare_tasks.tasks import TASK_FIELDS, TASKS, TaskFamily
+from rare_tasks.tasks import TASKS, TaskFamily
 
 # Called after every chunk with (group name, step); a test raises from it to simulate a kill.
 ChunkHook = Callable[[str, int], None]
@@ -53,10 +53,11 @@ class RunReport:
 
 
 def task_of(config: ml_collections.ConfigDict) -> TaskFamily:
-  """The config's task family, built from the fields it reads (TASK_FIELDS)."""
+  """The config's task family, built from the fields it reads (its `config_fields`)."""
   t = config.task
-  return TASKS[t.name](**{f: tuple(t[f]) if isinstance(t[f], (list, tuple)) else t[f]
-                          for f in TASK_FIELDS[t.name]})
+  family = TASKS[t.name]
+  return family(**{f: tuple(t[f]) if isinstance(t[f], (list, tuple)) else t[f]
+                   for f in family.config_fields})
 
 
 def model_of(config: ml_collections.ConfigDict, static: dict[str, Any], task: TaskFamily):

@@ -72,7 +72,8 @@ def analyse(config: ml_collections.ConfigDict, task: TaskFamily, rows: list[dict
     task_fits = [fit(per_task[k]) for k in range(task.num_tasks)]
     law = lambda f: scaling_fit.PowerLaw(**f["fit"])  # noqa: E731
     entry = {
-        "setting": dict(zip(axes, setting)), "widths": widths.tolist(), "seeds": seeds,
+        "setting": dict(zip(axes, setting)), "widths": [int(w) for w in widths],
+        "seeds": seeds,
         "task_frequency": freq.tolist(),
         "total": {"measured_mean": np.nanmean(total, 0).tolist(), **total_fit,
                   "regions": _regions(law(total_fit), small, large, s.epsilon)},
@@ -162,7 +163,13 @@ def write_for_workdir(wd: str | Path, overrides: dict[str, Any] | None = None) -
   from rare_tasks.grid_runner import task_of  # the runner imports this module
 
   wd = Path(wd)
+  for name in (workdir.CONFIG_FILE, "results.csv"):
+    if not (wd / name).exists():
+      raise FileNotFoundError(f"{wd} holds no finished grid run (no {name}); run the study "
+                              "to the end first")
   config = ml_collections.ConfigDict(json.loads((wd / workdir.CONFIG_FILE).read_text()))
+  if config.get("study", "grid") != "grid":
+    raise ValueError(f"{wd} holds a {config.study!r} study; scaling fits need a grid run")
   for k, v in (overrides or {}).items():
     config.scaling[k] = v
   task = task_of(config)

@@ -322,3 +322,12 @@ def test_every_grid_axis_is_present_and_unset_axes_are_left_out():
   c.grid.learning_rate = (1e-3, 3e-3)
   assert config_schema.grid_values(c)["learning_rate"] == (1e-3, 3e-3)
   validate(c)
+
+
+@pytest.mark.parametrize("study", sorted(p.stem for p in CONFIGS.glob("*.py")))
+def test_every_study_preset_validates(study):
+  module = _load_study(study)
+  for preset in module.PRESETS:
+    validate(module.get_config(preset))
+  with pytest.raises(ValueError, match=f"configs/{study}.py:nope: unknown preset"):
+    module.get_config("nope")

@@ -75,3 +75,11 @@ def test_hard_kill_then_same_command_resumes_to_the_same_results(tmp_path):
   for column in ("fvu", "population_fvu", "feature_capture"):
     np.testing.assert_allclose([float(r[column]) for r in killed_rows],
                                [float(r[column]) for r in clean_rows], rtol=1e-6)
+
+
+def test_scaling_fit_command_names_what_is_missing(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-m", "experiments.scaling_fit", f"--workdir={tmp_path}"],
+                       cwd=ROOT, env=env, capture_output=True, text=True)
+  assert out.returncode == 2
+  assert f"error: {tmp_path} holds no finished grid run (no config.json)" in out.stderr

@@ -62,6 +62,9 @@ class LinearMixture(TaskFamily):
   loss_name: ClassVar[str] = "fvu"
   metric_names: ClassVar[tuple[str, ...]] = ("fvu",)
   has_theory: ClassVar[bool] = True
+  config_fields: ClassVar[tuple[str, ...]] = ("num_tasks", "block_size", "num_rare", "basis",
+                                              "basis_seed", "spectrum_normalization")
+  models: ClassVar[tuple[str, ...]] = ("encoder_heads",)
 
   @property
   def input_dim(self) -> int:

@@ -47,6 +47,9 @@ class SparseParity(TaskFamily):
 
   loss_name: ClassVar[str] = "loss"
   metric_names: ClassVar[tuple[str, ...]] = ("loss", "accuracy")
+  config_fields: ClassVar[tuple[str, ...]] = ("num_tasks", "num_bits", "parity_bits",
+                                              "num_rare", "secret_seed")
+  models: ClassVar[tuple[str, ...]] = ("mlp",)
 
   @property
   def input_dim(self) -> int:

@@ -23,6 +23,9 @@ in `rare_tasks/tasks/__init__.py`:
   every task's headline loss when each last-layer neuron is ablated, (N, K); the default here
   evaluates `task_metrics` once per neuron, a family may give a closed form.
 - Optional closed-form theory (`has_theory`): see `rare_tasks.tasks.linear_mixture`.
+
+A family lists the config.task fields it is built from (`config_fields`) and the models it trains
+(`models`); registering it is `rare_tasks.tasks.TASKS[name] = Family`.
 """
 
 from __future__ import annotations
@@ -87,6 +90,10 @@ class TaskFamily:
   # Whether the family has a closed-form optimum (predictions, exact population loss, linear
   # allocation shares, feature capture).
   has_theory: ClassVar[bool] = False
+  # The config.task fields the family is built from (its constructor's arguments), and the
+  # models (config.model.name) it can train.
+  config_fields: ClassVar[tuple[str, ...]] = ("num_tasks", "num_rare")
+  models: ClassVar[tuple[str, ...]] = ()
 
   @property
   def rare_tasks(self) -> tuple[int, ...]:
