@@ -264,10 +264,15 @@ def _unknown(field: str, known: Sequence[str]) -> ConfigError:
 
 def grid_values(config: ml_collections.ConfigDict) -> dict[str, tuple]:
   """The grid as {axis: tuple of values} (unset axes left out), axes in alphabetical order
-  (ConfigDict's order)."""
+  (ConfigDict's order). An axis is unset when None, or (None,), which is what
+  `--config.grid.<axis>=None` gives on the command line."""
   grid = config.get("grid") or {}
-  return {axis: tuple(values) if isinstance(values, (list, tuple)) else (values,)
-          for axis, values in grid.items() if values is not None}
+  out = {}
+  for axis, values in grid.items():
+    values = tuple(values) if isinstance(values, (list, tuple)) else (values,)
+    if values != (None,):
+      out[axis] = values
+  return out
 
 
 def _check_family(flat: dict[str, Any], grid: dict[str, tuple]) -> None:

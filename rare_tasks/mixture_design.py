@@ -218,8 +218,8 @@ def _report(config, wd: Path, task: TaskFamily, values: dict[str, Any], rows, in
              "ratio_to_predicted": [None if not np.isfinite(x) else float(x) for x in ratio],
              "monotone": monotone, "rounds": num_rounds,
              "trained_steps_this_invocation": trained, "wall_s_this_invocation": wall_s,
-             "headline": f"frequency needed ~ width^{slope:.2f} (closed form "
-                         f"{predicted_slope:.2f})"}
+             "headline": f"frequency needed ~ width^{slope:.2f}" + (
+                 f" (closed form {predicted_slope:.2f})" if np.isfinite(predicted_slope) else "")}
   lines = [
       "# Mixture design: the rare-task frequency each width needs", "",
       f"Task `{config.task.name}` ({task}); model `{config.model.name}` "

@@ -331,3 +331,10 @@ def test_every_study_preset_validates(study):
     validate(module.get_config(preset))
   with pytest.raises(ValueError, match=f"configs/{study}.py:nope: unknown preset"):
     module.get_config("nope")
+
+
+def test_an_axis_set_to_none_on_the_command_line_is_unset():
+  c = base_config()
+  c.grid.rare_frequency = (None,)  # what --config.grid.rare_frequency=None gives
+  assert "rare_frequency" not in config_schema.grid_values(c)
+  validate(c)
