@@ -179,10 +179,13 @@ def bootstrap_power_law(widths: np.ndarray, losses_by_seed: np.ndarray, num_resa
 
   rng = np.random.default_rng(seed)
   draws = rng.integers(0, num_seeds, size=(num_resamples, num_seeds))
-  means = _seed_mean(losses_by_seed[draws])
+  # A resample is a multiset of seeds: fit each distinct one once (few seeds have few of them,
+  # e.g. 3 for 2 seeds) and map the fits back to the resamples.
+  unique, inverse = np.unique(np.sort(draws, axis=1), axis=0, return_inverse=True)
+  means = _seed_mean(losses_by_seed[unique])
   ones = np.ones(widths.size)
   params = np.concatenate([_fit_batch(widths, means[i:i + _CHUNK], ones)[0]
-                           for i in range(0, num_resamples, _CHUNK)])
+                           for i in range(0, len(unique), _CHUNK)])[inverse.reshape(-1)]
   ok = np.all(np.isfinite(params), axis=1)
   quantiles = [(1 - level) / 2, (1 + level) / 2]
   if ok.any():
