@@ -6,7 +6,7 @@ is a one-hot task code and n random bits, labelled by the parity of its task's k
 Wider MLPs learn more tasks, from the most frequent down; summary.md and learning_order.csv show
 both, and the allocation (ablation) and interference measurements run as in the linear studies.
 
-Presets: `configs/sparse_parity.py` (a few minutes on 2 CPU cores) and
+Presets: `configs/sparse_parity.py` (under a minute on 2 CPU cores) and
 `configs/sparse_parity.py:smoke` (seconds).
 """
 

@@ -2,7 +2,8 @@
 
   python -m experiments.scaling_fit --workdir=DIR [--small_width=8 --large_width=128]
 
-Writes DIR/scaling_fit.json and DIR/figures/scaling.png (rare_tasks.scaling_report).
+Writes DIR/scaling_fit.json and DIR/figures/scaling.png (rare_tasks.scaling_report) and prints
+the summary section. Flags not given keep the run's own config.scaling values.
 """
 
 import sys
@@ -23,9 +24,11 @@ _EPSILON = flags.DEFINE_float("epsilon", 0.05, "Gap above which a task needs mod
 
 def main(argv):
   del argv
+  # Only the flags given override the run's own config.scaling.
+  given = {flag.name: flag.value for flag in (_SMALL, _LARGE, _EPSILON)
+           if flags.FLAGS[flag.name].present}
   try:
-    lines = scaling_report.write_for_workdir(_WORKDIR.value, {
-        "small_width": _SMALL.value, "large_width": _LARGE.value, "epsilon": _EPSILON.value})
+    lines = scaling_report.write_for_workdir(_WORKDIR.value, given)
   except (FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

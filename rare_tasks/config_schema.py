@@ -353,6 +353,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
              f"one number, or exactly task.num_tasks = {num_tasks} numbers")
 
   _check_family(flat, grid)
+  _check(flat["eval_samples"] >= num_tasks, "eval_samples", flat["eval_samples"],
+         f"at least task.num_tasks = {num_tasks} (the evaluation batch holds every task)")
   if flat["study"] == "mixture_design":
     _check_design(flat, grid)
   if flat["scaling.enabled"]:
@@ -360,9 +362,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(len(widths) >= 3, "grid.width", widths,
            "at least 3 widths when config.scaling.enabled (a power law in width has 3 "
            "parameters)")
-    small, large = flat["scaling.small_width"], flat["scaling.large_width"]
-    _check(not (small and large) or small <= large, "scaling.small_width", small,
-           f"a width <= config.scaling.large_width = {large} (or 0: the narrowest)")
+    _check(flat["study"] == "grid", "scaling.enabled", True,
+           f"False for study {flat['study']!r} (scaling fits need a grid run)")
+    small = flat["scaling.small_width"] or min(widths)
+    large = flat["scaling.large_width"] or max(widths)
+    _check(small <= large, "scaling.small_width", flat["scaling.small_width"],
+           f"a width <= the large width {large} (config.scaling.large_width; 0 means the "
+           f"grid's narrowest, {min(widths)})")
 
   bursts = flat["injection.mode"] == "bursts"
   gaps = grid.get("gap", (flat["injection.gap"],))

@@ -96,7 +96,11 @@ def _learned(config, task: TaskFamily, cells: list[Cell], metrics: list[dict[str
   out = {w: np.zeros((len(seeds), len(f)), bool) for w, f in candidates.items()}
   for c in cells:
     v = c.values
-    losses = [number(final[c.index][task.loss_name][k]) for k in task.rare_tasks]
+    record = final[c.index]
+    if record["rare_frequency"] != v["rare_frequency"]:
+      raise workdirs.WorkdirError(f"cell {c.index}'s record has rare_frequency "
+                                  f"{record['rare_frequency']}, its round {v['rare_frequency']}")
+    losses = [number(record[task.loss_name][k]) for k in task.rare_tasks]
     j = int(np.argmin(np.abs(candidates[v["width"]] - v["rare_frequency"])))
     out[v["width"]][list(seeds).index(v["seed"]), j] = all(x <= config.learned_fvu
                                                            for x in losses)
@@ -108,7 +112,15 @@ def _train_round(config, wd: Path, index: int, cells: list[Cell], task: TaskFami
   """Trains (or resumes, or finds finished) one round; returns its metrics and steps trained."""
   rd = wd / "rounds" / f"round{index}"
   rd.mkdir(parents=True, exist_ok=True)
-  workdirs.write_text(rd / "cells.json", json.dumps([c.values for c in cells], indent=1) + "\n")
+  text = json.dumps([c.values for c in cells], indent=1) + "\n"
+  stored = rd / "cells.json"
+  # A round is replayed from its stored metrics only if it is the same round.
+  if stored.exists() and json.loads(stored.read_text()) != json.loads(text):
+    raise workdirs.WorkdirError(
+        f"{rd} holds a search round with other cells than this run proposes (the search or its "
+        f"closed form has changed since); use another --workdir, or delete {rd.parent} to search "
+        "again")
+  workdirs.write_text(stored, text)
   groups = group_cells(cells)
   progress = Progress([(g.name, len(g.flat_cells()), config.train.steps,
                         g.static["width"] * (1 + g.static["num_hidden_layers"]) + task.input_dim)
@@ -178,9 +190,12 @@ def _inverse(config, task: TaskFamily, values: dict[str, Any],
   if targets is None:
     found = [r[k] for r in rows for k in ("min_frequency_low", "min_frequency_high")
              if np.isfinite(r[k])]
-    targets = (np.geomspace(min(found), max(found), 6) if found
-               else np.geomspace(config.design.min_frequency, config.design.max_frequency, 6))
-  targets = [float(f) for f in targets]
+    lo, hi = ((min(found), max(found)) if found
+              else (config.design.min_frequency, config.design.max_frequency))
+    if hi <= lo * 1.5:  # one threshold: a range around it
+      lo, hi = lo / 2, min(hi * 2, config.design.max_frequency)
+    targets = np.geomspace(lo, hi, 6)
+  targets = sorted({float(f) for f in targets})
   widths = [r["width"] for r in rows]
   mid, low, high = frequency_search.smallest_width(
       widths, [r["min_frequency"] for r in rows], [r["min_frequency_low"] for r in rows],
@@ -218,7 +233,8 @@ def _report(config, wd: Path, task: TaskFamily, values: dict[str, Any], rows, in
              "ratio_to_predicted": [None if not np.isfinite(x) else float(x) for x in ratio],
              "monotone": monotone, "rounds": num_rounds,
              "trained_steps_this_invocation": trained, "wall_s_this_invocation": wall_s,
-             "headline": f"frequency needed ~ width^{slope:.2f}" + (
+             "headline": (f"frequency needed ~ width^{slope:.2f}" if np.isfinite(slope)
+                          else "fewer than 2 widths learned the rare task: no slope") + (
                  f" (closed form {predicted_slope:.2f})" if np.isfinite(predicted_slope) else "")}
   lines = [
       "# Mixture design: the rare-task frequency each width needs", "",

@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 
 from rare_tasks import figures, scaling_fit, theory, workdir
-from rare_tasks.config_schema import GRID_AXES
+from rare_tasks.config_schema import GRID_AXES, validate
 from rare_tasks.results_table import read_results
 from rare_tasks.tasks import TaskFamily
 
@@ -34,8 +34,8 @@ from rare_tasks.tasks import TaskFamily
 _NUMERIC = ("width", "seed", "task", "task_frequency", "rare_frequency", "cell")
 
 
-def _setting(row: dict[str, Any], axes: list[str]) -> tuple:
-  return tuple(row[a] for a in axes)
+def _hashable(v: Any) -> Any:
+  return tuple(v) if isinstance(v, (list, tuple)) else v
 
 
 def analyse(config: ml_collections.ConfigDict, task: TaskFamily, rows: list[dict[str, Any]],
@@ -47,18 +47,18 @@ def analyse(config: ml_collections.ConfigDict, task: TaskFamily, rows: list[dict
   """
   metric = task.loss_name
   s = config.scaling
-  axes = [a for a in GRID_AXES if a not in ("width", "seed") and a in rows[0]
-          and len({str(r[a]) for r in rows}) > 1]
+  cells = sorted({r["cell"] for r in rows})
+  # A setting: the cell's values of the grid axes, other than width and seed, that vary.
+  axes = [a for a in GRID_AXES if a not in ("width", "seed")
+          and len({repr(cell_values[c].get(a)) for c in cells}) > 1]
+  setting_of = {c: tuple(_hashable(cell_values[c].get(a)) for a in axes) for c in cells}
   widths = np.array(sorted({r["width"] for r in rows}), float)
   seeds = sorted({r["seed"] for r in rows})
   small = s.small_width or int(widths[0])
   large = s.large_width or int(widths[-1])
-  if small > large:
-    raise ValueError(f"config.scaling.small_width = {small} exceeds config.scaling.large_width "
-                     f"= {large}; allowed: small <= large")
   out = []
-  for setting in sorted({_setting(r, axes) for r in rows}, key=str):
-    sel = [r for r in rows if _setting(r, axes) == setting]
+  for setting in sorted(set(setting_of.values()), key=str):
+    sel = [r for r in rows if setting_of[r["cell"]] == setting]
     per_task = np.full((task.num_tasks, len(seeds), len(widths)), np.nan)
     freq = np.zeros(task.num_tasks)
     for r in sel:
@@ -114,7 +114,7 @@ def write(config: ml_collections.ConfigDict, wd: Path, task: TaskFamily,
           rows: list[dict[str, Any]], cell_values: dict[int, dict[str, Any]]) -> list[str]:
   """Writes scaling_fit.json and figures/scaling.png from results rows; returns summary lines."""
   result = analyse(config, task, rows, cell_values)
-  workdir.write_text(wd / "scaling_fit.json", json.dumps(result, indent=1) + "\n")
+  workdir.write_text(wd / "scaling_fit.json", json.dumps(_nan_to_null(result), indent=1) + "\n")
   shown = result["settings"][len(result["settings"]) // 2]
   figures.scaling(wd / "figures" / "scaling.png", shown, result, config.learned_fvu,
                   f"{config.task.name}: final {result['metric']} against width "
@@ -139,6 +139,17 @@ def write(config: ml_collections.ConfigDict, wd: Path, task: TaskFamily,
       f"{name}: {tasks}" for name, tasks in sorted(by_class.items())) + ".", "",
             "![scaling](figures/scaling.png)", ""]
   return lines
+
+
+def _nan_to_null(v: Any) -> Any:
+  """NaN (a failed fit) as null, so the file is valid JSON."""
+  if isinstance(v, dict):
+    return {k: _nan_to_null(x) for k, x in v.items()}
+  if isinstance(v, (list, tuple)):
+    return [_nan_to_null(x) for x in v]
+  if isinstance(v, float) and not np.isfinite(v):
+    return None
+  return v
 
 
 def _describe(setting: dict[str, Any]) -> str:
@@ -167,11 +178,12 @@ def write_for_workdir(wd: str | Path, overrides: dict[str, Any] | None = None) -
     if not (wd / name).exists():
       raise FileNotFoundError(f"{wd} holds no finished grid run (no {name}); run the study "
                               "to the end first")
-  config = ml_collections.ConfigDict(json.loads((wd / workdir.CONFIG_FILE).read_text()))
-  if config.get("study", "grid") != "grid":
+  config = workdir.load_config(wd)
+  if config.study != "grid":
     raise ValueError(f"{wd} holds a {config.study!r} study; scaling fits need a grid run")
   for k, v in (overrides or {}).items():
     config.scaling[k] = v
+  validate(config)
   task = task_of(config)
   rows = [_typed(r, task) for r in read_results(wd)]
   # Every metrics.jsonl record carries its cell's grid values.

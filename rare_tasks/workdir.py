@@ -28,8 +28,9 @@ RUN_FILES = (CONFIG_FILE, METRICS_FILE, "results.csv", "predictions.json", "summ
              "figures", "checkpoints", "traces", "allocation.csv", "interference.csv",
              "interference.npz", "retention.csv", "learning_order.csv", "scaling_fit.json",
              "mixture_design.csv", "min_width.csv", "rounds")
-# Fields that do not change results, so a resume may change them.
-NOT_IDENTITY = ("checkpoint_interval_s",)
+# Fields that do not change what is trained (only how often it is saved, or the report drawn
+# from it), so a resume may change them; config.json is then rewritten with the new values.
+NOT_IDENTITY = ("checkpoint_interval_s", "scaling", "design.target_frequencies")
 
 
 class WorkdirError(RuntimeError):
@@ -55,6 +56,7 @@ def prepare(workdir: str | os.PathLike, config: ml_collections.ConfigDict,
   path = Path(workdir)
   wanted = config_json(config)
   existing_file = path / CONFIG_FILE
+  existing: dict[str, Any] = {}
   if existing_file.exists():
     existing = json.loads(existing_file.read_text())
     diffs = _diff(_identity(existing), _identity(wanted), config_json(base_config()))
@@ -75,13 +77,54 @@ def prepare(workdir: str | os.PathLike, config: ml_collections.ConfigDict,
   if is_writer():
     path.mkdir(parents=True, exist_ok=True)
     (path / "figures").mkdir(exist_ok=True)
-    if not existing_file.exists():
+    # A resume that changes only NOT_IDENTITY fields records their new values.
+    if not existing_file.exists() or _diff(_picked(existing), _picked(wanted),
+                                           _picked(config_json(base_config()))):
       _atomic_write(existing_file, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
   return path
 
 
+def load_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
+  """The config of the run in `workdir`, from its config.json laid over base_config(), so that
+  a run made before a field existed reads with that field's default."""
+  stored = json.loads((Path(workdir) / CONFIG_FILE).read_text())
+  config = base_config()
+
+  def lay(node: ml_collections.ConfigDict, values: dict[str, Any]) -> None:
+    for k, v in values.items():
+      if isinstance(v, dict) and isinstance(node.get(k), ml_collections.ConfigDict):
+        lay(node[k], v)
+      else:
+        with node.ignore_type():
+          node[k] = tuple(v) if isinstance(v, list) else v
+
+  lay(config, stored)
+  return config
+
+
+def _picked(config: dict[str, Any]) -> dict[str, Any]:
+  """Only the NOT_IDENTITY fields of a config, as {dotted path: value} (absent ones left out)."""
+  out = {}
+  for path in NOT_IDENTITY:
+    node: Any = config
+    for p in path.split("."):
+      node = node.get(p, _ABSENT) if isinstance(node, dict) else _ABSENT
+    if node is not _ABSENT:
+      out[path] = node
+  return out
+
+
 def _identity(config: dict[str, Any]) -> dict[str, Any]:
-  return {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+  """The config without the NOT_IDENTITY fields (dotted paths)."""
+  out = json.loads(json.dumps(config))
+  for path in NOT_IDENTITY:
+    *parents, leaf = path.split(".")
+    node = out
+    for p in parents:
+      node = node.get(p, {}) if isinstance(node, dict) else {}
+    if isinstance(node, dict):
+      node.pop(leaf, None)
+  return out
 
 
 _ABSENT = object()

@@ -338,3 +338,10 @@ def test_an_axis_set_to_none_on_the_command_line_is_unset():
   c.grid.rare_frequency = (None,)  # what --config.grid.rare_frequency=None gives
   assert "rare_frequency" not in config_schema.grid_values(c)
   validate(c)
+
+
+def test_evaluation_batch_must_hold_every_task():
+  c = base_config()
+  c.eval_samples = 8
+  with pytest.raises(ConfigError, match=r"config.eval_samples = 8.*task.num_tasks = 16"):
+    validate(c)

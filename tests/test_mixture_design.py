@@ -2,6 +2,8 @@
 end to end on the linear setting (against the closed form, resumed after a kill)."""
 
 import csv
+import json
+import shutil
 
 import jax
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from rare_tasks import mixture_design, studies, theory
 from rare_tasks.config_schema import ConfigError, base_config
 from rare_tasks.tasks import LinearMixture
+from rare_tasks.workdir import WorkdirError
 
 
 def _values(width, beta=1.0, exponent=1.5):
@@ -112,6 +115,30 @@ def test_killed_design_resumes_to_the_same_answer(design, tmp_path):
     studies.run(tiny_design(), tmp_path, devices=jax.devices()[:1], chunk_hook=kill)
   studies.run(tiny_design(), tmp_path, devices=jax.devices()[:1])
   assert (tmp_path / "mixture_design.csv").read_text() == (wd / "mixture_design.csv").read_text()
+
+
+def test_a_stored_round_that_differs_is_refused(design, tmp_path):
+  wd, _ = design
+  shutil.copytree(wd, tmp_path / "copy")
+  stored = tmp_path / "copy" / "rounds" / "round0" / "cells.json"
+  cells = json.loads(stored.read_text())
+  cells[0]["rare_frequency"] *= 1.5
+  stored.write_text(json.dumps(cells))
+  with pytest.raises(WorkdirError, match=r"round0 holds a search round with other cells"):
+    studies.run(tiny_design(), tmp_path / "copy", devices=jax.devices()[:1])
+
+
+def test_inverse_targets_around_a_single_threshold_are_distinct():
+  c = tiny_design()
+  c.design.target_frequencies = None
+  rows = [{"width": 2, "min_frequency": np.nan, "min_frequency_low": np.nan,
+           "min_frequency_high": np.nan},
+          {"width": 4, "min_frequency": 0.1, "min_frequency_low": 0.1,
+           "min_frequency_high": 0.1}]
+  out = mixture_design._inverse(c, LinearMixture(6, 2), {**_values(4), "width": 4}, rows)
+  freqs = [r["frequency"] for r in out]
+  assert len(set(freqs)) == len(freqs) == 6 and freqs[0] < 0.1 < freqs[-1]
+  assert all(r["min_width"] == 4 for r in out if r["frequency"] >= 0.1)
 
 
 @pytest.mark.parametrize("field, value, message", [

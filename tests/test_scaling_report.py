@@ -48,6 +48,22 @@ def test_recovers_known_laws_and_classifies_tasks():
   np.testing.assert_allclose(gap, 1.55 * (8 ** -0.8 - 128 ** -0.8), rtol=1e-3)
 
 
+def test_settings_come_from_the_cells_grid_values():
+  # Per-task beta (the same in every cell) is one setting; two gaps are two settings, though
+  # results rows carry neither.
+  laws, freqs = [(0.0, 0.5, 0.8), (0.2, 4.0, 0.8)], [0.7, 0.3]
+  rows = []
+  for cell in range(2):
+    for r in _rows([4, 8, 16, 32], [0], laws, freqs):
+      rows.append({**r, "cell": cell * 100 + r["width"]})
+  values = {r["cell"]: {"beta": (0.0, 3.0), "gap": 1 if r["cell"] < 100 else 4,
+                        "rare_frequency": 0.1, "common_exponent": 1.0} for r in rows}
+  out = scaling_report.analyse(_config(), LinearMixture(2, 2), rows, values)
+  assert [e["setting"] for e in out["settings"]] == [{"gap": 1}, {"gap": 4}]
+  for e in out["settings"]:
+    np.testing.assert_allclose(e["total"]["fit"]["alpha"], 0.8, rtol=1e-3)
+
+
 def test_closed_form_curve_is_the_weighted_optimal_fvu():
   task = LinearMixture(4, 3)
   values = {"rare_frequency": 0.05, "common_exponent": 1.0, "beta": 1.0}
@@ -93,6 +109,23 @@ def test_flag_and_command_write_the_same_fits(tmp_path):
   assert other["total"]["regions"]["small_width"] == 2
 
 
+def test_report_settings_change_without_retraining_and_older_runs_read(tmp_path):
+  grid_runner.run(_tiny_grid(), tmp_path, devices=jax.devices()[:1])
+  c = _tiny_grid()
+  c.scaling.small_width = 2
+  report = grid_runner.run(c, tmp_path, devices=jax.devices()[:1])
+  assert report.trained_steps == 0
+  stored = json.loads((tmp_path / "config.json").read_text())
+  assert stored["scaling"]["small_width"] == 2
+  # A run made before the scaling and design fields existed.
+  for key in ("scaling", "design", "study"):
+    del stored[key]
+  (tmp_path / "config.json").write_text(json.dumps(stored))
+  scaling_report.write_for_workdir(tmp_path, {"large_width": 4})
+  out = json.loads((tmp_path / "scaling_fit.json").read_text())
+  assert (out["small_width"], out["large_width"]) == (1, 4)
+
+
 def test_command_refuses_a_directory_without_a_finished_run(tmp_path):
   with pytest.raises(FileNotFoundError, match="no config.json"):
     scaling_report.write_for_workdir(tmp_path)
@@ -106,4 +139,13 @@ def test_config_needs_three_widths_for_a_scaling_fit():
   c.grid.width = (1, 2, 4)
   c.scaling.small_width, c.scaling.large_width = 4, 2
   with pytest.raises(ConfigError, match=r"config.scaling.small_width = 4"):
+    validate(c)
+  # 0 is the grid's widest: a small width above it is refused before any training.
+  c.scaling.small_width, c.scaling.large_width = 8, 0
+  with pytest.raises(ConfigError, match=r"config.scaling.small_width = 8.*large width 4"):
+    validate(c)
+  c.scaling.small_width = 0
+  c.study = "mixture_design"
+  c.grid.rare_frequency = None
+  with pytest.raises(ConfigError, match=r"config.scaling.enabled.*'mixture_design'"):
     validate(c)
