@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import platform
 import statistics
@@ -40,10 +39,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from benchmarks import timing
 from rare_tasks import ensemble, grid_runner, sharding
 from rare_tasks.grid import Cell, Group, expand, group_cells
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = timing.REPO
 CONFIG_FILE = "configs/width_by_frequency.py"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "grid.json"
 MATMUL_SIZE = 2048
@@ -52,13 +52,6 @@ FLOP_FORMULA = ("per member step: 3 * (2*B*d*N + 2*B*N*(K*m)) = forward (encoder
                 "(x = z @ Q^T, 2*B*d*d per stream step), the loss and the optimiser are not "
                 "counted")
 
-
-def load_config(preset: str = "default"):
-  """The study config of configs/width_by_frequency.py (not a package, so loaded by path)."""
-  spec = importlib.util.spec_from_file_location("_width_by_frequency", REPO / CONFIG_FILE)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(preset)
 
 
 def model_flops_per_member_step(batch_size: int, input_dim: int, width: int,
@@ -111,16 +104,6 @@ class _Trainer:
     return times
 
 
-def _interleaved(timers: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[Any]]:
-  """Runs each timer once per repeat, rotating their order; returns each one's results."""
-  names = list(timers)
-  out: dict[str, list[Any]] = {n: [] for n in names}
-  for r in range(repeats):
-    k = r % len(names)
-    for name in names[k:] + names[:k]:
-      out[name].append(timers[name]())
-  return out
-
 
 def _seconds(fn: Callable[[], Any]) -> Callable[[], float]:
   def timed() -> float:
@@ -150,12 +133,12 @@ class _ShardedGroup:
     self._run = grid_runner.GroupRun(config, group, task, sharding.ensemble_mesh())
     self._steps = num_steps
     self._state = self._run.init()
-    self._state, _ = self._run.chunk(self._state, num_steps)  # compile and warm up
+    self._state, _, _ = self._run.chunk(self._state, num_steps)  # compile and warm up
     jax.block_until_ready(self._state)
 
   def run(self) -> float:
     start = time.perf_counter()
-    self._state, loss = self._run.chunk(self._state, self._steps)
+    self._state, loss, _ = self._run.chunk(self._state, self._steps)
     jax.block_until_ready((self._state, loss))
     return time.perf_counter() - start
 
@@ -172,7 +155,7 @@ def bench_group(config, group: Group, task, args, device: jax.Device,
       "ensemble": lambda: ens.run_all()[0], "loop": singles.run_all,
       "ensemble_all_devices": sharded.run}
   timers.update(extra_timers or {})
-  raw = _interleaved(timers, args.repeats)
+  raw = timing.interleaved(timers, args.repeats)
   num_cells = len(group.flat_cells())
   ens_s = statistics.median(raw["ensemble"])
   loop_totals = [sum(t) for t in raw["loop"]]
@@ -247,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.error("--repeats and --steps must be at least 1")
 
   sharding.use_cpu_cores()  # before any JAX computation, as experiments.main does
-  config = load_config()
+  config = timing.load_config(CONFIG_FILE)
   task = grid_runner.task_of(config)
   groups = group_cells(expand(config))
   device = jax.devices()[0]

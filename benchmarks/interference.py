@@ -56,12 +56,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import timing
 from rare_tasks import ensemble, interference, measurements
 from rare_tasks.models.encoder_heads import EncoderHeads
 from rare_tasks.tasks import linear_mixture
 from rare_tasks.tasks.linear_mixture import LinearMixture
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = timing.REPO
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "interference.json"
 TARGET_RATIO = 2.0  # ours should cost at most this many training steps at the smallest T
 LEARNING_RATE = 3e-3
@@ -94,16 +95,6 @@ def _timer(fn: Callable[[], Any], calls: int) -> Callable[[], float]:
     return (time.perf_counter() - start) / calls
   return timed
 
-
-def _interleaved(timers: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
-  """Runs each timer once per repeat, rotating their order; returns each one's results."""
-  names = list(timers)
-  out: dict[str, list[float]] = {n: [] for n in names}
-  for r in range(repeats):
-    k = r % len(names)
-    for name in names[k:] + names[:k]:
-      out[name].append(timers[name]())
-  return out
 
 
 def masked_task_loss(spec: ensemble.EnsembleSpec, params: dict, task: int,
@@ -224,7 +215,7 @@ def bench_tasks(num_tasks: int, args: argparse.Namespace) -> dict[str, Any]:
       "ours_measures": _timer(lambda: measures_fn(shared_grads), c),
       "backward": _timer(lambda: backward_fn(params, flat), c),
   }
-  raw = _interleaved(timers, args.repeats)
+  raw = timing.interleaved(timers, args.repeats)
   ms = {name: 1e3 * statistics.median(v) for name, v in raw.items()}
   num_shared = sum(int(np.prod(g.shape[1:])) for g in jax.tree.leaves(shared_grads))
   return {

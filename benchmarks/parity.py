@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -55,13 +54,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks import timing
 from rare_tasks import ensemble, grid_runner, sharding
 from rare_tasks.grid import Group, expand, group_cells
 from rare_tasks.optimizers import make_optimizer
 from rare_tasks.tasks import sparse_parity
 from rare_tasks.tasks.sparse_parity import SparseParity
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = timing.REPO
 CONFIG_FILE = "configs/sparse_parity.py"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "parity.json"
 TARGET_RATIO = 5.0  # ours should train at least this many model-steps per reference model-step
@@ -73,23 +73,6 @@ def _parse_ints(text: str) -> list[int]:
   return [int(v) for v in text.split(",") if v.strip()]
 
 
-def load_config(preset: str = "default"):
-  """The study config of configs/sparse_parity.py (not a package, so loaded by path)."""
-  spec = importlib.util.spec_from_file_location("_sparse_parity", REPO / CONFIG_FILE)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(preset)
-
-
-def _interleaved(timers: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[Any]]:
-  """Runs each timer once per repeat, rotating their order; returns each one's results."""
-  names = list(timers)
-  out: dict[str, list[Any]] = {n: [] for n in names}
-  for r in range(repeats):
-    k = r % len(names)
-    for name in names[k:] + names[:k]:
-      out[name].append(timers[name]())
-  return out
 
 
 def _secret_sets(task: SparseParity) -> list[np.ndarray]:
@@ -284,7 +267,7 @@ def bench_width(config, group: Group, task: SparseParity, args: argparse.Namespa
                                           "reference_step_only": ref.run_step_only}
   if not args.skip_all_devices:
     timers["ours_all_devices"] = _OursAllDevices(config, group, task, args.steps).run
-  raw = _interleaved(timers, args.repeats)
+  raw = timing.interleaved(timers, args.repeats)
   num_models = len(group.flat_cells())
   ours_steps = num_models * args.steps
   ref_steps = num_models * args.reference_steps
@@ -364,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.error("--widths must be positive integers")
 
   sharding.use_cpu_cores()  # before any JAX computation, as experiments.main does
-  config = load_config()
+  config = timing.load_config(CONFIG_FILE)
   if args.widths is not None:
     config.grid.width = tuple(args.widths)
   task = grid_runner.task_of(config)
