@@ -262,8 +262,8 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   sections, numbers = mechanism_report.write(config, wd, task, cells, groups, predictions, metrics)
   if config.scaling.enabled:
     sections += scaling_report.write(config, wd, task, results, {c.index: c.values for c in cells})
-  summary = write_report(config, wd, task, cells, predictions, results, time.perf_counter() - start,
-                         trained, sections)
+  summary = write_report(config, wd, task, cells, predictions, results, metrics,
+                         time.perf_counter() - start, trained, sections)
   summary.update(numbers)
   if trained == 0:
     log.info("Finished run found in %s: nothing retrained; report regenerated.", wd)

@@ -62,27 +62,21 @@ def _optimum_check(task, cells, predictions, rows) -> dict[str, Any]:
 
 def write_report(config: ml_collections.ConfigDict, wd: Path, task, cells: list[Cell],
                  predictions: dict[int, theory.Prediction], rows: list[dict[str, Any]],
-                 wall_s: float, trained_steps: int,
+                 metrics: list[dict[str, Any]], wall_s: float, trained_steps: int,
                  extra_sections: list[str] = ()) -> dict[str, Any]:
-  """Writes figures/ and summary.md (ending with `extra_sections`, markdown lines); returns the
-  headline numbers."""
+  """Writes figures/ and summary.md (ending with `extra_sections`, markdown lines) from the
+  results rows and the metrics.jsonl records; returns the headline numbers."""
   if not task.has_theory:
-    return _write_report_without_theory(config, wd, task, cells, rows, wall_s, trained_steps,
-                                        extra_sections)
+    return _write_report_without_theory(config, wd, task, cells, rows, metrics, wall_s,
+                                        trained_steps, extra_sections)
   rare_rows = [r for r in rows if r["is_rare"]]
   agree = [r["learned"] == r["predicted_learned"] for r in rare_rows]
   agree_all = [r["learned"] == r["predicted_learned"] for r in rows]
   widths = np.array(sorted({r["width"] for r in rows}))
   freqs = np.array(sorted({r["rare_frequency"] for r in rows}))
   first_rare = task.rare_tasks[0]
-  mean_fvu = np.full((len(widths), len(freqs)), np.nan)
-  mean_pred = np.full_like(mean_fvu, np.nan)
-  for i, w in enumerate(widths):
-    for j, f in enumerate(freqs):
-      sel = [r for r in rare_rows if r["task"] == first_rare and r["width"] == w
-             and r["rare_frequency"] == f]
-      mean_fvu[i, j] = np.mean([r["fvu"] for r in sel])
-      mean_pred[i, j] = np.mean([r["predicted_fvu"] for r in sel])
+  mean_fvu = _rare_grid(rows, first_rare, widths, freqs, "fvu")
+  mean_pred = _rare_grid(rows, first_rare, widths, freqs, "predicted_fvu")
 
   # Critical width on a fine frequency grid, for the base exponent and spectrum.
   ref = cells[0].values
@@ -102,20 +96,8 @@ def write_report(config: ml_collections.ConfigDict, wd: Path, task, cells: list[
       f"rare task {first_rare}: {config.task.num_tasks} tasks x {config.task.block_size} "
       f"features, {config.train.steps} steps, {averaged}")
 
-  metrics = workdir.read_metrics(wd)
-  shown = sorted({widths[0], widths[len(widths) // 2], widths[-1]})
-  f_show = freqs[len(freqs) // 2]
-  curves = {}
-  for w in shown:
-    cell = next(c for c in cells if c.values["width"] == w and
-                c.values["rare_frequency"] == f_show)
-    recs = [r for r in metrics if r["cell"] == cell.index]
-    curves[int(w)] = {"steps": np.array([r["step"] for r in recs]),
-                      "fvu": np.array([r["fvu"] for r in recs]),
-                      "predicted": predictions[cell.index].fvu,
-                      "label": f"rare freq {f_show:g}, seed {cell.values['seed']}"}
-  figures.learning_curves(wd / "figures" / "learning_curves.png", curves, set(task.rare_tasks),
-                          "per-task FVU during training")
+  _learning_curves(wd, task, cells, metrics, widths, freqs[len(freqs) // 2], "FVU",
+                   predictions)
 
   optimum = _optimum_check(task, cells, predictions, rows)
   diverged = sorted({r["cell"] for r in rows if np.isnan(r["fvu"])})
@@ -149,8 +131,28 @@ def _rare_grid(rows: list[dict[str, Any]], rare_task: int, widths: np.ndarray,
   return out
 
 
+def _learning_curves(wd: Path, task, cells: list[Cell], metrics: list[dict[str, Any]],
+                     widths: np.ndarray, f_show: float, label: str,
+                     predictions: dict[int, theory.Prediction] | None = None) -> None:
+  """figures/learning_curves.png: each task's headline loss against step for the narrowest,
+  middle and widest width at rare frequency f_show (with the closed-form optimum, if any)."""
+  shown = sorted({widths[0], widths[len(widths) // 2], widths[-1]})
+  curves = {}
+  for w in shown:
+    cell = next(c for c in cells if c.values["width"] == w and
+                c.values["rare_frequency"] == f_show)
+    recs = [r for r in metrics if r["cell"] == cell.index]
+    curves[int(w)] = {"steps": np.array([r["step"] for r in recs]),
+                      "fvu": np.array([r[task.loss_name] for r in recs], dtype=float),
+                      "predicted": None if predictions is None else predictions[cell.index].fvu,
+                      "label": f"rare freq {f_show:g}, seed {cell.values['seed']}"}
+  figures.learning_curves(wd / "figures" / "learning_curves.png", curves, set(task.rare_tasks),
+                          f"per-task {label} during training", metric=label)
+
+
 def _write_report_without_theory(config, wd: Path, task, cells: list[Cell],
-                                 rows: list[dict[str, Any]], wall_s: float, trained_steps: int,
+                                 rows: list[dict[str, Any]], metrics: list[dict[str, Any]],
+                                 wall_s: float, trained_steps: int,
                                  extra_sections) -> dict[str, Any]:
   """The report of a family without a closed form: measured losses, and how many tasks, and
   which, each width learns."""
@@ -165,19 +167,8 @@ def _write_report_without_theory(config, wd: Path, task, cells: list[Cell],
       config.learned_fvu, f"rare task {rare} of {name}, {config.train.steps} steps, {averaged}",
       metric=metric)
 
-  metrics = workdir.read_metrics(wd)
   f_show = freqs[len(freqs) // 2]
-  shown = sorted({widths[0], widths[len(widths) // 2], widths[-1]})
-  curves = {}
-  for w in shown:
-    cell = next(c for c in cells if c.values["width"] == w and
-                c.values["rare_frequency"] == f_show)
-    recs = [r for r in metrics if r["cell"] == cell.index]
-    curves[int(w)] = {"steps": np.array([r["step"] for r in recs]),
-                      "fvu": np.array([r[metric] for r in recs], dtype=float), "predicted": None,
-                      "label": f"rare freq {f_show:g}, seed {cell.values['seed']}"}
-  figures.learning_curves(wd / "figures" / "learning_curves.png", curves, set(task.rare_tasks),
-                          f"per-task {metric} during training", metric=metric)
+  _learning_curves(wd, task, cells, metrics, widths, f_show, metric)
 
   at_f = [r for r in rows if r["rare_frequency"] == f_show]
   frequencies = task.mixture(f_show, cells[0].values["common_exponent"])

@@ -35,7 +35,8 @@ def test_report_counts_agreement_and_checks_the_optimum(tmp_path):
   workdir.append_metrics(tmp_path, metrics)
   rows = build_results(c, task, cells, preds, metrics)
   study_report.write_predictions(tmp_path, cells, preds)
-  summary = study_report.write_report(c, tmp_path, task, cells, preds, rows, 1.0, 20)
+  summary = study_report.write_report(c, tmp_path, task, cells, preds, rows, metrics, 1.0,
+                                      20)
   assert summary["rare_agreement"] == 0.75
   assert summary["optimum_check"]["cells_checked"] == 4
   assert summary["optimum_check"]["cells_below_optimum"] == 1
