@@ -246,15 +246,9 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   steps = config.train.steps
   log.info("%d cells in %d ensemble groups, %d steps each, on %d device(s); workdir %s",
            len(cells), len(groups), steps, mesh.devices.size, wd)
-  progress = Progress([(g.name, len(g.flat_cells()), steps,
-                        g.static["width"] * (1 + g.static["num_hidden_layers"]) + task.input_dim)
-                       for g in groups])
   if task.has_theory:
     write_predictions(wd, cells, predictions)
-  measured = {r["cell"] for r in workdir.read_metrics(wd) if r["step"] == steps}
-  trained = 0
-  for group in groups:
-    trained += train_group(config, wd, group, task, mesh, progress, chunk_hook, measured)
+  trained = train_groups(config, wd, groups, task, mesh, chunk_hook)
 
   metrics = workdir.read_metrics(wd)
   results = build_results(config, task, cells, predictions, metrics)
@@ -268,6 +262,19 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   if trained == 0:
     log.info("Finished run found in %s: nothing retrained; report regenerated.", wd)
   return RunReport(wd, trained, time.perf_counter() - start, summary)
+
+
+def train_groups(config, wd: Path, groups: list[Group], task, mesh,
+                 chunk_hook: ChunkHook | None = None) -> int:
+  """Trains every group in `wd` to the end (resuming, or skipping finished ones), with one
+  progress line; returns the steps trained, summed over groups."""
+  steps = config.train.steps
+  progress = Progress([(g.name, len(g.flat_cells()), steps,
+                        g.static["width"] * (1 + g.static["num_hidden_layers"]) + task.input_dim)
+                       for g in groups])
+  measured = {r["cell"] for r in workdir.read_metrics(wd) if r["step"] == steps}
+  return sum(train_group(config, wd, g, task, mesh, progress, chunk_hook, measured)
+             for g in groups)
 
 
 def train_group(config, wd: Path, group: Group, task, mesh, progress: Progress,

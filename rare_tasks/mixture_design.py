@@ -31,7 +31,7 @@ from rare_tasks import figures, frequency_search, grid_runner, learning_order, s
 from rare_tasks import workdir as workdirs
 from rare_tasks.config_schema import validate
 from rare_tasks.grid import Cell, expand, group_cells
-from rare_tasks.progress import Progress, log
+from rare_tasks.progress import log
 from rare_tasks.results_table import number, write_csv
 from rare_tasks.tasks import TaskFamily
 
@@ -121,15 +121,7 @@ def _train_round(config, wd: Path, index: int, cells: list[Cell], task: TaskFami
         f"closed form has changed since); use another --workdir, or delete {rd.parent} to search "
         "again")
   workdirs.write_text(stored, text)
-  groups = group_cells(cells)
-  progress = Progress([(g.name, len(g.flat_cells()), config.train.steps,
-                        g.static["width"] * (1 + g.static["num_hidden_layers"]) + task.input_dim)
-                       for g in groups])
-  measured = {r["cell"] for r in workdirs.read_metrics(rd) if r["step"] == config.train.steps}
-  trained = 0
-  for g in groups:
-    trained += grid_runner.train_group(config, rd, g, task, mesh, progress, chunk_hook,
-                                       measured)
+  trained = grid_runner.train_groups(config, rd, group_cells(cells), task, mesh, chunk_hook)
   return workdirs.read_metrics(rd), trained
 
 
@@ -162,7 +154,7 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
         f"width {w}: {len(f)} candidates {f[0]:.3g}..{f[-1]:.3g}" for w, f in candidates.items()))
     metrics, ran = _train_round(config, wd, search.round_index, cells, task, mesh, chunk_hook)
     trained += ran
-    search.record(_learned(config, task, cells, metrics, candidates, seeds), candidates)
+    search.record(_learned(config, task, cells, metrics, candidates, seeds))
 
   results = search.results()
   rows = []
