@@ -163,8 +163,6 @@ def _typed(row: dict[str, str], task: TaskFamily) -> dict[str, Any]:
     out[k] = float(row[k]) if row[k] != "" else float("nan")
   for k in ("width", "seed", "task", "cell"):
     out[k] = int(out[k])
-  for k in ("learning_rate", "common_exponent"):
-    out[k] = float(row[k])
   return out
 
 
