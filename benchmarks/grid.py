@@ -23,9 +23,6 @@ runs on one device: a single cell has no ensemble axis to shard.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -40,8 +37,11 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import timing
-from rare_tasks import ensemble, grid_runner, sharding
-from rare_tasks.grid import Cell, Group, expand, group_cells
+from rare_tasks.core import mesh
+from rare_tasks.synthetic import ensemble, training
+from rare_tasks.synthetic.grid import Cell, Group, expand, group_cells
+from rare_tasks.synthetic.models import model_of
+from rare_tasks.synthetic.tasks import task_of
 
 REPO = timing.REPO
 CONFIG_FILE = "configs/width_by_frequency.py"
@@ -51,7 +51,6 @@ FLOP_FORMULA = ("per member step: 3 * (2*B*d*N + 2*B*N*(K*m)) = forward (encoder
                 "2*B*N*(K*m)) plus backward counted as twice the forward; input sampling "
                 "(x = z @ Q^T, 2*B*d*d per stream step), the loss and the optimiser are not "
                 "counted")
-
 
 
 def model_flops_per_member_step(batch_size: int, input_dim: int, width: int,
@@ -77,7 +76,7 @@ class _Trainer:
   def __init__(self, spec: ensemble.EnsembleSpec, layouts: Sequence[Sequence[Sequence[Cell]]],
                task, num_steps: int, device: jax.Device):
     num_members = len(layouts[0][0])
-    self.consts = [jax.device_put(grid_runner.group_constants(task, rows), device)
+    self.consts = [jax.device_put(training.group_constants(task, rows), device)
                    for rows in layouts]
     init = jax.jit(partial(ensemble.init_state, spec, num_members=num_members))
     self.states = [init(c) for c in self.consts]
@@ -126,31 +125,14 @@ def _matmul_timer(device: jax.Device) -> tuple[Callable[[], float], float]:
   return _seconds(lambda: jax.block_until_ready(matmul(a, b))), compile_s
 
 
-class _ShardedGroup:
-  """The group exactly as the runner trains it: padded and sharded over all local devices."""
-
-  def __init__(self, config, group: Group, task, num_steps: int):
-    self._run = grid_runner.GroupRun(config, group, task, sharding.ensemble_mesh())
-    self._steps = num_steps
-    self._state = self._run.init()
-    self._state, _, _ = self._run.chunk(self._state, num_steps)  # compile and warm up
-    jax.block_until_ready(self._state)
-
-  def run(self) -> float:
-    start = time.perf_counter()
-    self._state, loss, _ = self._run.chunk(self._state, self._steps)
-    jax.block_until_ready((self._state, loss))
-    return time.perf_counter() - start
-
-
 def bench_group(config, group: Group, task, args, device: jax.Device,
                 extra_timers: dict[str, Callable[[], float]] | None = None) -> dict[str, Any]:
   """Ensemble vs one at a time for one group (and any extra timers, interleaved with them)."""
-  spec = ensemble.EnsembleSpec(grid_runner.model_of(config, group.static, task), task,
-                               grid_runner.train_spec_of(config))
+  spec = ensemble.EnsembleSpec(model_of(config.model.name, group.static, task), task,
+                               training.train_spec_of(config))
   ens = _Trainer(spec, [group.cells], task, args.steps, device)
   singles = _Trainer(spec, [((c,),) for c in group.flat_cells()], task, args.steps, device)
-  sharded = _ShardedGroup(config, group, task, args.steps)
+  sharded = timing.ShardedGroup(config, group, task, args.steps)
   timers: dict[str, Callable[[], Any]] = {
       "ensemble": lambda: ens.run_all()[0], "loop": singles.run_all,
       "ensemble_all_devices": sharded.run}
@@ -185,19 +167,16 @@ def bench_group(config, group: Group, task, args, device: jax.Device,
 
 def run_main_job() -> dict[str, Any]:
   """The default study end to end, as a subprocess in a fresh temporary work directory."""
+  print("main job: running the default study end to end ...", flush=True)
   with tempfile.TemporaryDirectory(prefix="bench_grid_") as tmp:
     cmd = [sys.executable, "-m", "experiments.main", f"--config={CONFIG_FILE}",
            f"--workdir={Path(tmp) / 'workdir'}", "--overwrite"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
+  print(f"main job: {wall:.1f} s wall (exit {proc.returncode})")
   return {"command": " ".join(cmd[1:]), "wall_s": wall, "returncode": proc.returncode,
           "stdout_tail": proc.stdout[-2000:], "stderr_tail": proc.stderr[-2000:]}
-
-
-def _write(out: Path, results: dict[str, Any]) -> None:
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def _print_table(results: dict[str, Any]) -> None:
@@ -219,7 +198,7 @@ def _print_table(results: dict[str, Any]) -> None:
         f"({f['computed_ratio_achieved_over_matmul']:.3f} counting only the FLOPs computed)")
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--repeats", type=int, default=5, help="timed runs of each (median)")
   parser.add_argument("--steps", type=int, default=200, help="training steps per timed call")
@@ -228,18 +207,49 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   args = parser.parse_args(argv)
   if args.repeats < 1 or args.steps < 1:
     parser.error("--repeats and --steps must be at least 1")
+  return args
 
-  sharding.use_cpu_cores()  # before any JAX computation, as experiments.main does
+
+def _flops(config, task, w: dict[str, Any], steps: int, matmul_compile_s: float) -> dict:
+  """The widest group's achieved FLOP/s against the matmul timed beside it (pops its timings)."""
+  outputs = task.num_tasks * task.block_size
+  per_member = model_flops_per_member_step(config.train.batch_size, task.input_dim, w["width"],
+                                           outputs)
+  computed = computed_flops_per_member_step(config.train.batch_size, task.input_dim, w["width"],
+                                            outputs)
+  achieved = per_member * w["cells"] * steps / w["ensemble_median_s"]
+  matmul_raw = w.pop("matmul_raw_s")
+  matmul_s = statistics.median(matmul_raw)
+  matmul_rate = 2 * MATMUL_SIZE ** 3 / matmul_s
+  return {
+      "formula": FLOP_FORMULA, "width": w["width"], "cells": w["cells"],
+      "flops_per_member_step": per_member,
+      "flops_per_ensemble_step": per_member * w["cells"],
+      "ensemble_median_s": w["ensemble_median_s"], "achieved_flop_per_s": achieved,
+      "matmul": {"shape": [MATMUL_SIZE, MATMUL_SIZE, MATMUL_SIZE], "dtype": "float32",
+                 "flops": 2 * MATMUL_SIZE ** 3, "compile_s": matmul_compile_s,
+                 "raw_s": matmul_raw,
+                 "timing": "timed in turn with the widest group's ensemble and loop"},
+      "matmul_median_s": matmul_s, "matmul_flop_per_s": matmul_rate,
+      "ratio_achieved_over_matmul": achieved / matmul_rate,
+      "computed_formula": "per member step: 2 * 2*B*d*N + 3 * 2*B*N*(K*m) (no gradient of the "
+                          "inputs); the matmul FLOPs the compiled step performs",
+      "computed_flops_per_member_step": computed,
+      "computed_ratio_achieved_over_matmul":
+          computed * w["cells"] * steps / w["ensemble_median_s"] / matmul_rate,
+  }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  args = _arguments(argv)
+  mesh.use_cpu_cores()  # before any JAX computation, as experiments.main does
   config = timing.load_config(CONFIG_FILE)
-  task = grid_runner.task_of(config)
+  task = task_of(config)
   groups = group_cells(expand(config))
   device = jax.devices()[0]
   widest = max(groups, key=lambda g: g.static["width"])
   results: dict[str, Any] = {
-      "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-      "jax_version": jax.__version__, "python": platform.python_version(),
-      "host": platform.node(), "platform": device.platform, "device_kind": device.device_kind,
-      "device_count": jax.device_count(),
+      **timing.environment(device),
       "devices_used": "1 for the loop and the 'ensemble' timings; all local devices for "
                       "'ensemble_all_devices'",
       "settings": {
@@ -252,12 +262,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     "order rotating; model-steps = cells x steps"},
       "ensemble_vs_loop": {},
   }
-
   for group in groups:
     extra: dict[str, Callable[[], float]] = {}
     if group is widest:
-      matmul, matmul_compile_s = _matmul_timer(device)
-      extra["matmul"] = matmul
+      extra["matmul"], matmul_compile_s = _matmul_timer(device)
     r = bench_group(config, group, task, args, device, extra)
     results["ensemble_vs_loop"][str(r["width"])] = r
     print(f"width {r['width']:>3}: loop {r['loop_model_steps_per_s']:,.0f} model-steps/s, "
@@ -265,48 +273,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           f"({r['ratio_ensemble_over_loop']:.2f}x), "
           f"{r['ensemble_all_devices_model_steps_per_s']:,.0f} on {r['all_devices']} "
           f"({r['ratio_ensemble_all_devices_over_loop']:.2f}x)", flush=True)
-
-  w = results["ensemble_vs_loop"][str(widest.static["width"])]
-  per_member = model_flops_per_member_step(config.train.batch_size, task.input_dim, w["width"],
-                                           task.num_tasks * task.block_size)
-  computed = computed_flops_per_member_step(config.train.batch_size, task.input_dim, w["width"],
-                                            task.num_tasks * task.block_size)
-  achieved = per_member * w["cells"] * args.steps / w["ensemble_median_s"]
-  matmul_raw = w.pop("matmul_raw_s")
-  matmul_s = statistics.median(matmul_raw)
-  matmul_flops = 2 * MATMUL_SIZE ** 3
-  results["flops"] = {
-      "formula": FLOP_FORMULA, "width": w["width"], "cells": w["cells"],
-      "flops_per_member_step": per_member,
-      "flops_per_ensemble_step": per_member * w["cells"],
-      "ensemble_median_s": w["ensemble_median_s"], "achieved_flop_per_s": achieved,
-      "matmul": {"shape": [MATMUL_SIZE, MATMUL_SIZE, MATMUL_SIZE], "dtype": "float32",
-                 "flops": matmul_flops, "compile_s": matmul_compile_s, "raw_s": matmul_raw,
-                 "timing": "timed in turn with the widest group's ensemble and loop"},
-      "matmul_median_s": matmul_s, "matmul_flop_per_s": matmul_flops / matmul_s,
-      "ratio_achieved_over_matmul": achieved / (matmul_flops / matmul_s),
-      "computed_formula": "per member step: 2 * 2*B*d*N + 3 * 2*B*N*(K*m) (no gradient of the "
-                          "inputs); the matmul FLOPs the compiled step performs",
-      "computed_flops_per_member_step": computed,
-      "computed_ratio_achieved_over_matmul":
-          computed * w["cells"] * args.steps / w["ensemble_median_s"] / (matmul_flops / matmul_s),
-  }
+  results["flops"] = _flops(config, task, results["ensemble_vs_loop"][str(widest.static["width"])],
+                            args.steps, matmul_compile_s)
   _print_table(results)
   for key, label in (("ratio_ensemble_over_loop", "1 device"),
                      ("ratio_ensemble_all_devices_over_loop", "all devices")):
     ratios = {k: round(v[key], 2) for k, v in results["ensemble_vs_loop"].items()}
     print(f"ensemble ({label}) / loop, model-steps/s by width: {ratios}")
-  _write(args.out, results)
-
-  if args.skip_main_job:
-    results["main_job"] = {"skipped": True}
-  else:
-    print("main job: running the default study end to end ...", flush=True)
-    results["main_job"] = run_main_job()
-    m = results["main_job"]
-    print(f"main job: {m['wall_s']:.1f} s wall (exit {m['returncode']})")
-  _write(args.out, results)
-  print(f"wrote {args.out}")
+  timing.write_json(args.out, results)
+  results["main_job"] = {"skipped": True} if args.skip_main_job else run_main_job()
+  timing.write_json(args.out, results, final=True)
   return results
 
 

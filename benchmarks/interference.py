@@ -39,9 +39,6 @@ Writes benchmarks/results/interference.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -57,10 +54,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import timing
-from rare_tasks import ensemble, interference, measurements
-from rare_tasks.models.encoder_heads import EncoderHeads
-from rare_tasks.tasks import linear_mixture
-from rare_tasks.tasks.linear_mixture import LinearMixture
+from rare_tasks.analysis import interference
+from rare_tasks.synthetic import ensemble
+from rare_tasks.synthetic.models.encoder_heads import EncoderHeads
+from rare_tasks.synthetic.tasks import linear_measures, linear_mixture
+from rare_tasks.synthetic.tasks.linear_mixture import LinearMixture
 
 REPO = timing.REPO
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "interference.json"
@@ -70,10 +68,6 @@ RARE_FREQUENCY = 1e-2
 COMMON_EXPONENT = 1.5
 BETA = 1.0
 SEED = 0
-
-
-def _parse_ints(text: str) -> list[int]:
-  return [int(v) for v in text.split(",") if v.strip()]
 
 
 def _precise(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -103,7 +97,7 @@ def masked_task_loss(spec: ensemble.EnsembleSpec, params: dict, task: int,
   examples of that task of the squared error of its own head."""
   x, z, tasks = batch
   _, y = spec.model.apply(params, x)
-  err = measurements.per_task_squared_error(y, z, spec.task.num_tasks)[:, task]
+  err = linear_measures.per_task_squared_error(y, z, spec.task.num_tasks)[:, task]
   mask = (tasks == task).astype(err.dtype)
   return jnp.sum(err * mask) / jnp.maximum(mask.sum(), 1.0)
 
@@ -119,79 +113,91 @@ def _compiled(fn: Callable[..., Any], *args) -> tuple[Callable[..., Any], float]
   return compiled, time.perf_counter() - start
 
 
-def bench_tasks(num_tasks: int, args: argparse.Namespace) -> dict[str, Any]:
-  """All timings and the agreement check for one number of tasks."""
+def _trained(num_tasks: int, args: argparse.Namespace):
+  """One model of T tasks trained `train_steps` steps: (spec, consts, state, its params)."""
   block_size = max(1, args.input_dim // num_tasks)
   task = LinearMixture(num_tasks=num_tasks, block_size=block_size, num_rare=1)
   model = EncoderHeads(width=args.width, num_tasks=num_tasks, block_size=block_size)
   train = ensemble.TrainSpec(steps=args.train_steps + 10 * args.calls, batch_size=args.batch_size)
   spec = ensemble.EnsembleSpec(model, task, train)
-  mixture = task.mixture(RARE_FREQUENCY, COMMON_EXPONENT)
-  spectrum = task.spectrum(BETA)
   consts = jax.device_put(ensemble.make_constants(
-      task, np.array([SEED]), {"spectrum": spectrum[None]}, mixture[None, None],
-      np.array([[LEARNING_RATE]])))
+      task, np.array([SEED]), {"spectrum": task.spectrum(BETA)[None]},
+      task.mixture(RARE_FREQUENCY, COMMON_EXPONENT)[None, None], np.array([[LEARNING_RATE]])))
   state = jax.jit(partial(ensemble.init_state, spec, num_members=1))(consts)
   state, _ = jax.jit(partial(ensemble.train_chunk, spec, num_steps=args.train_steps))(
       state, consts)
-  params = jax.tree.map(lambda a: a[0, 0], state["params"])
+  return spec, consts, state, jax.tree.map(lambda a: a[0, 0], state["params"])
 
-  # One batch of fresh examples, balanced over the tasks: task t's examples at index t for ours,
-  # the same examples flattened with their task ids for the naive method.
-  per_task = args.batch_size // num_tasks
+
+def _batches(spec: ensemble.EnsembleSpec, consts, batch_size: int):
+  """One batch of fresh examples, balanced over the tasks: task t's examples at index t for
+  ours, the same examples flattened with their task ids for the naive method."""
+  num_tasks = spec.task.num_tasks
+  per_task = batch_size // num_tasks
   total = per_task * num_tasks
-  sqrt_spectrum = jnp.sqrt(jnp.asarray(spectrum, jnp.float32)).reshape(-1)
+  sqrt_spectrum = jnp.sqrt(consts["stream"]["spectrum"][0]).reshape(-1)
   x, z = linear_mixture.sample_inputs(jax.random.key(SEED + 1), consts["shared"]["basis"],
                                       sqrt_spectrum, total)
   task_ids = jnp.repeat(jnp.arange(num_tasks, dtype=jnp.int32), per_task)
   balanced = (x.reshape(num_tasks, per_task, -1), z.reshape(num_tasks, per_task, -1))
-  flat = (x, z, task_ids)
-  freqs = jnp.asarray(mixture, jnp.float32)
-  rare = jnp.asarray(ensemble.rare_mask(task))
+  return balanced, (x, z, task_ids)
+
+
+def _programs(spec: ensemble.EnsembleSpec, consts) -> dict[str, Callable[..., Any]]:
+  """The functions timed: ours (and its two parts), the naive method, one whole backward pass."""
+  num_tasks = spec.task.num_tasks
+  freqs = consts["mixture"][0, 0]
+  rare = jnp.asarray(ensemble.rare_mask(spec.task))
 
   def ours_grads(p, batches):
     return _shared(spec, interference.per_task_gradients(partial(ensemble.task_loss, spec), p,
                                                          batches))
-
-  def ours(p, batches):
-    return interference.interference_measures(ours_grads(p, batches), freqs, rare)
 
   def naive(p, batch):
     grads = interference.per_task_gradients_naive(partial(masked_task_loss, spec), p, batch,
                                                   num_tasks)
     return interference.interference_measures(_shared(spec, grads), freqs, rare)
 
-  def measures(grads):
-    return interference.interference_measures(grads, freqs, rare)
-
   def backward(p, batch):
     xb, zb, tb = batch
 
     def loss(p):
       _, y = spec.model.apply(p, xb)
-      return measurements.masked_loss(y, zb, tb, num_tasks)
+      return linear_measures.masked_loss(y, zb, tb, num_tasks)
     return jax.grad(loss)(p)
 
-  step_fn, step_c = _compiled(partial(ensemble.train_step, spec), state, consts)
-  chunk = jax.jit(partial(ensemble.train_chunk, spec, num_steps=args.calls))
-  start = time.perf_counter()
-  chunk = chunk.lower(state, consts).compile()
-  chunk_c = time.perf_counter() - start
-  ours_fn, ours_c = _compiled(ours, params, balanced)
-  naive_fn, naive_c = _compiled(naive, params, flat)
-  grads_fn, grads_c = _compiled(ours_grads, params, balanced)
-  shared_grads = jax.block_until_ready(grads_fn(params, balanced))
-  measures_fn, measures_c = _compiled(measures, shared_grads)
-  backward_fn, backward_c = _compiled(backward, params, flat)
+  return {"ours": lambda p, b: interference.interference_measures(ours_grads(p, b), freqs, rare),
+          "naive": naive, "ours_grads": ours_grads, "backward": backward,
+          "ours_measures": lambda g: interference.interference_measures(g, freqs, rare)}
 
-  ours_out = jax.device_get(ours_fn(params, balanced))  # warm-ups, and the agreement check
-  naive_out = jax.device_get(naive_fn(params, flat))
+
+def _agreement(ours_out: dict, naive_out: dict) -> dict[str, Any]:
   cos_ours, cos_naive = np.asarray(ours_out["cosine"]), np.asarray(naive_out["cosine"])
-  same_nan = bool(np.array_equal(np.isnan(cos_ours), np.isnan(cos_naive)))
-  max_diff = float(np.nanmax(np.abs(cos_ours - cos_naive)))
-  norm_rel = float(np.max(np.abs(ours_out["grad_norm"] - naive_out["grad_norm"])
-                          / np.abs(naive_out["grad_norm"])))
+  return {"cosine_max_abs_diff": float(np.nanmax(np.abs(cos_ours - cos_naive))),
+          "cosine_same_nans": bool(np.array_equal(np.isnan(cos_ours), np.isnan(cos_naive))),
+          "grad_norm_max_rel_diff": float(np.max(np.abs(ours_out["grad_norm"]
+                                                        - naive_out["grad_norm"])
+                                                 / np.abs(naive_out["grad_norm"])))}
 
+
+def bench_tasks(num_tasks: int, args: argparse.Namespace) -> dict[str, Any]:
+  """All timings and the agreement check for one number of tasks."""
+  spec, consts, state, params = _trained(num_tasks, args)
+  balanced, flat = _batches(spec, consts, args.batch_size)
+  programs = _programs(spec, consts)
+  compiled, compile_s = {}, {}
+  for name, inputs in (("ours", balanced), ("naive", flat), ("ours_grads", balanced),
+                       ("backward", flat)):
+    compiled[name], compile_s[name] = _compiled(programs[name], params, inputs)
+  shared_grads = jax.block_until_ready(compiled["ours_grads"](params, balanced))
+  compiled["ours_measures"], compile_s["ours_measures"] = _compiled(programs["ours_measures"],
+                                                                    shared_grads)
+  step_fn, compile_s["step"] = _compiled(partial(ensemble.train_step, spec), state, consts)
+  chunk, compile_s["step_in_chunk"] = _compiled(
+      partial(ensemble.train_chunk, spec, num_steps=args.calls), state, consts)
+  # Warm-ups, and the agreement check.
+  agreement = _agreement(jax.device_get(compiled["ours"](params, balanced)),
+                         jax.device_get(compiled["naive"](params, flat)))
   live = {"state": state}
 
   def one_step():
@@ -202,36 +208,35 @@ def bench_tasks(num_tasks: int, args: argparse.Namespace) -> dict[str, Any]:
     live["state"], loss = chunk(live["state"], consts)
     return loss
 
-  for warm in (one_step, one_chunk, lambda: grads_fn(params, balanced),
-               lambda: measures_fn(shared_grads), lambda: backward_fn(params, flat)):
+  calls = {"ours": lambda: compiled["ours"](params, balanced),
+           "naive": lambda: compiled["naive"](params, flat),
+           "ours_grads": lambda: compiled["ours_grads"](params, balanced),
+           "ours_measures": lambda: compiled["ours_measures"](shared_grads),
+           "backward": lambda: compiled["backward"](params, flat)}
+  for warm in (one_step, one_chunk, *calls.values()):
     jax.block_until_ready(warm())
-  c = args.calls
-  timers = {
-      "step": _timer(one_step, c),
-      "step_in_chunk": lambda: _timer(one_chunk, 1)() / c,
-      "ours": _timer(lambda: ours_fn(params, balanced), c),
-      "naive": _timer(lambda: naive_fn(params, flat), c),
-      "ours_grads": _timer(lambda: grads_fn(params, balanced), c),
-      "ours_measures": _timer(lambda: measures_fn(shared_grads), c),
-      "backward": _timer(lambda: backward_fn(params, flat), c),
-  }
+  timers = {"step": _timer(one_step, args.calls),
+            "step_in_chunk": lambda: _timer(one_chunk, 1)() / args.calls,
+            **{name: _timer(fn, args.calls) for name, fn in calls.items()}}
   raw = timing.interleaved(timers, args.repeats)
-  ms = {name: 1e3 * statistics.median(v) for name, v in raw.items()}
-  num_shared = sum(int(np.prod(g.shape[1:])) for g in jax.tree.leaves(shared_grads))
+  return _result(spec, args, {n: 1e3 * statistics.median(v) for n, v in raw.items()},
+                 agreement, compile_s, raw, shared_grads)
+
+
+def _result(spec, args, ms, agreement, compile_s, raw, shared_grads) -> dict[str, Any]:
+  task = spec.task
+  per_task = args.batch_size // task.num_tasks
   return {
-      "tasks": num_tasks, "block_size": block_size, "input_dim": task.input_dim,
+      "tasks": task.num_tasks, "block_size": task.block_size, "input_dim": task.input_dim,
       "width": args.width, "batch_size": args.batch_size, "examples_per_task": per_task,
-      "interference_batch": total, "shared_params": num_shared,
+      "interference_batch": per_task * task.num_tasks,
+      "shared_params": sum(int(np.prod(g.shape[1:])) for g in jax.tree.leaves(shared_grads)),
       "step_ms": ms["step"], "step_in_chunk_ms": ms["step_in_chunk"], "ours_ms": ms["ours"],
       "naive_ms": ms["naive"], "ours_over_step": ms["ours"] / ms["step"],
       "naive_over_step": ms["naive"] / ms["step"], "naive_over_ours": ms["naive"] / ms["ours"],
       "breakdown_ms": {"ours_grads": ms["ours_grads"], "ours_measures": ms["ours_measures"],
                        "backward_whole_batch": ms["backward"]},
-      "cosine_max_abs_diff": max_diff, "cosine_same_nans": same_nan,
-      "grad_norm_max_rel_diff": norm_rel,
-      "compile_s": {"step": step_c, "step_in_chunk": chunk_c, "ours": ours_c, "naive": naive_c,
-                    "ours_grads": grads_c, "ours_measures": measures_c, "backward": backward_c},
-      "raw_s": raw,
+      **agreement, "compile_s": compile_s, "raw_s": raw,
   }
 
 
@@ -284,12 +289,11 @@ def bench_study(repeats: int, steps: int) -> dict[str, Any]:
           "target_met": statistics.median(ratios) <= GRID_TARGET}
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  """Runs the benchmark, prints its table and writes its JSON; returns the results."""
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--repeats", type=int, default=5, help="timed measurements of each (median)")
   parser.add_argument("--calls", type=int, default=20, help="calls averaged per measurement")
-  parser.add_argument("--tasks", type=_parse_ints, default=[16, 64], help="comma-separated T")
+  parser.add_argument("--tasks", type=timing.parse_ints, default=[16, 64], help="comma-separated T")
   parser.add_argument("--width", type=int, default=64, help="encoder width N")
   parser.add_argument("--batch_size", type=int, default=256, help="examples per step, in total")
   parser.add_argument("--input_dim", type=int, default=128,
@@ -306,25 +310,30 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.error("--repeats, --calls and --train_steps must be at least 1")
   if not args.tasks or min(args.tasks) < 2 or max(args.tasks) > args.batch_size:
     parser.error("every T of --tasks must be in [2, batch_size]")
+  return args
 
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+  return {
+      "repeats": args.repeats, "calls_per_measurement": args.calls, "tasks": args.tasks,
+      "width": args.width, "batch_size": args.batch_size, "input_dim": args.input_dim,
+      "block_size": "m = input_dim // T", "activation": "identity", "num_rare": 1,
+      "optimizer": "adam", "schedule": "constant", "learning_rate": LEARNING_RATE,
+      "rare_frequency": RARE_FREQUENCY, "common_exponent": COMMON_EXPONENT, "beta": BETA,
+      "train_steps_before": args.train_steps,
+      "matmul_precision": ensemble.MATMUL_PRECISION,
+      "timing": "median over repeats of the mean of `calls` calls dispatched back to back "
+                "then block_until_ready'd; compiled and warmed up first; all timers in turn "
+                "each repeat, order rotating. step_in_chunk: a train_chunk of `calls` steps "
+                "divided by `calls`"}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  """Runs the benchmark, prints its table and writes its JSON; returns the results."""
+  args = _arguments(argv)
   device = jax.devices()[0]
   results: dict[str, Any] = {
-      "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-      "jax_version": jax.__version__, "python": platform.python_version(),
-      "host": platform.node(), "platform": device.platform, "device_kind": device.device_kind,
-      "device_count": jax.device_count(), "devices_used": 1,
-      "settings": {
-          "repeats": args.repeats, "calls_per_measurement": args.calls, "tasks": args.tasks,
-          "width": args.width, "batch_size": args.batch_size, "input_dim": args.input_dim,
-          "block_size": "m = input_dim // T", "activation": "identity", "num_rare": 1,
-          "optimizer": "adam", "schedule": "constant", "learning_rate": LEARNING_RATE,
-          "rare_frequency": RARE_FREQUENCY, "common_exponent": COMMON_EXPONENT, "beta": BETA,
-          "train_steps_before": args.train_steps,
-          "matmul_precision": ensemble.MATMUL_PRECISION,
-          "timing": "median over repeats of the mean of `calls` calls dispatched back to back "
-                    "then block_until_ready'd; compiled and warmed up first; all timers in turn "
-                    "each repeat, order rotating. step_in_chunk: a train_chunk of `calls` steps "
-                    "divided by `calls`"},
+      **timing.environment(device), "devices_used": 1, "settings": _settings(args),
       "target": f"ours <= {TARGET_RATIO}x step at T = {min(args.tasks)}",
       "by_tasks": {},
   }
@@ -345,17 +354,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"{args.repeats} x {args.calls} calls")
   _print_table(rows)
   print(f"target ours <= {TARGET_RATIO}x step at T={first['tasks']}: "
-        f"{'met' if results['target_met'] else 'NOT met'} ({first['ours_over_step']:.2f}x)")
+        f"{timing.met(results['target_met'])} ({first['ours_over_step']:.2f}x)")
   if args.grid_repeats > 0:
     study = bench_study(args.grid_repeats, args.grid_steps)
     results["study"] = study
     print(f"configs/interference.py, {args.grid_steps} steps: measurements on "
           f"{study['median_on_s']:.1f} s, off {study['median_off_s']:.1f} s, median ratio "
           f"{study['median_ratio']:.2f}x (target <= {GRID_TARGET}x: "
-          f"{'met' if study['target_met'] else 'NOT met'})")
-  args.out.parent.mkdir(parents=True, exist_ok=True)
-  args.out.write_text(json.dumps(results, indent=2) + "\n")
-  print(f"wrote {args.out}")
+          f"{timing.met(study['target_met'])})")
+  timing.write_json(args.out, results, final=True)
   return results
 
 

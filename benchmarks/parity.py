@@ -9,7 +9,7 @@ in two ways, in one process, each compiled and warmed up before timing:
 
 1. ours: the grid runner's way. The P cells as one ensemble, data sampled on the device inside
    the jitted, scanned `ensemble.train_chunk` (--steps steps per call, state donated), on one
-   device; and, unless --skip_all_devices, as the runner places it (`grid_runner.GroupRun`),
+   device; and, unless --skip_all_devices, as the runner places it (`training.GroupRun`),
    sharded over all local devices (on CPU one device per core, as `experiments.main` sets up).
 2. reference: the way the PyTorch code of Michaud et al. 2023 (the quantization model,
    scripts/sparse-parity-v4.py) trains, in numpy and JAX: one model at a time, and every step
@@ -38,10 +38,6 @@ Writes benchmarks/results/parity.json and prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -55,11 +51,13 @@ import numpy as np
 import optax
 
 from benchmarks import timing
-from rare_tasks import ensemble, grid_runner, sharding
-from rare_tasks.grid import Group, expand, group_cells
-from rare_tasks.optimizers import make_optimizer
-from rare_tasks.tasks import sparse_parity
-from rare_tasks.tasks.sparse_parity import SparseParity
+from rare_tasks.core import mesh
+from rare_tasks.core.optimizers import make_optimizer
+from rare_tasks.synthetic import ensemble, training
+from rare_tasks.synthetic.grid import Cell, Group, expand, group_cells
+from rare_tasks.synthetic.models import model_of
+from rare_tasks.synthetic.tasks import sparse_parity, task_of
+from rare_tasks.synthetic.tasks.sparse_parity import SparseParity
 
 REPO = timing.REPO
 CONFIG_FILE = "configs/sparse_parity.py"
@@ -67,12 +65,6 @@ DEFAULT_OUT = REPO / "benchmarks" / "results" / "parity.json"
 TARGET_RATIO = 5.0  # ours should train at least this many model-steps per reference model-step
 CHECK_EXAMPLES = 4096
 CHECK_SEED = 12345
-
-
-def _parse_ints(text: str) -> list[int]:
-  return [int(v) for v in text.split(",") if v.strip()]
-
-
 
 
 def _secret_sets(task: SparseParity) -> list[np.ndarray]:
@@ -134,7 +126,7 @@ class _Ours:
 
   def __init__(self, spec: ensemble.EnsembleSpec, group: Group, num_steps: int,
                device: jax.Device):
-    self.consts = jax.device_put(grid_runner.group_constants(spec.task, group.cells), device)
+    self.consts = jax.device_put(training.group_constants(spec.task, group.cells), device)
     init = jax.jit(partial(ensemble.init_state, spec, num_members=group.num_members))
     self.state = init(self.consts)
     start = time.perf_counter()
@@ -149,23 +141,6 @@ class _Ours:
     start = time.perf_counter()
     self.state, self.loss = self._chunk(self.state, self.consts)
     jax.block_until_ready((self.state, self.loss))
-    return time.perf_counter() - start
-
-
-class _OursAllDevices:
-  """The group exactly as the runner trains it: padded and sharded over all local devices."""
-
-  def __init__(self, config, group: Group, task, num_steps: int):
-    self._run = grid_runner.GroupRun(config, group, task, sharding.ensemble_mesh())
-    self._steps = num_steps
-    self.state = self._run.init()
-    self.state, _, _ = self._run.chunk(self.state, num_steps)  # compile and warm up
-    jax.block_until_ready(self.state)
-
-  def run(self) -> float:
-    start = time.perf_counter()
-    self.state, loss, _ = self._run.chunk(self.state, self._steps)
-    jax.block_until_ready((self.state, loss))
     return time.perf_counter() - start
 
 
@@ -198,18 +173,18 @@ class _Reference:
     optimizer = make_optimizer(t.optimizer, 1.0, t.schedule, t.steps, t.warmup_steps,
                                t.final_lr_fraction, t.momentum)
 
-    def new_model(i: int, values: dict[str, Any]) -> dict[str, Any]:
+    def new_model(i: int, cell: Cell) -> dict[str, Any]:
+      values = cell.values
       params = jax.device_put(spec.model.init(jax.random.key(values["seed"]), task.input_dim),
                               device)
       return {
           "params": params, "opt_state": jax.device_put(optimizer.init(params), device),
           "learning_rate": jax.device_put(jnp.float32(values["learning_rate"]), device),
-          "cdf": np.cumsum(task.mixture(values["rare_frequency"], values["common_exponent"])),
-          "rng": np.random.default_rng([values["seed"], i])}
+          "cdf": np.cumsum(cell.frequencies), "rng": np.random.default_rng([values["seed"], i])}
 
-    self.models = [new_model(i, c.values) for i, c in enumerate(group.flat_cells())]
+    self.models = [new_model(i, c) for i, c in enumerate(group.flat_cells())]
     # A separate copy of the first model, trained on one fixed batch: the step without the host.
-    self._fixed = new_model(0, group.flat_cells()[0].values)
+    self._fixed = new_model(0, group.flat_cells()[0])
     self._fixed["batch"] = self._batch(self._fixed)
     m = self.models[0]
     x, y = self._batch(m)
@@ -259,14 +234,14 @@ class _Reference:
 def bench_width(config, group: Group, task: SparseParity, args: argparse.Namespace,
                 device: jax.Device) -> dict[str, Any]:
   """Ours against the reference loop (and ours on all devices) for one group."""
-  spec = ensemble.EnsembleSpec(grid_runner.model_of(config, group.static, task), task,
-                               grid_runner.train_spec_of(config))
+  spec = ensemble.EnsembleSpec(model_of(config.model.name, group.static, task), task,
+                               training.train_spec_of(config))
   ours = _Ours(spec, group, args.steps, device)
   ref = _Reference(spec, group, args.reference_steps, device)
   timers: dict[str, Callable[[], Any]] = {"ours": ours.run, "reference": ref.run,
                                           "reference_step_only": ref.run_step_only}
   if not args.skip_all_devices:
-    timers["ours_all_devices"] = _OursAllDevices(config, group, task, args.steps).run
+    timers["ours_all_devices"] = timing.ShardedGroup(config, group, task, args.steps).run
   raw = timing.interleaved(timers, args.repeats)
   num_models = len(group.flat_cells())
   ours_steps = num_models * args.steps
@@ -322,20 +297,14 @@ def _print_table(results: dict[str, Any], args: argparse.Namespace) -> None:
     print(line)
 
 
-def _write(out: Path, results: dict[str, Any]) -> None:
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(results, indent=2) + "\n")
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  """Runs the benchmark, prints its table and writes its JSON; returns the results."""
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--repeats", type=int, default=3, help="timed runs of each (median)")
   parser.add_argument("--steps", type=int, default=250,
                       help="steps per timed call of ours (the ensemble's train_chunk)")
   parser.add_argument("--reference_steps", type=int, default=100,
                       help="steps of every model per timed repeat of the reference loop")
-  parser.add_argument("--widths", type=_parse_ints, default=None,
+  parser.add_argument("--widths", type=timing.parse_ints, default=None,
                       help="comma-separated widths (default: the config's grid)")
   parser.add_argument("--skip_all_devices", action="store_true",
                       help="do not time ours sharded over all local devices")
@@ -345,61 +314,69 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.error("--repeats, --steps and --reference_steps must be at least 1")
   if args.widths is not None and (not args.widths or min(args.widths) < 1):
     parser.error("--widths must be positive integers")
+  return args
 
-  sharding.use_cpu_cores()  # before any JAX computation, as experiments.main does
+
+def _settings(config, task: SparseParity, groups: list[Group], args) -> dict[str, Any]:
+  return {
+      "config": CONFIG_FILE, "repeats": args.repeats, "steps_per_call": args.steps,
+      "reference_steps_per_model": args.reference_steps,
+      "widths": [g.static["width"] for g in groups],
+      "batch_size": config.train.batch_size, "num_tasks": task.num_tasks,
+      "num_bits": task.num_bits, "parity_bits": task.parity_bits,
+      "input_dim": task.input_dim, "optimizer": config.train.optimizer,
+      "schedule": config.train.schedule, "matmul_precision": ensemble.MATMUL_PRECISION,
+      "timing": "median over repeats; ours: block_until_ready'd calls of the compiled "
+                "train_chunk (P x steps model-steps each); reference: every model's "
+                "reference_steps steps in turn, each model block_until_ready'd at its end "
+                "(P x reference_steps model-steps per repeat); timers in turn each repeat, "
+                "order rotating; compile and first run excluded",
+      "reference": "per step: np.searchsorted task draw, np.bincount, per task numpy bits, "
+                   "one-hot code and parity labels, concatenate, jax.device_put, jitted "
+                   "single-model step (same MLP, loss, optimiser); host batch building "
+                   "overlaps the device step (asynchronous dispatch)"}
+
+
+def _width_line(r: dict[str, Any], all_devices: bool) -> str:
+  line = (f"width {r['width']:>3}: reference {r['reference_model_steps_per_s']:,.0f} "
+          f"model-steps/s ({r['reference_host_batch_share']:.0%} of it building batches; "
+          f"the step alone {r['reference_step_only_us']:.0f} us), "
+          f"ours {r['ours_model_steps_per_s']:,.0f} on 1 device "
+          f"({r['ratio_ours_over_reference']:.1f}x)")
+  if all_devices:
+    line += (f", {r['ours_all_devices_model_steps_per_s']:,.0f} on {r['all_devices']} "
+             f"({r['ratio_ours_all_devices_over_reference']:.1f}x)")
+  return line
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  """Runs the benchmark, prints its table and writes its JSON; returns the results."""
+  args = _arguments(argv)
+  mesh.use_cpu_cores()  # before any JAX computation, as experiments.main does
   config = timing.load_config(CONFIG_FILE)
   if args.widths is not None:
     config.grid.width = tuple(args.widths)
-  task = grid_runner.task_of(config)
+  task = task_of(config)
   groups = group_cells(expand(config))
   device = jax.devices()[0]
   start = time.perf_counter()
-  first = groups[0].flat_cells()[0].values
-  check = check_labels(task, task.mixture(first["rare_frequency"], first["common_exponent"]))
+  check = check_labels(task, groups[0].flat_cells()[0].frequencies)
   print(f"labels check: {check['examples']} reference examples over {check['tasks_present']} "
         f"tasks agree with sparse_parity.labels, reference_labels and SparseParity.batch",
         flush=True)
   results: dict[str, Any] = {
-      "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-      "jax_version": jax.__version__, "python": platform.python_version(),
-      "host": platform.node(), "platform": device.platform, "device_kind": device.device_kind,
-      "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
+      **timing.environment(device),
       "devices_used": "1 (jax.devices()[0]) for 'ours' and 'reference'; all local devices for "
                       "'ours_all_devices'",
-      "settings": {
-          "config": CONFIG_FILE, "repeats": args.repeats, "steps_per_call": args.steps,
-          "reference_steps_per_model": args.reference_steps,
-          "widths": [g.static["width"] for g in groups],
-          "batch_size": config.train.batch_size, "num_tasks": task.num_tasks,
-          "num_bits": task.num_bits, "parity_bits": task.parity_bits,
-          "input_dim": task.input_dim, "optimizer": config.train.optimizer,
-          "schedule": config.train.schedule, "matmul_precision": ensemble.MATMUL_PRECISION,
-          "timing": "median over repeats; ours: block_until_ready'd calls of the compiled "
-                    "train_chunk (P x steps model-steps each); reference: every model's "
-                    "reference_steps steps in turn, each model block_until_ready'd at its end "
-                    "(P x reference_steps model-steps per repeat); timers in turn each repeat, "
-                    "order rotating; compile and first run excluded",
-          "reference": "per step: np.searchsorted task draw, np.bincount, per task numpy bits, "
-                       "one-hot code and parity labels, concatenate, jax.device_put, jitted "
-                       "single-model step (same MLP, loss, optimiser); host batch building "
-                       "overlaps the device step (asynchronous dispatch)"},
-      "labels_check": check,
+      "settings": _settings(config, task, groups, args), "labels_check": check,
       "target": f"ours >= {TARGET_RATIO}x reference model-steps/s on one device, every width",
       "by_width": {},
   }
   for group in groups:
     r = bench_width(config, group, task, args, device)
     results["by_width"][str(r["width"])] = r
-    line = (f"width {r['width']:>3}: reference {r['reference_model_steps_per_s']:,.0f} "
-            f"model-steps/s ({r['reference_host_batch_share']:.0%} of it building batches; "
-            f"the step alone {r['reference_step_only_us']:.0f} us), "
-            f"ours {r['ours_model_steps_per_s']:,.0f} on 1 device "
-            f"({r['ratio_ours_over_reference']:.1f}x)")
-    if not args.skip_all_devices:
-      line += (f", {r['ours_all_devices_model_steps_per_s']:,.0f} on {r['all_devices']} "
-               f"({r['ratio_ours_all_devices_over_reference']:.1f}x)")
-    print(line, flush=True)
-    _write(args.out, results)
+    print(_width_line(r, not args.skip_all_devices), flush=True)
+    timing.write_json(args.out, results)
   ratios = [r["ratio_ours_over_reference"] for r in results["by_width"].values()]
   results["min_ratio_ours_over_reference"] = min(ratios)
   results["target_met"] = min(ratios) >= TARGET_RATIO
@@ -410,9 +387,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"medians of {args.repeats} repeats; model-steps/s on 1 device unless said")
   _print_table(results, args)
   print(f"target ours >= {TARGET_RATIO}x reference at every width: "
-        f"{'met' if results['target_met'] else 'NOT met'} (min {min(ratios):.1f}x)")
-  _write(args.out, results)
-  print(f"wrote {args.out}")
+        f"{timing.met(results['target_met'])} (min {min(ratios):.1f}x)")
+  timing.write_json(args.out, results, final=True)
   return results
 
 

@@ -1,13 +1,25 @@
-"""What the benchmarks share: loading a study config by path, and timers run side by side."""
+"""What the benchmarks share: loading a study config by path, timers run side by side, the
+runner's sharded group as a timer, and writing results."""
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
+import json
+import os
+import platform
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jax
 import ml_collections
+
+from rare_tasks.core import mesh
+from rare_tasks.synthetic import training
+from rare_tasks.synthetic.grid import Group
+from rare_tasks.synthetic.tasks import TaskFamily
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,3 +43,50 @@ def interleaved(timers: dict[str, Callable[[], Any]], repeats: int) -> dict[str,
     for name in names[k:] + names[:k]:
       out[name].append(timers[name]())
   return out
+
+
+class ShardedGroup:
+  """A group exactly as the runner trains it: padded and sharded over all local devices.
+
+  Compiled and run once on construction; `run` then times one chunk of `num_steps` steps.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, group: Group, task: TaskFamily,
+               num_steps: int):
+    self._run = training.GroupRun(config, group, task, mesh.ensemble_mesh())
+    self._steps = num_steps
+    self.state = self._run.init()
+    self.state, _, _ = self._run.chunk(self.state, num_steps)  # compile and warm up
+    jax.block_until_ready(self.state)
+
+  def run(self) -> float:
+    start = time.perf_counter()
+    self.state, loss, _ = self._run.chunk(self.state, self._steps)
+    jax.block_until_ready((self.state, loss))
+    return time.perf_counter() - start
+
+
+def parse_ints(text: str) -> list[int]:
+  """A comma-separated list of integers (an argparse type)."""
+  return [int(x) for x in text.split(",") if x.strip()]
+
+
+def environment(device: jax.Device) -> dict[str, Any]:
+  """Where and when a benchmark ran, the first fields of its JSON."""
+  return {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+          "jax_version": jax.__version__, "python": platform.python_version(),
+          "host": platform.node(), "platform": device.platform,
+          "device_kind": device.device_kind, "device_count": jax.device_count(),
+          "cpu_count": os.cpu_count()}
+
+
+def met(ok: bool) -> str:
+  return "met" if ok else "NOT met"
+
+
+def write_json(out: Path, results: dict[str, Any], final: bool = False) -> None:
+  """Writes a benchmark's results, creating its folder (and says so when `final`)."""
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(results, indent=2) + "\n")
+  if final:
+    print(f"wrote {out}")

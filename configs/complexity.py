@@ -12,7 +12,8 @@ Presets: `configs/complexity.py` (about a minute on a laptop CPU) and
 `configs/complexity.py:smoke` (seconds).
 """
 
-from rare_tasks.config_schema import base_config, study_preset
+from rare_tasks.core.config import study_preset
+from rare_tasks.synthetic.config import base_config
 
 PRESETS = ("default", "smoke")
 

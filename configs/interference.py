@@ -6,7 +6,8 @@ Presets: `configs/interference.py` (a few minutes on a laptop CPU) and
 line, e.g. `--config.measure.interference_samples=512`.
 """
 
-from rare_tasks.config_schema import linear_study_config, study_preset
+from rare_tasks.core.config import study_preset
+from rare_tasks.synthetic.config import linear_study_config
 
 PRESETS = ("default", "smoke")
 

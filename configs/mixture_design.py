@@ -12,7 +12,8 @@ Presets: `configs/mixture_design.py` (6 widths, under 10 minutes on 2 CPU cores)
 `configs/mixture_design.py:smoke` (seconds).
 """
 
-from rare_tasks.config_schema import linear_study_config, study_preset
+from rare_tasks.core.config import study_preset
+from rare_tasks.synthetic.config import linear_study_config
 
 PRESETS = ("default", "smoke")
 

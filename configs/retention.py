@@ -9,7 +9,8 @@ Presets: `configs/retention.py` (a few minutes on a laptop CPU) and `configs/ret
 (under a minute).
 """
 
-from rare_tasks.config_schema import linear_study_config, study_preset
+from rare_tasks.core.config import study_preset
+from rare_tasks.synthetic.config import linear_study_config
 
 PRESETS = ("default", "smoke")
 

@@ -10,7 +10,8 @@ Presets: `configs/sparse_parity.py` (under a minute on 2 CPU cores) and
 `configs/sparse_parity.py:smoke` (seconds).
 """
 
-from rare_tasks.config_schema import base_config, study_preset
+from rare_tasks.core.config import study_preset
+from rare_tasks.synthetic.config import base_config
 
 PRESETS = ("default", "smoke")
 

@@ -6,7 +6,8 @@ Presets: `configs/width_by_frequency.py` (the headline grid, a few minutes on a 
 line, e.g. `--config.train.steps=20000` or `--config.grid.width=(16,64)`.
 """
 
-from rare_tasks.config_schema import linear_study_config, study_preset
+from rare_tasks.core.config import study_preset
+from rare_tasks.synthetic.config import linear_study_config
 
 PRESETS = ("default", "smoke")
 

@@ -1,6 +1,8 @@
 """Runs a study.
 
   python -m experiments.main --config=configs/width_by_frequency.py --workdir=DIR
+
+Every mistake in a flag, the config or the work directory is one line on stderr and exit code 2.
 """
 
 import sys
@@ -8,9 +10,10 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from rare_tasks import sharding, studies
-from rare_tasks.config_schema import ConfigError
-from rare_tasks.workdir import WorkdirError
+from rare_tasks import studies
+from rare_tasks.core import command_line, mesh
+from rare_tasks.core.config import ConfigError
+from rare_tasks.core.workdir import WorkdirError
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/width_by_frequency.py",
                                           "Study config file, optionally with :preset.")
@@ -23,18 +26,31 @@ _CPU_DEVICES = flags.DEFINE_integer(
     "(0: one per core). Accelerators are not affected.", lower_bound=0)
 
 
+def _fail(error: Exception) -> None:
+  print(f"error: {error}", file=sys.stderr)
+  sys.exit(2)
+
+
+def parse(argv):
+  try:
+    return command_line.parse_flags(argv)
+  except ConfigError as e:
+    _fail(e)
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
-  sharding.use_cpu_cores(_CPU_DEVICES.value)
+  mesh.use_cpu_cores(_CPU_DEVICES.value)
   try:
     report = studies.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
   except (ConfigError, WorkdirError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    _fail(e)
+  except OSError as e:  # the work directory could not be written (full, gone, read-only)
+    _fail(f"cannot write {e.filename or _WORKDIR.value}: {e.strerror or e}")
   s = report.summary
   print(f"{report.workdir}/summary.md: {s['headline']}; wall {report.wall_s:.1f} s")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse)

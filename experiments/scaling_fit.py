@@ -2,15 +2,16 @@
 
   python -m experiments.scaling_fit --workdir=DIR [--small_width=8 --large_width=128]
 
-Writes DIR/scaling_fit.json and DIR/figures/scaling.png (rare_tasks.scaling_report) and prints
-the summary section. Flags not given keep the run's own config.scaling values.
+Writes DIR/scaling_fit.json and DIR/figures/scaling.png (rare_tasks.synthetic.report.scaling)
+and prints the summary section. Flags not given keep the run's own config.scaling values.
 """
 
 import sys
 
 from absl import app, flags
 
-from rare_tasks import scaling_report
+from rare_tasks.core.config import ConfigError
+from rare_tasks.synthetic.report import scaling
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a finished grid run.",
                                required=True)
@@ -28,8 +29,8 @@ def main(argv):
   given = {flag.name: flag.value for flag in (_SMALL, _LARGE, _EPSILON)
            if flags.FLAGS[flag.name].present}
   try:
-    lines = scaling_report.write_for_workdir(_WORKDIR.value, given)
-  except (FileNotFoundError, ValueError) as e:
+    lines = scaling.write_for_workdir(_WORKDIR.value, given)
+  except (FileNotFoundError, ValueError, ConfigError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   print("\n".join(lines))

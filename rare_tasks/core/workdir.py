@@ -1,0 +1,225 @@
+"""The self-describing work directory: resolved config, append-only metrics, and their guards.
+
+Every run has config.json (the resolved config), metrics.jsonl (append-only records) and
+figures/; what else it writes (tables, summary.md, checkpoints/, ...) its study declares, and
+that declared list is all that --overwrite deletes. Only process 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Collection, Iterable
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+FIGURES_DIR = "figures"
+# What every run writes, whatever its study.
+BASE_FILES = (CONFIG_FILE, METRICS_FILE, FIGURES_DIR)
+
+
+class WorkdirError(RuntimeError):
+  """The work directory cannot be used as asked (another run's, not a run's, or not writable)."""
+
+
+def is_writer() -> bool:
+  return jax.process_index() == 0
+
+
+def config_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config as plain JSON values (tuples become lists)."""
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def prepare(workdir: str | os.PathLike, config: ml_collections.ConfigDict, overwrite: bool, *,
+            defaults: ml_collections.ConfigDict, run_files: Collection[str],
+            not_identity: Collection[str] = ()) -> Path:
+  """Creates `workdir` with config.json, or checks that it holds a run of this same config.
+
+  A work directory holding a run of a different config is refused unless `overwrite`, which
+  deletes the files in `run_files` (and nothing else). A non-empty directory that holds no run
+  is refused. `defaults` is the track's base config: a field an older run's config.json lacks is
+  no difference when the new value is its default. Fields in `not_identity` (dotted paths) do
+  not change what is trained: they may change on a resume, and config.json then records them.
+  Raises WorkdirError, never OSError, when the directory cannot be created or written.
+  """
+  path = Path(workdir)
+  try:
+    return _prepare(path, config_json(config), config_json(defaults), overwrite,
+                    tuple(BASE_FILES) + tuple(run_files), tuple(not_identity))
+  except OSError as e:
+    raise WorkdirError(f"{path}: cannot create or write the work directory "
+                       f"({e.strerror or e}{': ' + str(e.filename) if e.filename else ''})"
+                       ) from e
+
+
+def _prepare(path: Path, wanted: dict[str, Any], defaults: dict[str, Any], overwrite: bool,
+             run_files: tuple[str, ...], not_identity: tuple[str, ...]) -> Path:
+  existing_file = path / CONFIG_FILE
+  existing: dict[str, Any] = {}
+  if path.exists() and not path.is_dir():
+    raise WorkdirError(f"{path} is a file, not a work directory; choose a new or empty --workdir")
+  if existing_file.exists():
+    existing = json.loads(existing_file.read_text())
+    diffs = _diff(_identity(existing, not_identity), _identity(wanted, not_identity),
+                  defaults)
+    if diffs and not overwrite:
+      raise WorkdirError(
+          f"{path} holds a run of a different config ({'; '.join(diffs[:5])}); use another "
+          "--workdir, or pass --overwrite to delete that run and start again")
+    if diffs and is_writer():
+      _delete(path, run_files)
+  elif path.exists() and any(path.iterdir()):
+    raise WorkdirError(f"{path} is not empty and holds no rare_tasks run (no {CONFIG_FILE}); "
+                       "choose a new or empty --workdir")
+  if is_writer():
+    path.mkdir(parents=True, exist_ok=True)
+    (path / FIGURES_DIR).mkdir(exist_ok=True)
+    # A resume that changes only not_identity fields records their new values.
+    if not existing_file.exists() or _diff(_picked(existing, not_identity),
+                                           _picked(wanted, not_identity),
+                                           _picked(defaults, not_identity)):
+      _atomic_write(existing_file, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+  return path
+
+
+def _delete(path: Path, names: Iterable[str]) -> None:
+  for name in names:
+    target = path / name
+    if target.is_dir():
+      shutil.rmtree(target)
+    elif target.exists():
+      target.unlink()
+
+
+def load_config(workdir: str | os.PathLike,
+                defaults: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config of the run in `workdir`, from its config.json laid over `defaults` (a fresh base
+  config of the track, filled in place), so that a run made before a field existed reads with
+  that field's default."""
+  stored = json.loads((Path(workdir) / CONFIG_FILE).read_text())
+  config = defaults
+
+  def lay(node: ml_collections.ConfigDict, values: dict[str, Any]) -> None:
+    for k, v in values.items():
+      if isinstance(v, dict) and isinstance(node.get(k), ml_collections.ConfigDict):
+        lay(node[k], v)
+      else:
+        with node.ignore_type():
+          node[k] = tuple(v) if isinstance(v, list) else v
+
+  lay(config, stored)
+  return config
+
+
+def _picked(config: dict[str, Any], not_identity: tuple[str, ...]) -> dict[str, Any]:
+  """Only the not_identity fields of a config, as {dotted path: value} (absent ones left out)."""
+  out = {}
+  for path in not_identity:
+    node: Any = config
+    for p in path.split("."):
+      node = node.get(p, _ABSENT) if isinstance(node, dict) else _ABSENT
+    if node is not _ABSENT:
+      out[path] = node
+  return out
+
+
+def _identity(config: dict[str, Any], not_identity: tuple[str, ...]) -> dict[str, Any]:
+  """The config without the not_identity fields (dotted paths)."""
+  out = json.loads(json.dumps(config))
+  for path in not_identity:
+    *parents, leaf = path.split(".")
+    node = out
+    for p in parents:
+      node = node.get(p, {}) if isinstance(node, dict) else {}
+    if isinstance(node, dict):
+      node.pop(leaf, None)
+  return out
+
+
+_ABSENT = object()
+
+
+def _diff(old: Any, new: Any, default: Any, prefix: str = "config") -> list[str]:
+  """Differences between two configs. A field the older run's config lacks (it predates the
+  field) is no difference when the new value is the field's default."""
+  if isinstance(old, dict) and isinstance(new, dict):
+    default = default if isinstance(default, dict) else {}
+    out = []
+    for k in sorted(set(old) | set(new)):
+      out += _diff(old.get(k, _ABSENT), new.get(k, _ABSENT), default.get(k, _ABSENT),
+                   f"{prefix}.{k}")
+    return out
+  if old is _ABSENT and new == default:
+    return []
+  show = lambda v: "(absent)" if v is _ABSENT else repr(v)  # noqa: E731
+  return [] if old == new else [f"{prefix}: {show(old)} there, {show(new)} now"]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+  tmp = path.with_suffix(path.suffix + ".tmp")
+  tmp.write_text(text)
+  os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+  """Writes a whole file so that a reader never sees it half written."""
+  if is_writer():
+    _atomic_write(path, text)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+  """Writes a whole binary file so that a reader never sees it half written."""
+  if is_writer():
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def append_metrics(workdir: Path, records: Iterable[dict[str, Any]]) -> None:
+  """Appends records to metrics.jsonl and forces them to disk."""
+  if not is_writer():
+    return
+  lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+  path = workdir / METRICS_FILE
+  if path.exists() and path.stat().st_size:
+    with open(path, "rb") as f:
+      f.seek(-1, os.SEEK_END)
+      if f.read(1) != b"\n":  # a line cut short by a kill: never glue a record onto it
+        lines = "\n" + lines
+  with open(path, "a") as f:
+    f.write(lines)
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def read_metrics(workdir: Path) -> list[dict[str, Any]]:
+  """Every record of metrics.jsonl, one per (cell, step): a resumed run's rewrite wins.
+
+  A line cut short by a kill is skipped.
+  """
+  path = Path(workdir) / METRICS_FILE
+  if not path.exists():
+    return []
+  latest: dict[tuple, dict[str, Any]] = {}
+  for line in path.read_text().splitlines():
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:
+      continue
+    latest[(record.get("cell"), record.get("step"))] = record
+  return sorted(latest.values(), key=lambda r: (r["cell"], r["step"]))
+
+
+def json_numbers(a: np.ndarray) -> Any:
+  """An array as nested lists of floats, NaN as None (metrics.jsonl's numbers)."""
+  if np.ndim(a) == 0:
+    return None if np.isnan(a) else float(a)
+  return [json_numbers(x) for x in a]

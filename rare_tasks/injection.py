@@ -1,0 +1,68 @@
+"""How rare examples reach the training batches: one schedule for every track.
+
+Two modes. "mixture": every example's task is drawn i.i.d. from the mixture, so a rare task's
+long-run frequency is its probability. "bursts": the rare tasks are withheld for the first
+`withhold_steps` updates; afterwards every update t with (t - withhold_steps) % gap == 0 is a
+burst whose batch of `batch_size` examples holds exactly n = rare_frequency * gap * batch_size
+examples of each rare task, and every other update holds none. Over whole periods each rare
+task's examples are exactly a fraction rare_frequency of the injection phase; gap = 1 is steady
+exposure at the same frequency.
+
+The host functions plan and check a schedule; `examples_at` evaluates it inside a traced step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MODES = ("mixture", "bursts")
+_WHOLE_RTOL = 1e-6
+
+
+def burst_size(rare_frequency: float, gap: int, batch_size: int, num_rare: int = 1) -> int:
+  """Examples of one rare task in a burst batch, n = rare_frequency * gap * batch_size.
+
+  Raises ValueError unless n is a whole number (to 1e-6 relative) with
+  1 <= n <= batch_size // num_rare (every rare task's burst fits in one batch).
+  """
+  if gap < 1 or batch_size < 1:
+    raise ValueError(f"gap ({gap}) and batch_size ({batch_size}) must be >= 1")
+  n = float(rare_frequency) * gap * batch_size
+  where = (f"rare_frequency={rare_frequency}, gap={gap}, batch_size={batch_size} give "
+           f"n = rare_frequency * gap * batch_size = {n}")
+  if not math.isfinite(n):
+    raise ValueError(f"{where}; n must be finite")
+  whole = round(n)
+  if abs(n - whole) > _WHOLE_RTOL * max(1.0, abs(n)):
+    raise ValueError(f"{where}; n must be a whole number of examples")
+  if whole < 1 or whole > batch_size // num_rare:
+    raise ValueError(f"{where}; n must satisfy 1 <= n <= batch_size // num_rare "
+                     f"({batch_size // num_rare} with {num_rare} rare task(s))")
+  return int(whole)
+
+
+def burst_updates(steps: int, withhold_steps: int, gap: int) -> np.ndarray:
+  """Update indices of the bursts, ascending int64 of shape (num_bursts,)."""
+  if gap < 1 or withhold_steps < 0 or steps < 0:
+    raise ValueError(f"need gap >= 1, withhold_steps >= 0, steps >= 0; got gap={gap}, "
+                     f"withhold_steps={withhold_steps}, steps={steps}")
+  return np.arange(withhold_steps, steps, gap, dtype=np.int64)
+
+
+def rare_examples_per_update(steps: int, withhold_steps: int, gap: int,
+                             burst_size: int) -> np.ndarray:
+  """Rare examples of each rare task in each update's batch, int64 of shape (steps,)."""
+  counts = np.zeros(steps, dtype=np.int64)
+  counts[burst_updates(steps, withhold_steps, gap)] = burst_size
+  return counts
+
+
+def examples_at(step: jax.Array, withhold_steps: int, gap: jax.Array,
+                burst_size: jax.Array) -> jax.Array:
+  """Traced: examples of each rare task in the batch of update `step` (burst_size or 0)."""
+  since = step - withhold_steps
+  return jnp.where((since >= 0) & (since % gap == 0), burst_size, 0)

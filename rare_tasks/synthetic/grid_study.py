@@ -1,0 +1,94 @@
+"""The grid study (config.study = "grid"): train every cell of a width x frequency grid, measure
+it, and report it beside the closed form.
+
+The run, top to bottom:
+  1. check the config (once) and expand the grid into cells and ensemble groups;
+  2. open the work directory (or find this run's, to resume or re-report);
+  3. predict every cell from the family's closed form, if it has one;
+  4. train every group to the end (training.train_groups: resumes from checkpoints);
+  5. build results.csv from the final records of metrics.jsonl;
+  6. write each report section that applies (SECTIONS) and summary.md from them (predictions.json
+     among them).
+A finished run invoked again retrains nothing and regenerates its report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+import jax
+import ml_collections
+
+from rare_tasks.core import mesh as meshes
+from rare_tasks.core import report as reports
+from rare_tasks.core import workdir
+from rare_tasks.core.progress import log
+from rare_tasks.synthetic import config as schema
+from rare_tasks.synthetic import training
+from rare_tasks.synthetic.grid import expand, group_cells
+from rare_tasks.synthetic.report import (
+    agreement,
+    allocation,
+    interference,
+    learning_order,
+    overview,
+    predictions,
+    results,
+    retention,
+    scaling,
+    tasks_learned,
+)
+from rare_tasks.synthetic.report.results_view import GridResults
+from rare_tasks.synthetic.tasks import task_of
+
+# The report's sections in summary.md order, each written when it applies to the run. The
+# opening ones come first; the figures and tables they wrote are indexed after them.
+OPENING = (overview, agreement, tasks_learned, predictions)
+MEASUREMENTS = (allocation, interference, retention, learning_order, scaling)
+SECTIONS = OPENING + MEASUREMENTS
+# Everything a grid study writes into its work directory (--overwrite deletes these).
+FILES = reports.declared_files(training.FILES, results.FILES, (reports.SUMMARY_FILE,),
+                               *(s.FILES for s in SECTIONS))
+
+
+def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: bool = False,
+        devices: Sequence[jax.Device] | None = None,
+        chunk_hook: training.ChunkHook | None = None,
+        run_files: Collection[str] = FILES) -> reports.RunReport:
+  """Runs (or resumes, or reports) the grid study of `config` in `workdir_path`.
+
+  devices: the devices to shard the ensembles over (default: all). chunk_hook: called after
+  every training chunk. run_files: what --overwrite deletes (default: what this study writes).
+  """
+  start = time.perf_counter()
+  # 1. The config and its cells.
+  schema.validate(config)
+  task = task_of(config)
+  cells = expand(config, task)
+  groups = group_cells(cells)
+  # 2. The work directory.
+  wd = workdir.prepare(workdir_path, config, overwrite, defaults=schema.base_config(),
+                       run_files=run_files, not_identity=schema.NOT_IDENTITY)
+  # 3. The closed form.
+  theory = task.theory
+  predicted = None if theory is None else {c.index: theory.predict(c) for c in cells}
+  # 4. Training.
+  mesh = meshes.ensemble_mesh(devices)
+  log.info("%d cells in %d ensemble groups, %d steps each, on %d device(s); workdir %s",
+           len(cells), len(groups), config.train.steps, mesh.devices.size, wd)
+  trained = training.train_groups(config, wd, groups, task, mesh, chunk_hook)
+  if trained == 0:
+    log.info("Finished run found in %s: nothing retrained; report regenerated.", wd)
+  # 5. Results.
+  metrics = workdir.read_metrics(wd)
+  rows = results.build_results(config, task, cells, predicted, metrics)
+  results.write_results(wd, rows, task)
+  # 6. The report.
+  run_results = GridResults(config, wd, task, cells, groups, predicted, metrics, rows, trained,
+                            time.perf_counter() - start)
+  opening = [s.section(run_results) for s in OPENING if s.applies(run_results)]
+  measured = [s.section(run_results) for s in MEASUREMENTS if s.applies(run_results)]
+  summary = reports.write_summary(wd, opening + [overview.index(opening)] + measured)
+  return reports.RunReport(wd, trained, time.perf_counter() - start, summary)

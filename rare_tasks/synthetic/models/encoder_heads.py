@@ -1,0 +1,61 @@
+"""Shared width-N encoder with one linear head per task (PAPER.md section 2).
+
+h = phi(E x) (optionally followed by further hidden layers of width N), yhat_k = D_k h. The K heads
+are stored as one kernel of shape (N, K * m): column block k is D_k^T. Computing every head at
+once and masking the loss by each example's task is one dense matmul, faster than gathering each
+example's head.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import jax
+
+from rare_tasks.synthetic.models.network import Network, PureNetwork
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderHeads(PureNetwork):
+  """The encoder and its per-task heads; params are a plain nested dict: encoder kernel (d, N),
+  hidden_i kernels (N, N), heads kernel (N, K*m); no biases.
+
+  Attributes:
+    width: N, the encoder width.
+    num_tasks: K.
+    block_size: m, the output size of each head.
+    activation: "identity" (the theory's setting), "relu" or "gelu".
+    num_hidden_layers: extra N x N layers after the encoder.
+  """
+
+  width: int
+  num_tasks: int
+  block_size: int
+  activation: str = "identity"
+  num_hidden_layers: int = 0
+
+  # Parameters that belong to one task each; the rest are shared by all tasks.
+  task_specific: ClassVar[tuple[str, ...]] = ("heads",)
+
+  @classmethod
+  def for_task(cls, task, width: int, activation: str, num_hidden_layers: int) -> EncoderHeads:
+    """The model of a grid cell: one head of block_size outputs per task of a linear mixture."""
+    return cls(width=width, num_tasks=task.num_tasks, block_size=task.block_size,
+               activation=activation, num_hidden_layers=num_hidden_layers)
+
+  @property
+  def module(self) -> Network:
+    return Network(self.width, self.num_hidden_layers, self.num_tasks * self.block_size,
+                   self.activation)
+
+  @property
+  def is_linear(self) -> bool:
+    return self.activation == "identity"
+
+  def encoder_map(self, params: dict) -> jax.Array:
+    """The linear map x -> h as an (N, d) matrix; only meaningful when `is_linear`."""
+    w = params["encoder"]["kernel"]
+    for i in range(self.num_hidden_layers):
+      w = w @ params[f"hidden_{i}"]["kernel"]
+    return w.T

@@ -1,0 +1,40 @@
+"""predictions.json: the closed-form optimum of every cell (families with theory)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rare_tasks.core import workdir
+from rare_tasks.core.report import Section
+from rare_tasks.synthetic.grid import Cell
+from rare_tasks.synthetic.report.results_view import GridResults
+from rare_tasks.synthetic.theory import Prediction
+
+PREDICTIONS_FILE = "predictions.json"
+FILES = (PREDICTIONS_FILE,)
+
+
+def applies(run: GridResults) -> bool:
+  return run.predictions is not None
+
+
+def section(run: GridResults) -> Section:
+  """Writes predictions.json; its part of summary.md is the index's line for it."""
+  write_predictions(run.wd, run.cells, run.predictions)
+  return Section([], {}, FILES)
+
+
+def write_predictions(wd: Path, cells: list[Cell], predictions: dict[int, Prediction]) -> None:
+  """predictions.json: per cell, the utility order, how many of each task's features the optimum
+  keeps (always its top ones), predicted FVU, critical widths and the optimal loss."""
+  out = []
+  for c in cells:
+    p = predictions[c.index]
+    out.append({
+        "cell": c.index, **c.record,
+        "utility_order": [[int(k), int(j), float(p.utilities[k, j])] for k, j in p.order],
+        "kept_features_per_task": p.kept.sum(-1).astype(int).tolist(),
+        "predicted_fvu": p.fvu.tolist(), "critical_width": p.critical_width.tolist(),
+        "optimal_loss": p.optimal_loss})
+  workdir.write_text(Path(wd) / PREDICTIONS_FILE, json.dumps(out, indent=1) + "\n")

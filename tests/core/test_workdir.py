@@ -1,0 +1,223 @@
+"""Tests of rare_tasks/core/workdir.py: config guard, append-only metrics, reading after a kill."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from rare_tasks.core import workdir
+from rare_tasks.synthetic.config import NOT_IDENTITY, base_config
+
+RUN_FILES = ("results.csv", "checkpoints", "summary.md")
+
+
+def prepare(path, config, overwrite=False):
+  """The work directory of a synthetic run, as its studies open it."""
+  return workdir.prepare(path, config, overwrite, defaults=base_config(), run_files=RUN_FILES,
+                         not_identity=NOT_IDENTITY)
+
+
+def test_prepare_writes_config_and_accepts_the_same_config(tmp_path):
+  c = base_config()
+  wd = prepare(tmp_path / "run", c, overwrite=False)
+  assert json.loads((wd / "config.json").read_text())["model"]["width"] == 32
+  assert (wd / "figures").is_dir()
+  (wd / "metrics.jsonl").write_text("kept\n")
+  prepare(tmp_path / "run", base_config(), overwrite=False)
+  assert (wd / "metrics.jsonl").read_text() == "kept\n"
+
+
+def test_prepare_refuses_another_config_naming_the_difference(tmp_path):
+  prepare(tmp_path, base_config(), overwrite=False)
+  other = base_config()
+  other.train.learning_rate = 0.1
+  with pytest.raises(workdir.WorkdirError, match=r"config.train.learning_rate: 0.003 there, "
+                     r"0.1 now.*--overwrite"):
+    prepare(tmp_path, other, overwrite=False)
+  (tmp_path / "metrics.jsonl").write_text("old\n")
+  prepare(tmp_path, other, overwrite=True)
+  assert not (tmp_path / "metrics.jsonl").exists()
+  assert json.loads((tmp_path / "config.json").read_text())["train"]["learning_rate"] == 0.1
+
+
+def test_metrics_are_appended_and_a_rewrite_wins(tmp_path):
+  workdir.append_metrics(tmp_path, [{"cell": 0, "step": 0, "v": 1}, {"cell": 1, "step": 0, "v": 2}])
+  workdir.append_metrics(tmp_path, [{"cell": 0, "step": 0, "v": 3}])
+  lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+  assert len(lines) == 3  # nothing rewritten in place
+  records = workdir.read_metrics(tmp_path)
+  assert [(r["cell"], r["v"]) for r in records] == [(0, 3), (1, 2)]
+
+
+def test_a_line_cut_short_by_a_kill_is_skipped(tmp_path):
+  workdir.append_metrics(tmp_path, [{"cell": 0, "step": 5, "v": 1}])
+  with open(tmp_path / "metrics.jsonl", "a") as f:
+    f.write('{"cell": 0, "step": 6, "v"')
+  assert [r["step"] for r in workdir.read_metrics(tmp_path)] == [5]
+  assert workdir.read_metrics(tmp_path / "missing") == []
+
+
+def test_a_record_appended_after_a_cut_line_is_kept(tmp_path):
+  workdir.append_metrics(tmp_path, [{"cell": 0, "step": 5, "v": 1}])
+  with open(tmp_path / "metrics.jsonl", "a") as f:
+    f.write('{"cell": 1, "step": 5, "v"')
+  workdir.append_metrics(tmp_path, [{"cell": 1, "step": 5, "v": 2}])
+  assert [(r["cell"], r["v"]) for r in workdir.read_metrics(tmp_path)] == [(0, 1), (1, 2)]
+
+
+def test_a_non_empty_directory_without_a_run_is_refused_even_with_overwrite(tmp_path):
+  (tmp_path / "notes.txt").write_text("mine")
+  for overwrite in (False, True):
+    with pytest.raises(workdir.WorkdirError, match="holds no rare_tasks run"):
+      prepare(tmp_path, base_config(), overwrite=overwrite)
+  assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_deletes_only_the_files_of_the_run(tmp_path):
+  prepare(tmp_path, base_config(), overwrite=False)
+  (tmp_path / "checkpoints" / "g").mkdir(parents=True)
+  (tmp_path / "results.csv").write_text("old")
+  (tmp_path / "notes.txt").write_text("mine")
+  other = base_config()
+  other.seed = 3
+  prepare(tmp_path, other, overwrite=True)
+  assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "results.csv").exists()
+  assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_checkpoint_interval_is_not_part_of_a_runs_identity(tmp_path):
+  prepare(tmp_path, base_config(), overwrite=False)
+  (tmp_path / "metrics.jsonl").write_text("kept\n")
+  c = base_config()
+  c.checkpoint_interval_s = 600.0
+  prepare(tmp_path, c, overwrite=False)
+  assert (tmp_path / "metrics.jsonl").read_text() == "kept\n"
+
+
+def _old_run(path, drop_section="measure"):
+  """A work directory whose config.json predates the `drop_section` fields."""
+  old = workdir.config_json(base_config())
+  del old[drop_section]
+  path.mkdir(parents=True, exist_ok=True)
+  (path / "config.json").write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")
+  (path / "metrics.jsonl").write_text("kept\n")
+  return old
+
+
+def test_a_field_absent_from_an_older_run_is_no_difference_at_its_default(tmp_path):
+  old = _old_run(tmp_path)
+  prepare(tmp_path, base_config(), overwrite=False)
+  assert (tmp_path / "metrics.jsonl").read_text() == "kept\n"
+  # The older run's config is left as it was.
+  assert json.loads((tmp_path / "config.json").read_text()) == old
+
+
+@pytest.mark.parametrize("field,value,shown", [
+    ("allocation", True, "'allocation': True"),
+    ("interference_samples", 64, "'interference_samples': 64"),
+])
+def test_a_section_absent_from_an_older_run_differs_from_a_non_default(tmp_path, field, value,
+                                                                      shown):
+  # The whole section is absent there: the difference names the section and its new value.
+  _old_run(tmp_path)
+  c = base_config()
+  c.measure[field] = value
+  with pytest.raises(workdir.WorkdirError) as err:
+    prepare(tmp_path, c, overwrite=False)
+  msg = str(err.value)
+  assert "config.measure: (absent) there, {" in msg and shown in msg
+  assert (tmp_path / "metrics.jsonl").read_text() == "kept\n"
+
+
+def test_one_field_absent_from_an_older_run_is_named(tmp_path):
+  old = workdir.config_json(base_config())
+  del old["injection"]["withhold_steps"]
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  prepare(tmp_path, base_config(), overwrite=False)
+  c = base_config()
+  c.injection.withhold_steps = 100
+  with pytest.raises(workdir.WorkdirError,
+                     match=r"config.injection.withhold_steps: \(absent\) there, 100 now"):
+    prepare(tmp_path, c, overwrite=False)
+  c = base_config()
+  c.injection.gap = 2  # present there: an ordinary difference
+  with pytest.raises(workdir.WorkdirError, match=r"config.injection.gap: 1 there, 2 now"):
+    prepare(tmp_path, c, overwrite=False)
+
+
+def test_an_absent_top_level_field_at_its_default_is_no_difference(tmp_path):
+  old = workdir.config_json(base_config())
+  del old["learned_fvu"]
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  prepare(tmp_path, base_config(), overwrite=False)
+  c = base_config()
+  c.learned_fvu = 0.5
+  with pytest.raises(workdir.WorkdirError, match=r"config.learned_fvu: \(absent\) there, 0.5 now"):
+    prepare(tmp_path, c, overwrite=False)
+
+
+def test_a_field_present_in_an_older_run_but_gone_now_is_a_difference(tmp_path):
+  old = workdir.config_json(base_config())
+  old["measure"]["retired"] = 3
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  with pytest.raises(workdir.WorkdirError,
+                     match=r"config.measure.retired: 3 there, \(absent\) now"):
+    prepare(tmp_path, base_config(), overwrite=False)
+
+
+def test_write_bytes_is_atomic(tmp_path):
+  path = tmp_path / "interference.npz"
+  data = bytes(range(256)) * 100
+  workdir.write_bytes(path, data)
+  assert path.read_bytes() == data
+  workdir.write_bytes(path, b"second")
+  assert path.read_bytes() == b"second"
+  assert [p.name for p in tmp_path.iterdir()] == ["interference.npz"]
+
+
+def test_overwrite_deletes_the_declared_files_only(tmp_path):
+  prepare(tmp_path, base_config())
+  for name in ("results.csv", "summary.md", "allocation.csv"):
+    (tmp_path / name).write_text("old")
+  other = base_config()
+  other.seed = 3
+  workdir.prepare(tmp_path, other, True, defaults=base_config(), run_files=("results.csv",))
+  assert not (tmp_path / "results.csv").exists()
+  # Not declared: kept, though a run of another study may have written it.
+  assert (tmp_path / "summary.md").read_text() == "old"
+  assert (tmp_path / "allocation.csv").read_text() == "old"
+
+
+def test_a_changed_report_field_is_recorded_without_a_difference(tmp_path):
+  prepare(tmp_path, base_config())
+  (tmp_path / "metrics.jsonl").write_text("kept\n")
+  c = base_config()
+  c.scaling.small_width = 4  # not part of the run's identity
+  prepare(tmp_path, c)
+  assert (tmp_path / "metrics.jsonl").read_text() == "kept\n"
+  assert json.loads((tmp_path / "config.json").read_text())["scaling"]["small_width"] == 4
+
+
+def test_a_directory_that_cannot_be_created_is_a_workdir_error(tmp_path):
+  (tmp_path / "file").write_text("not a folder")
+  with pytest.raises(workdir.WorkdirError, match=r"file/run: cannot create or write"):
+    prepare(tmp_path / "file" / "run", base_config())
+  with pytest.raises(workdir.WorkdirError, match=r"is a file, not a work directory"):
+    prepare(tmp_path / "file", base_config())
+
+
+def test_load_config_lays_an_older_run_over_the_defaults(tmp_path):
+  old = workdir.config_json(base_config())
+  del old["scaling"]
+  old["train"]["steps"] = 7
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  config = workdir.load_config(tmp_path, base_config())
+  assert config.train.steps == 7 and config.scaling.epsilon == 0.05
+  assert tuple(config.grid.width) == (32,)
+
+
+def test_json_numbers_write_nan_as_null():
+  out = workdir.json_numbers(np.array([[1.5, np.nan], [math.inf, 0.0]], np.float32))
+  assert out == [[1.5, None], [math.inf, 0.0]]
+  assert workdir.json_numbers(np.float32(np.nan)) is None

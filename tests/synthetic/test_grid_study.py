@@ -1,0 +1,189 @@
+"""End-to-end tests of rare_tasks/synthetic/grid_study.py on a tiny grid: the work directory,
+device-count invariance, resume, re-report, overwrite, refusals, divergence."""
+
+import json
+import shutil
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from rare_tasks.core import tables, workdir
+from rare_tasks.synthetic import grid_study
+from rare_tasks.synthetic.config import ConfigError, base_config
+from rare_tasks.synthetic.report.results import read_results
+from rare_tasks.synthetic.tasks import LinearMixture
+from tests.synthetic.conftest import tiny_config
+
+
+def _numbers(rows, column):
+  return np.array([float(r[column]) for r in rows])
+
+
+def test_work_directory_is_complete(reference):
+  wd, report = reference
+  assert report.trained_steps == 2 * 60  # two groups (widths), 60 steps each
+  rows = read_results(wd)
+  assert list(rows[0]) == list(LinearMixture.results_columns)
+  assert len(rows) == 8 * 4  # cells x tasks
+  assert {(r["width"], r["rare_frequency"], r["seed"]) for r in rows} == {
+      (w, f, s) for w in ("2", "8") for f in ("0.05", "0.3") for s in ("0", "1")}
+  rare = [r for r in rows if r["is_rare"] == "True"]
+  assert {r["task"] for r in rare} == {"3"}
+  assert all(r["task_frequency"] == r["rare_frequency"] for r in rare)
+  config = json.loads((wd / "config.json").read_text())
+  assert config["grid"]["width"] == [2, 8] and config["train"]["steps"] == 60
+  steps = sorted({r["step"] for r in workdir.read_metrics(wd) if r["cell"] == 0})
+  assert steps == [0, 20, 40, 60]
+  for name in ("figures/width_by_frequency.png", "figures/learning_curves.png"):
+    assert (wd / name).read_bytes()[:4] == b"\x89PNG"
+  summary = (wd / "summary.md").read_text()
+  assert "agree" in summary and "width_by_frequency.png" in summary
+  predictions = json.loads((wd / "predictions.json").read_text())
+  assert len(predictions) == 8 and len(predictions[0]["utility_order"]) == 8
+
+
+def test_results_match_metrics_and_learned_flags(reference):
+  wd, _ = reference
+  rows = read_results(wd)
+  final = {r["cell"]: r for r in workdir.read_metrics(wd) if r["step"] == 60}
+  for r in rows:
+    assert float(r["fvu"]) == pytest.approx(final[int(r["cell"])]["fvu"][int(r["task"])])
+    assert (r["learned"] == "True") == (float(r["fvu"]) <= 0.8)
+    assert (r["predicted_learned"] == "True") == (float(r["predicted_fvu"]) <= 0.8)
+
+
+def test_one_device_equals_eight_devices(reference, tmp_path):
+  wd8, _ = reference
+  grid_study.run(tiny_config(), tmp_path, devices=jax.devices()[:1])
+  rows1, rows8 = read_results(tmp_path), read_results(wd8)
+  for column in ("fvu", "population_fvu", "feature_capture"):
+    np.testing.assert_allclose(_numbers(rows1, column), _numbers(rows8, column), rtol=2e-5,
+                               atol=2e-6)
+
+
+class _Killed(Exception):
+  pass
+
+
+def test_resume_after_interruption_equals_uninterrupted(reference, tmp_path):
+  wd_ref, _ = reference
+  calls = []
+
+  def kill_in_second_group(group, step):
+    calls.append((group, step))
+    if len(calls) == 4:  # after step 20 of the second group
+      raise _Killed
+
+  with pytest.raises(_Killed):
+    grid_study.run(tiny_config(), tmp_path, chunk_hook=kill_in_second_group)
+  assert not (tmp_path / "results.csv").exists()
+  report = grid_study.run(tiny_config(), tmp_path)
+  assert report.trained_steps == 40  # only the rest of the second group
+  assert (tmp_path / "results.csv").read_text() == (wd_ref / "results.csv").read_text()
+
+
+def test_finished_run_reinvoked_does_not_retrain(reference):
+  wd, _ = reference
+  before = (wd / "metrics.jsonl").read_text()
+  report = grid_study.run(tiny_config(), wd)
+  assert report.trained_steps == 0
+  assert (wd / "metrics.jsonl").read_text() == before
+
+
+def test_workdir_with_another_config_is_refused_unless_overwrite(tmp_path):
+  c = tiny_config()
+  c.grid.width = (2,)
+  c.grid.seed = (0,)
+  c.train.steps = 20
+  grid_study.run(c, tmp_path)
+  other = tiny_config()
+  other.grid.width = (2,)
+  other.grid.seed = (0,)
+  other.train.steps = 40
+  with pytest.raises(workdir.WorkdirError, match="train.steps: 20 there, 40 now"):
+    grid_study.run(other, tmp_path)
+  report = grid_study.run(other, tmp_path, overwrite=True)
+  assert report.trained_steps == 40
+  assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == 40
+
+
+def test_bad_config_fails_before_any_compute(tmp_path):
+  c = tiny_config()
+  c.grid.rare_frequency = (0.05, 1.2)
+  with pytest.raises(ConfigError, match=r"grid.rare_frequency\[1\] = 1.2"):
+    grid_study.run(c, tmp_path / "wd")
+  assert not (tmp_path / "wd").exists()
+
+
+def test_a_diverging_cell_is_reported_not_fatal(tmp_path):
+  c = tiny_config()
+  c.grid.width = (4,)
+  c.grid.seed = (0,)
+  c.grid.rare_frequency = (0.3,)
+  c.train.optimizer = "sgd"
+  c.grid.learning_rate = (0.01, 100.0)
+  report = grid_study.run(c, tmp_path)
+  rows = read_results(tmp_path)
+  bad = [r for r in rows if r["learning_rate"] == "100.0"]
+  good = [r for r in rows if r["learning_rate"] == "0.01"]
+  assert all(r["fvu"] == "nan" and r["learned"] == "False" for r in bad)
+  assert all(np.isfinite(float(r["fvu"])) for r in good)
+  assert report.summary["diverged_cells"] == [int(bad[0]["cell"])]
+  assert "Diverged" in (tmp_path / "summary.md").read_text()
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "workdir_before_layout"
+
+
+def _copy_fixture(name, tmp_path):
+  wd = tmp_path / name
+  shutil.copytree(FIXTURES / name, wd)
+  return wd, workdir.load_config(wd, base_config())
+
+
+def _same_table(a, b, rtol=0.0):
+  """Two CSV tables with the same columns and rows; numbers equal to rtol."""
+  rows_a, rows_b = tables.read_csv(a), tables.read_csv(b)
+  assert [list(r) for r in rows_a] == [list(r) for r in rows_b] and len(rows_a) == len(rows_b)
+  for ra, rb in zip(rows_a, rows_b):
+    for k in ra:
+      try:
+        x, y = float(ra[k]), float(rb[k])
+      except ValueError:
+        assert ra[k] == rb[k], k
+        continue
+      np.testing.assert_allclose(x, y, rtol=rtol, atol=1e-7 if rtol else 0.0, err_msg=k)
+
+
+def test_a_run_interrupted_before_the_new_layout_resumes_to_its_results(tmp_path):
+  wd, config = _copy_fixture("interrupted", tmp_path)
+  assert not (wd / "results.csv").exists()
+  report = grid_study.run(config, wd)
+  assert report.trained_steps == 40  # the second group, from its checkpoint at step 20
+  # As the run would have ended uninterrupted (to float tolerance: another machine's CPU).
+  _same_table(wd / "results.csv", FIXTURES / "uninterrupted_results.csv", rtol=1e-5)
+
+
+def test_a_finished_run_from_before_the_new_layout_re_reports_the_same_tables(tmp_path):
+  wd, config = _copy_fixture("finished", tmp_path)
+  before = (wd / "metrics.jsonl").read_text()
+  report = grid_study.run(config, wd)
+  assert report.trained_steps == 0 and (wd / "metrics.jsonl").read_text() == before
+  # Rebuilt on the host from metrics.jsonl and traces/: the same tables, to the last digit.
+  for name in ("results.csv", "allocation.csv", "interference.csv", "learning_order.csv",
+               "retention.csv"):
+    assert (wd / name).read_text() == (FIXTURES / "finished" / name).read_text(), name
+  with np.load(wd / "interference.npz") as new, \
+       np.load(FIXTURES / "finished" / "interference.npz") as old:
+    assert sorted(new.files) == sorted(old.files)
+    for k in old.files:
+      np.testing.assert_array_equal(new[k], old[k])
+  summary = (wd / "summary.md").read_text()
+  for section in ("## Agreement with the closed form", "## Neuron allocation",
+                  "## Gradient interference", "## Injection and retention", "## Learning order"):
+    assert section in summary
+  for name in ("width_by_frequency", "learning_curves", "allocation", "retention_traces",
+               "learning_order"):
+    assert (wd / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,75 @@
+"""Tests of rare_tasks/synthetic/training.py: evaluation steps, group constants from the cells,
+deferred metrics, a lost final record measured again, and records that forward what the family
+measures."""
+
+import shutil
+
+import jax
+import numpy as np
+
+from rare_tasks.core import mesh as meshes
+from rare_tasks.core import workdir
+from rare_tasks.synthetic import grid_study, training
+from rare_tasks.synthetic.grid import expand, group_cells
+from rare_tasks.synthetic.tasks import task_of
+from tests.synthetic.conftest import tiny_config
+
+
+def test_eval_steps():
+  assert training.eval_steps(60, 20) == [20, 40, 60]
+  assert training.eval_steps(50, 20) == [20, 40, 50]
+  assert training.eval_steps(10, 20) == [10]
+
+
+def test_group_constants_come_from_the_cells():
+  c = tiny_config()
+  c.injection.mode = "bursts"
+  c.grid.rare_frequency = (1 / 32, 1 / 16)
+  task = task_of(c)
+  group = group_cells(expand(c, task))[0]
+  consts = training.group_constants(task, group.cells)
+  np.testing.assert_array_equal(consts["seeds"], [0, 1])
+  np.testing.assert_array_equal(consts["mixture"],
+                                np.float32([[cell.mixture for cell in row] for row in group.cells]))
+  np.testing.assert_array_equal(consts["burst_size"], [[1, 2], [1, 2]])  # f x 1 x 32
+  assert consts["stream"]["spectrum"].shape == (2, 4, 2)
+
+
+def test_records_hold_the_cells_values_and_the_familys_finished_metrics(tmp_path):
+  c = tiny_config()
+  task = task_of(c)
+  group = group_cells(expand(c, task))[1]
+  run = training.GroupRun(c, group, task, meshes.ensemble_mesh(jax.devices()[:3]))
+  assert (run.s_pad, run.p_pad) != (group.num_streams, group.num_members)  # padded to 3
+  records = run.records(0, None, run.evaluate(run.init()))
+  assert [r["cell"] for r in records] == [cell.index for cell in group.flat_cells()]
+  for r, cell in zip(records, group.flat_cells()):
+    assert {k: r[k] for k in cell.record} == cell.record
+    assert "encoder_map" not in r  # finished on the host into feature capture
+    # Zero heads: the exact FVU is 1; the width-8 encoder captures part of every task.
+    assert r["population_fvu"] == [1.0] * 4
+    assert all(0 < x <= 1 for x in r["feature_capture"])
+
+
+def test_metrics_deferred_between_checkpoints_give_the_same_results(reference, tmp_path):
+  wd_ref, _ = reference
+  c = tiny_config()
+  c.checkpoint_interval_s = 1e9  # only the final checkpoint; metrics written a chunk late
+  grid_study.run(c, tmp_path)
+  steps = sorted({r["step"] for r in workdir.read_metrics(tmp_path) if r["cell"] == 5})
+  assert steps == [0, 20, 40, 60]
+  assert (tmp_path / "results.csv").read_text() == (wd_ref / "results.csv").read_text()
+
+
+def test_lost_final_record_is_measured_again_from_the_checkpoint(reference, tmp_path):
+  wd_ref, _ = reference
+  shutil.copytree(wd_ref, tmp_path / "wd")
+  wd = tmp_path / "wd"
+  lines = (wd / "metrics.jsonl").read_text().splitlines()
+  kept = [ln for ln in lines if not ('"cell": 6,' in ln and '"step": 60' in ln)]
+  assert len(kept) == len(lines) - 1
+  (wd / "metrics.jsonl").write_text("\n".join(kept) + "\n")
+  (wd / "results.csv").unlink()
+  report = grid_study.run(tiny_config(), wd)
+  assert report.trained_steps == 0
+  assert (wd / "results.csv").read_text() == (wd_ref / "results.csv").read_text()

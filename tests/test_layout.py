@@ -1,0 +1,175 @@
+"""Tests of the package's layout (docs/architecture.md), read from its source with ast: every
+import points down the layers, the two tracks never import each other, no cycle, no import
+inside a function, and modules and functions stay small enough to read."""
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "rare_tasks"
+
+# Layer of each part of the package; a module imports only from layers below its own, or from
+# its own part. The tracks (synthetic, lm) share a layer and never import each other.
+LAYERS = {"core": 0, "analysis": 1, "injection": 1, "synthetic": 2, "lm": 2, "studies": 3,
+          "": 3}
+# Inside the synthetic track, the same rule between its parts.
+SYNTHETIC = {"theory": 0, "models": 0, "tasks": 1, "config": 2, "grid": 3, "ensemble": 3,
+             "training": 4, "report": 4, "grid_study": 5, "mixture_design": 5}
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+# Declarative config tables, exempt from the function length.
+LONG_TABLES = {"rare_tasks.synthetic.config.base_config"}
+MAX_TOP_LEVEL_MODULES = 8
+
+
+def _modules() -> dict[str, pathlib.Path]:
+  out = {}
+  for path in sorted(PACKAGE.rglob("*.py")):
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    out[name] = path
+  return out
+
+
+MODULES = _modules()
+
+
+def _resolve(module: str, node: ast.ImportFrom | ast.Import) -> list[str]:
+  """The rare_tasks modules an import statement names (a name may be a module or a symbol)."""
+  if isinstance(node, ast.Import):
+    return [a.name for a in node.names if a.name.split(".")[0] == "rare_tasks"]
+  if node.level:
+    raise AssertionError(f"{module}: relative import at line {node.lineno}")
+  if not node.module or node.module.split(".")[0] != "rare_tasks":
+    return []
+  out = []
+  for alias in node.names:
+    full = f"{node.module}.{alias.name}"
+    out.append(full if full in MODULES else node.module)
+  return out
+
+
+def _imports(module: str) -> list[tuple[str, int, bool]]:
+  """(imported module, line, at module level) of every rare_tasks import of `module`."""
+  tree = ast.parse(MODULES[module].read_text())
+  top = set(map(id, tree.body))
+  out = []
+  for node in ast.walk(tree):
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+      out += [(name, node.lineno, id(node) in top) for name in _resolve(module, node)]
+  return out
+
+
+def _part(module: str) -> str:
+  parts = module.split(".")
+  return parts[1] if len(parts) > 1 else ""
+
+
+def _synthetic_part(module: str) -> str | None:
+  parts = module.split(".")
+  return parts[2] if len(parts) > 2 and parts[1] == "synthetic" else None
+
+
+def _violation(module: str, imported: str) -> str | None:
+  """Why `module` may not import `imported`, or None."""
+  a, b = _part(module), _part(imported)
+  if a == b:
+    sa, sb = _synthetic_part(module), _synthetic_part(imported)
+    if a == "synthetic" and sa and sb and sa != sb and SYNTHETIC[sb] >= SYNTHETIC[sa]:
+      return f"synthetic.{sa} (rank {SYNTHETIC[sa]}) imports synthetic.{sb} (rank {SYNTHETIC[sb]})"
+    return None
+  if b == "":
+    return "imports the package's top level"
+  if LAYERS[b] >= LAYERS[a]:
+    kind = "cross-track" if LAYERS[a] == LAYERS[b] else "upward"
+    return f"{kind} import: {a} (layer {LAYERS[a]}) imports {b} (layer {LAYERS[b]})"
+  return None
+
+
+def test_every_part_of_the_package_has_a_layer():
+  assert {_part(m) for m in MODULES} <= set(LAYERS)
+  assert {_synthetic_part(m) for m in MODULES} - {None} <= set(SYNTHETIC)
+
+
+def test_imports_point_down_the_layers_and_never_across_tracks():
+  bad = [f"{MODULES[m].relative_to(ROOT)}:{line}: {m} -> {name}: {why}"
+         for m in MODULES for name, line, _ in _imports(m)
+         if (why := _violation(m, name)) is not None]
+  assert not bad, "\n".join(bad)
+
+
+def test_no_import_of_the_package_inside_a_function():
+  bad = [f"{MODULES[m].relative_to(ROOT)}:{line}: {m} imports {name} inside a definition"
+         for m in MODULES for name, line, top in _imports(m) if not top]
+  assert not bad, "\n".join(bad)
+
+
+def test_no_import_cycle():
+  graph = {m: sorted({name for name, _, _ in _imports(m) if name in MODULES and name != m})
+           for m in MODULES}
+  state: dict[str, int] = {}
+  stack: list[str] = []
+
+  def visit(m: str) -> list[str] | None:
+    state[m] = 1
+    stack.append(m)
+    for n in graph[m]:
+      if state.get(n) == 1:
+        return stack[stack.index(n):] + [n]
+      if n not in state and (cycle := visit(n)):
+        return cycle
+    stack.pop()
+    state[m] = 2
+    return None
+
+  for m in graph:
+    if m not in state and (cycle := visit(m)):
+      pytest.fail("import cycle: " + " -> ".join(cycle))
+
+
+def test_the_checks_catch_what_they_forbid():
+  assert _violation("rare_tasks.core.workdir", "rare_tasks.synthetic.config")
+  assert _violation("rare_tasks.synthetic.grid", "rare_tasks.lm").startswith("cross-track")
+  assert _violation("rare_tasks.analysis.retention", "rare_tasks.injection")
+  assert _violation("rare_tasks.synthetic.tasks.linear_mixture",
+                    "rare_tasks.synthetic.report.results")
+  assert _violation("rare_tasks.synthetic.report.scaling", "rare_tasks.synthetic.training")
+  assert _violation("rare_tasks.studies", "rare_tasks.synthetic.grid_study") is None
+  assert _violation("rare_tasks.synthetic.tasks.linear_mixture",
+                    "rare_tasks.synthetic.tasks.task_family") is None
+
+
+def test_modules_and_functions_are_small_enough_to_read():
+  long_modules = [f"{p.relative_to(ROOT)}: {n} lines" for p in MODULES.values()
+                  if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+  assert not long_modules, "\n".join(long_modules)
+  long_functions = []
+  for m, path in MODULES.items():
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        n = node.end_lineno - node.lineno + 1
+        if n > MAX_FUNCTION_LINES and f"{m}.{node.name}" not in LONG_TABLES:
+          long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {n} lines")
+  assert not long_functions, "\n".join(long_functions)
+
+
+def test_the_top_level_holds_at_most_a_few_modules():
+  top = sorted(p.name for p in PACKAGE.glob("*.py"))
+  assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+  assert top == ["__init__.py", "injection.py", "studies.py"]
+
+
+def test_the_tests_mirror_the_package():
+  """Every library module has its test module at the mirrored path (a package's __init__, a
+  docstring or a registry, is tested beside its modules)."""
+  missing = []
+  for path in MODULES.values():
+    rel = path.relative_to(PACKAGE)
+    if path.name == "__init__.py":
+      continue
+    expected = ROOT / "tests" / rel.parent / f"test_{rel.name}"
+    if not expected.exists():
+      missing.append(str(expected.relative_to(ROOT)))
+  assert not missing, "\n".join(missing)

@@ -1,0 +1,49 @@
+"""Tests of rare_tasks/studies.py: config.study -> its study, with every study's files for
+--overwrite, and an unknown study refused before anything is written."""
+
+import pytest
+
+from rare_tasks import studies
+from rare_tasks.core.config import ConfigError
+from rare_tasks.synthetic import grid_study, mixture_design
+from rare_tasks.synthetic.config import base_config
+
+
+def test_every_study_is_dispatched_with_the_files_of_all_studies(monkeypatch, tmp_path):
+  calls = []
+
+  class Fake:
+    FILES = ()
+
+    @staticmethod
+    def run(config, workdir_path, **kwargs):
+      calls.append((config.study, workdir_path, kwargs))
+      return "report"
+
+  for name in studies.STUDIES:
+    monkeypatch.setitem(studies.STUDIES, name, Fake)
+  c = base_config()
+  for study in ("grid", "mixture_design"):
+    c.study = study
+    assert studies.run(c, tmp_path, overwrite=True) == "report"
+  assert [(s, kw["overwrite"]) for s, _, kw in calls] == [("grid", True), ("mixture_design", True)]
+  assert all(kw["run_files"] == studies.RUN_FILES for _, _, kw in calls)
+
+
+def test_run_files_are_the_union_of_the_studies_declarations():
+  assert set(studies.RUN_FILES) == set(grid_study.FILES) | set(mixture_design.FILES)
+  for name in ("results.csv", "predictions.json", "summary.md", "checkpoints", "traces",
+               "allocation.csv", "interference.npz", "scaling_fit.json", "mixture_design.csv",
+               "min_width.csv", "rounds", "learning_order.csv", "retention.csv"):
+    assert name in studies.RUN_FILES, name
+  # Files that live in figures/ go with it.
+  assert "figures/width_by_frequency.png" in grid_study.FILES
+
+
+def test_an_unknown_study_is_refused_before_anything_is_written(tmp_path):
+  c = base_config()
+  c.study = "grdi"
+  with pytest.raises(ConfigError, match=r"config.study = 'grdi': allowed: one of \['grid', "
+                                        r"'mixture_design'\]"):
+    studies.run(c, tmp_path / "wd")
+  assert not (tmp_path / "wd").exists()
