@@ -15,8 +15,11 @@ from rare_tasks.core import command_line, mesh
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.workdir import WorkdirError
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/width_by_frequency.py",
-                                          "Study config file, optionally with :preset.")
+DEFAULT_CONFIG = "configs/width_by_frequency.py"
+# No default here: config_flags would load it, and apply the overrides, at this line; parse()
+# gives it instead, so that a mistake in them is one line too.
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, f"Study config file, optionally with :preset (default: {DEFAULT_CONFIG}).")
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/width_by_frequency",
                                "Work directory: config, metrics, results, figures, checkpoints.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False,
@@ -33,7 +36,7 @@ def _fail(error: Exception) -> None:
 
 def parse(argv):
   try:
-    return command_line.parse_flags(argv)
+    return command_line.parse_flags(argv, default=DEFAULT_CONFIG)
   except ConfigError as e:
     _fail(e)
 

@@ -24,15 +24,22 @@ _ILLEGAL = re.compile(r"flag --(?P<name>[^=\s]+)=(?P<value>.*?): (?P<why>.*)", r
 
 
 def parse_flags(argv: Sequence[str], flag_name: str = "config",
-                flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
+                flag_values: flags.FlagValues = flags.FLAGS,
+                default: str | None = None) -> list[str]:
   """Parses `argv` into `flag_values` (as absl's app.run does); returns the arguments left.
 
-  Raises ConfigError, with a one-line message, for a config file that does not exist or fails to
-  load, an unknown preset, an override of a field the config does not have (with the closest
-  names), a value of the wrong type, and any other flag absl refuses.
+  `default`: the config file when argv gives none. (Define the config flag without a default:
+  config_flags loads a default, and applies the overrides, when the flag is defined, before
+  any error can be caught.) Raises ConfigError, with a one-line message, for a config file that
+  does not exist or fails to load, an unknown preset, an override of a field the config does
+  not have (with the closest names), a value of the wrong type, and any other flag absl
+  refuses.
   """
   argv = list(argv)
-  path = _config_argument(argv[1:], flag_name) or _default(flag_values, flag_name)
+  path = _config_argument(argv[1:], flag_name)
+  if path is None and default is not None:
+    path = default
+    argv.insert(1, f"--{flag_name}={default}")
   config = None
   if path is not None:
     config = load_config_file(path, flag_name)
@@ -74,13 +81,6 @@ def _config_argument(args: list[str], flag_name: str) -> str | None:
     if m:
       value = m.group(2) if m.group(1) else (args[i + 1] if i + 1 < len(args) else None)
   return value
-
-
-def _default(flag_values: flags.FlagValues, flag_name: str) -> str | None:
-  if flag_name not in flag_values:
-    return None
-  default = flag_values[flag_name].default_as_str
-  return default.strip("'\"") if isinstance(default, str) else None
 
 
 def _overrides(args: list[str], flag_name: str) -> list[tuple[str, str | None]]:

@@ -34,13 +34,13 @@ def config_file(tmp_path):
   return path
 
 
-def _parse(*args):
+def _parse(*args, default=None):
   """Parses `args` after the program name into fresh flags; returns (flag values, rest)."""
   argv = ["prog", *map(str, args)]
   fv = flags.FlagValues()
   holder = config_flags.DEFINE_config_file("config", None, flag_values=fv, sys_argv=argv)
   flags.DEFINE_string("workdir", "wd", "", flag_values=fv)
-  rest = command_line.parse_flags(argv, flag_values=fv)
+  rest = command_line.parse_flags(argv, flag_values=fv, default=default)
   return holder, rest
 
 
@@ -99,3 +99,12 @@ def test_a_config_file_that_fails_is_one_line(config_file):
 
 def test_an_unknown_flag_is_one_line(config_file):
   assert "workdri" in _refused(f"--config={config_file}", "--workdri=x")
+
+
+def test_the_default_config_file_takes_overrides_and_refuses_misspelt_ones(config_file):
+  holder, _ = _parse("--config.train.steps=4", default=f"{config_file}:smoke")
+  assert holder.value.train.steps == 4
+  holder, _ = _parse(f"--config={config_file}", default="elsewhere.py")
+  assert holder.value.train.steps == 10  # given on the command line: the default is not used
+  with pytest.raises(ConfigError, match=r"config.train.stpes is not a known field"):
+    _parse("--config.train.stpes=4", default=str(config_file))

@@ -40,6 +40,10 @@ REFUSED = {
     "bad value of an axis the preset does not sweep": (
         ["--config.grid.learning_rate=(1e-3,-1.0)"],
         "error: config.grid.learning_rate[1] = -1.0: allowed: a finite number > 0"),
+    "misspelt field of the default config": (
+        ["--config.train.stpes=3"],
+        "error: --config.train.stpes=3: config.train.stpes is not a known field; did you mean "
+        "config.train.steps"),
     "misspelt field in a section": (
         ["--config.train.stpes=3"],
         "error: --config.train.stpes=3: config.train.stpes is not a known field; did you mean "
@@ -78,7 +82,8 @@ def refused(tmp_path_factory):
     (tmp / "file").write_text("not a folder")
     args = [a.replace("{tmp}", str(tmp)) for a in args]
     workdir = [] if any(a.startswith("--workdir") for a in args) else [f"--workdir={tmp / 'wd'}"]
-    procs[name] = (_main(*SMALL, *args, *workdir), tmp)
+    preset = [] if name == "misspelt field of the default config" else SMALL
+    procs[name] = (_main(*preset, *args, *workdir), tmp)
   yield procs
   for proc, _ in procs.values():
     if proc.poll() is None:
