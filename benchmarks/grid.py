@@ -1,21 +1,21 @@
-"""Speed of the grid runner's compiled ensembles, on the default width x frequency grid.
+"""Speed of the grid study's compiled ensembles, on the default width x frequency grid.
 
   python -m benchmarks.grid [--repeats 5] [--steps 200] [--skip_main_job] [--out PATH]
 
 Measures, in one process, and writes benchmarks/results/grid.json:
 
 1. Ensemble vs one at a time. For each width of the default grid, its 12 cells (6 frequencies x
-   2 seeds) as the runner lays them out (streams = seeds, members = frequencies) trained as one
+   2 seeds) as the trainer lays them out (streams = seeds, members = frequencies) trained as one
    ensemble, against the same 12 cells each trained alone by the same code (an ensemble of S=1,
    P=1, run 12 times). Both run the jitted `ensemble.train_chunk` for `--steps` steps, compiled
-   before timing, with the state donated as in the runner; the two are timed in turn within each
+   before timing, with the state donated as in the trainer; the two are timed in turn within each
    repeat (their order alternating) and the medians over `--repeats` compared as model-steps/s.
 2. FLOP/s. The widest group's training step (analytic model FLOPs, see FLOP_FORMULA) against a
    jitted float32 2048 x 2048 @ 2048 x 2048 matmul timed beside it.
 3. Wall time of the default main job (`experiments.main` on configs/width_by_frequency.py in a
    fresh temporary work directory), end to end as a subprocess; --skip_main_job leaves it out.
 
-The ensemble is timed twice: on one device, and as the runner places it, sharded over all local
+The ensemble is timed twice: on one device, and as the trainer places it, sharded over all local
 devices (on CPU, one device per core, as `experiments.main` sets up). The loop of single cells
 runs on one device: a single cell has no ensemble axis to shard.
 """

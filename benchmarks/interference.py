@@ -12,7 +12,7 @@ process, timed in turn within each repeat (order rotating), all at full float32 
 
 1. step: one jitted `ensemble.train_step` of the model on --batch_size examples (input sampling,
    forward, backward and the optimiser update), called back to back; "step_in_chunk" is the same
-   step inside `ensemble.train_chunk` (a scan of --calls steps), as the runner trains.
+   step inside `ensemble.train_chunk` (a scan of --calls steps), as the trainer trains.
 2. ours: `interference.per_task_gradients` of `ensemble.task_loss` on a balanced batch of the
    same total size (batch_size // T examples per task, leading axis T), then
    `interference.interference_measures` on the shared parameters (all but the heads), as one

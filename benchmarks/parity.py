@@ -1,15 +1,15 @@
-"""Training speed on multitask sparse parity: the grid runner's ensembles against the reference.
+"""Training speed on multitask sparse parity: the grid study's ensembles against the reference.
 
   python -m benchmarks.parity [--repeats 3] [--steps 250] [--reference_steps 100]
       [--widths 8,32,128] [--skip_all_devices] [--out PATH]
 
 For each width (default: the widths of configs/sparse_parity.py's default grid), the group of
-cells the runner trains at that width (rare frequencies x seeds: 2 streams x 2 members), trained
+cells the grid study trains at that width (rare frequencies x seeds: 2 streams x 2 members), trained
 in two ways, in one process, each compiled and warmed up before timing:
 
-1. ours: the grid runner's way. The P cells as one ensemble, data sampled on the device inside
+1. ours: the grid study's way. The P cells as one ensemble, data sampled on the device inside
    the jitted, scanned `ensemble.train_chunk` (--steps steps per call, state donated), on one
-   device; and, unless --skip_all_devices, as the runner places it (`training.GroupRun`),
+   device; and, unless --skip_all_devices, as the trainer places it (`training.GroupRun`),
    sharded over all local devices (on CPU one device per core, as `experiments.main` sets up).
 2. reference: the way the PyTorch code of Michaud et al. 2023 (the quantization model,
    scripts/sparse-parity-v4.py) trains, in numpy and JAX: one model at a time, and every step
@@ -180,7 +180,8 @@ class _Reference:
       return {
           "params": params, "opt_state": jax.device_put(optimizer.init(params), device),
           "learning_rate": jax.device_put(jnp.float32(values["learning_rate"]), device),
-          "cdf": np.cumsum(cell.frequencies), "rng": np.random.default_rng([values["seed"], i])}
+          "cdf": np.cumsum(cell.task_frequencies),
+          "rng": np.random.default_rng([values["seed"], i])}
 
     self.models = [new_model(i, c) for i, c in enumerate(group.flat_cells())]
     # A separate copy of the first model, trained on one fixed batch: the step without the host.
@@ -360,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   groups = group_cells(expand(config))
   device = jax.devices()[0]
   start = time.perf_counter()
-  check = check_labels(task, groups[0].flat_cells()[0].frequencies)
+  check = check_labels(task, groups[0].flat_cells()[0].task_frequencies)
   print(f"labels check: {check['examples']} reference examples over {check['tasks_present']} "
         f"tasks agree with sparse_parity.labels, reference_labels and SparseParity.batch",
         flush=True)

@@ -1,5 +1,5 @@
 """What the benchmarks share: loading a study config by path, timers run side by side, the
-runner's sharded group as a timer, and writing results."""
+trainer's sharded group as a timer, and writing results."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def interleaved(timers: dict[str, Callable[[], Any]], repeats: int) -> dict[str,
 
 
 class ShardedGroup:
-  """A group exactly as the runner trains it: padded and sharded over all local devices.
+  """A group exactly as the trainer trains it: padded and sharded over all local devices.
 
   Compiled and run once on construction; `run` then times one chunk of `num_steps` steps.
   """

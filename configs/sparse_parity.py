@@ -1,4 +1,4 @@
-"""Multitask sparse parity (Michaud et al. 2023) through the width x frequency runner: which
+"""Multitask sparse parity (Michaud et al. 2023) through the width x frequency grid study: which
 tasks an MLP of each width learns, and in what order.
 
 K tasks with power-law frequencies (the last one rare, at the grid's frequencies); each example

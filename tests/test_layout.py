@@ -17,6 +17,7 @@ LAYERS = {"core": 0, "analysis": 1, "injection": 1, "synthetic": 2, "lm": 2, "st
 # Inside the synthetic track, the same rule between its parts.
 SYNTHETIC = {"theory": 0, "models": 0, "tasks": 1, "config": 2, "grid": 3, "ensemble": 3,
              "training": 4, "report": 4, "grid_study": 5, "mixture_design": 5}
+TRACKS = {"synthetic", "lm"}
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 # Declarative config tables, exempt from the function length.
@@ -83,7 +84,10 @@ def _violation(module: str, imported: str) -> str | None:
   if b == "":
     return "imports the package's top level"
   if LAYERS[b] >= LAYERS[a]:
-    kind = "cross-track" if LAYERS[a] == LAYERS[b] else "upward"
+    if LAYERS[a] != LAYERS[b]:
+      kind = "upward"
+    else:
+      kind = "cross-track" if {a, b} <= TRACKS else "sideways"
     return f"{kind} import: {a} (layer {LAYERS[a]}) imports {b} (layer {LAYERS[b]})"
   return None
 
@@ -100,9 +104,31 @@ def test_imports_point_down_the_layers_and_never_across_tracks():
   assert not bad, "\n".join(bad)
 
 
-def test_no_import_of_the_package_inside_a_function():
-  bad = [f"{MODULES[m].relative_to(ROOT)}:{line}: {m} imports {name} inside a definition"
+def test_every_import_of_the_package_is_at_a_modules_top_level():
+  bad = [f"{MODULES[m].relative_to(ROOT)}:{line}: {m} imports {name} below its top level "
+         "(inside a def, a class or a block)"
          for m in MODULES for name, line, top in _imports(m) if not top]
+  assert not bad, "\n".join(bad)
+
+
+def _dynamic_imports(source: str) -> list[tuple[int, str]]:
+  """(line, call) of every importlib.import_module or __import__ of a rare_tasks module."""
+  out = []
+  for node in ast.walk(ast.parse(source)):
+    if (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+        and node.args[0].value.split(".")[0] == "rare_tasks"
+        and ast.unparse(node.func) in ("importlib.import_module", "import_module",
+                                       "__import__")):
+      out.append((node.lineno, ast.unparse(node)))
+  return out
+
+
+def test_no_module_of_the_package_is_imported_by_name_at_run_time():
+  """importlib.import_module or __import__ of a rare_tasks module would hide an import from
+  the checks above."""
+  bad = [f"{path.relative_to(ROOT)}:{line}: {call}" for path in MODULES.values()
+         for line, call in _dynamic_imports(path.read_text())]
   assert not bad, "\n".join(bad)
 
 
@@ -132,11 +158,17 @@ def test_no_import_cycle():
 def test_the_checks_catch_what_they_forbid():
   assert _violation("rare_tasks.core.workdir", "rare_tasks.synthetic.config")
   assert _violation("rare_tasks.synthetic.grid", "rare_tasks.lm").startswith("cross-track")
-  assert _violation("rare_tasks.analysis.retention", "rare_tasks.injection")
+  assert _violation("rare_tasks.analysis.retention", "rare_tasks.injection").startswith(
+      "sideways")
+  assert _violation("rare_tasks.core.workdir", "rare_tasks.analysis.retention").startswith(
+      "upward")
   assert _violation("rare_tasks.synthetic.tasks.linear_mixture",
                     "rare_tasks.synthetic.report.results")
   assert _violation("rare_tasks.synthetic.report.scaling", "rare_tasks.synthetic.training")
   assert _violation("rare_tasks.studies", "rare_tasks.synthetic.grid_study") is None
+  assert _dynamic_imports("import importlib\nm = importlib.import_module('rare_tasks.lm')\n"
+                          "n = importlib.import_module('json')") == [
+      (2, "importlib.import_module('rare_tasks.lm')")]
   assert _violation("rare_tasks.synthetic.tasks.linear_mixture",
                     "rare_tasks.synthetic.tasks.task_family") is None
 

@@ -3,9 +3,9 @@ section 2, appendix).
 
 Measured: the first evaluation step at which a task's loss is at or below the learned threshold.
 A prediction is any per-task number whose order is the predicted learning order: the task
-frequency (negated: frequent first), or in the linear setting the closed-form width at which the
-optimum learns the task (`rare_tasks.synthetic.theory.learned_width`, the utility order). The
-agreement of the two orders is counted over pairs of tasks.
+frequency (negated: frequent first), or a closed form's width at which its optimum learns the
+task (in the linear setting, the utility order). The agreement of the two orders is counted over
+pairs of tasks.
 """
 
 from __future__ import annotations

@@ -56,10 +56,11 @@ def load_config_file(argument: str, flag_name: str = "config") -> Any:
   path, _, preset = argument.partition(":")
   file = Path(path)
   if not file.is_file():
-    folder = file.parent if file.parent.is_dir() else None
-    known = sorted(str(p) for p in folder.glob("*.py")) if folder else []
+    folder = file if file.is_dir() else file.parent
+    known = sorted(str(p) for p in folder.glob("*.py")) if folder.is_dir() else []
     hint = f"; config files in {folder}: {', '.join(known)}" if known else ""
-    raise ConfigError(f"--{flag_name}={argument}: no such config file{hint}")
+    what = "a folder, not a config file" if file.is_dir() else "no such config file"
+    raise ConfigError(f"--{flag_name}={argument}: {what}{hint}")
   spec = importlib.util.spec_from_file_location(f"_{flag_name}_file", file)
   module = importlib.util.module_from_spec(spec)
   try:

@@ -19,11 +19,13 @@ SUMMARY_FILE = "summary.md"
 
 @dataclasses.dataclass
 class Section:
-  """One part of a report: summary.md lines, headline numbers, and the files it wrote."""
+  """One part of a report: summary.md lines, headline numbers, the files it wrote, and the
+  captions of those a study's index of figures and tables lists (path -> caption)."""
 
   lines: list[str] = dataclasses.field(default_factory=list)
   numbers: dict[str, Any] = dataclasses.field(default_factory=dict)
   files: tuple[str, ...] = ()
+  captions: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -38,8 +40,8 @@ class RunReport:
 
 def write_summary(wd: Path, sections: Sequence[Section]) -> dict[str, Any]:
   """Writes summary.md, the sections' lines in order; returns their numbers merged."""
-  lines = [line for s in sections for line in s.lines]
-  workdir.write_text(Path(wd) / SUMMARY_FILE, "\n".join(lines) + "\n")
+  text = "\n".join(line for s in sections for line in s.lines)
+  workdir.write_text(Path(wd) / SUMMARY_FILE, text if text.endswith("\n") else text + "\n")
   numbers: dict[str, Any] = {}
   for s in sections:
     numbers.update(s.numbers)

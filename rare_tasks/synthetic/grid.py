@@ -39,8 +39,8 @@ class Cell:
   record: dict[str, Any] = dataclasses.field(default_factory=dict)  # values as JSON
 
   @property
-  def frequencies(self) -> np.ndarray:
-    """The mixture as a float64 array (K,)."""
+  def task_frequencies(self) -> np.ndarray:
+    """The mixture as a float64 array (K,): the frequency of each task."""
     return np.asarray(self.mixture, dtype=np.float64)
 
   @property

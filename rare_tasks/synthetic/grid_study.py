@@ -4,11 +4,10 @@ it, and report it beside the closed form.
 The run, top to bottom:
   1. check the config (once) and expand the grid into cells and ensemble groups;
   2. open the work directory (or find this run's, to resume or re-report);
-  3. predict every cell from the family's closed form, if it has one;
+  3. predict every cell from the family's closed form, if it has one (predictions.json);
   4. train every group to the end (training.train_groups: resumes from checkpoints);
   5. build results.csv from the final records of metrics.jsonl;
-  6. write each report section that applies (SECTIONS) and summary.md from them (predictions.json
-     among them).
+  6. write each report section that applies (SECTIONS) and summary.md from them.
 A finished run invoked again retrains nothing and regenerates its report.
 """
 
@@ -45,12 +44,12 @@ from rare_tasks.synthetic.tasks import task_of
 
 # The report's sections in summary.md order, each written when it applies to the run. The
 # opening ones come first; the figures and tables they wrote are indexed after them.
-OPENING = (overview, agreement, tasks_learned, predictions)
+OPENING = (overview, agreement, tasks_learned)
 MEASUREMENTS = (allocation, interference, retention, learning_order, scaling)
 SECTIONS = OPENING + MEASUREMENTS
 # Everything a grid study writes into its work directory (--overwrite deletes these).
-FILES = reports.declared_files(training.FILES, results.FILES, (reports.SUMMARY_FILE,),
-                               *(s.FILES for s in SECTIONS))
+FILES = reports.declared_files(training.FILES, predictions.FILES, results.FILES,
+                               (reports.SUMMARY_FILE,), *(s.FILES for s in SECTIONS))
 
 
 def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: bool = False,
@@ -74,6 +73,7 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   # 3. The closed form.
   theory = task.theory
   predicted = None if theory is None else {c.index: theory.predict(c) for c in cells}
+  predicted_file = predictions.write(wd, cells, predicted)
   # 4. Training.
   mesh = meshes.ensemble_mesh(devices)
   log.info("%d cells in %d ensemble groups, %d steps each, on %d device(s); workdir %s",
@@ -84,11 +84,11 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   # 5. Results.
   metrics = workdir.read_metrics(wd)
   rows = results.build_results(config, task, cells, predicted, metrics)
-  results.write_results(wd, rows, task)
+  tables = [results.write_results(wd, rows, task), predicted_file]
   # 6. The report.
   run_results = GridResults(config, wd, task, cells, groups, predicted, metrics, rows, trained,
                             time.perf_counter() - start)
   opening = [s.section(run_results) for s in OPENING if s.applies(run_results)]
   measured = [s.section(run_results) for s in MEASUREMENTS if s.applies(run_results)]
-  summary = reports.write_summary(wd, opening + [overview.index(opening)] + measured)
+  summary = reports.write_summary(wd, opening + [overview.index(opening + tables)] + measured)
   return reports.RunReport(wd, trained, time.perf_counter() - start, summary)

@@ -79,10 +79,12 @@ def learned_width(mixture: np.ndarray, spectrum: np.ndarray, learned_fvu: float)
 
 
 class LinearTheory:
-  """The closed form of a linear task family, evaluated at a grid cell's values.
+  """The closed form of a linear task family, evaluated at a grid cell.
 
   `task` supplies mixture(rare_frequency, common_exponent) (K,), spectrum(beta) (K, m) and
-  rare_tasks; `values` are a cell's grid values (width, rare_frequency, common_exponent, beta).
+  rare_tasks. A `cell` has its `mixture` (K,) and `values`; where the closed form is asked at
+  another rare frequency (or width) than a cell's, it takes grid `values` (width,
+  rare_frequency, common_exponent, beta) and makes the mixture of that frequency.
   """
 
   def __init__(self, task: Any):
@@ -102,13 +104,14 @@ class LinearTheory:
     p = predict(self._mixture(values, frequency), self.task.spectrum(values["beta"]), 1)
     return int(p.critical_width[self.task.rare_tasks[0]])
 
-  def learned_width(self, values: dict[str, Any], learned_fvu: float) -> np.ndarray:
-    """Per task (K,), the smallest width whose optimum learns it: the utility order."""
-    return learned_width(self._mixture(values), self.task.spectrum(values["beta"]), learned_fvu)
+  def learned_width(self, cell: Any, learned_fvu: float) -> np.ndarray:
+    """Per task (K,), the smallest width whose optimum learns it in a cell: the utility order."""
+    return learned_width(np.asarray(cell.mixture), self.task.spectrum(cell.values["beta"]),
+                         learned_fvu)
 
-  def top_utility(self, values: dict[str, Any]) -> np.ndarray:
-    """Per task (K,), the utility of its top feature."""
-    return (self._mixture(values)[:, None] * self.task.spectrum(values["beta"])).max(-1)
+  def top_utility(self, cell: Any) -> np.ndarray:
+    """Per task (K,), the utility of its top feature in a cell."""
+    return (np.asarray(cell.mixture)[:, None] * self.task.spectrum(cell.values["beta"])).max(-1)
 
   def min_frequency(self, values: dict[str, Any], learned_fvu: float,
                     max_frequency: float) -> float:

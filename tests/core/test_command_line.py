@@ -83,6 +83,8 @@ def test_a_missing_config_file_lists_the_ones_there(config_file):
   message = _refused(f"--config={config_file.parent / 'stduy.py'}")
   assert "stduy.py: no such config file" in message and str(config_file) in message
   assert "no such config file" in _refused("--config=nowhere/x.py")
+  message = _refused(f"--config={config_file.parent}")
+  assert "a folder, not a config file; config files in" in message and str(config_file) in message
 
 
 def test_a_missing_preset_names_the_allowed_ones(config_file):

@@ -97,7 +97,7 @@ def test_a_flag_config_or_work_directory_mistake_is_one_line_and_exit_code_2(ref
   message = REFUSED[name][1].replace("{tmp}", str(tmp))
   assert proc.returncode == 2, err
   assert err.count("\n") == 1 and message in err, err
-  assert not (tmp / "wd").exists()
+  assert not (tmp / "wd").exists() and (tmp / "file").read_text() == "not a folder"
 
 
 def test_a_work_directory_that_cannot_be_written_is_one_line_and_keeps_finished_work(tmp_path):

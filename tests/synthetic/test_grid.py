@@ -125,7 +125,7 @@ def test_a_cell_carries_its_mixture_burst_size_and_record():
   task = LinearMixture(4, 2)
   for cell in grid.expand(c, task):
     v = cell.values
-    np.testing.assert_array_equal(cell.frequencies, task.mixture(v["rare_frequency"], 1.0))
+    np.testing.assert_array_equal(cell.task_frequencies, task.mixture(v["rare_frequency"], 1.0))
     assert cell.burst_size == 0  # mixture injection
     assert cell.record == {k: list(x) if isinstance(x, tuple) else x for k, x in v.items()}
   assert cell.values["beta"] == (0.0, 1.0, 2.0, 3.0) and cell.record["beta"] == [0, 1, 2, 3]

@@ -13,8 +13,7 @@ from rare_tasks.core import tables, workdir
 from rare_tasks.synthetic import grid_study
 from rare_tasks.synthetic.config import ConfigError, base_config
 from rare_tasks.synthetic.report.results import read_results
-from rare_tasks.synthetic.tasks import LinearMixture
-from tests.synthetic.conftest import tiny_config
+from tests.synthetic.conftest import mechanism_config, tiny_config
 
 
 def _numbers(rows, column):
@@ -25,7 +24,11 @@ def test_work_directory_is_complete(reference):
   wd, report = reference
   assert report.trained_steps == 2 * 60  # two groups (widths), 60 steps each
   rows = read_results(wd)
-  assert list(rows[0]) == list(LinearMixture.results_columns)
+  assert list(rows[0]) == [
+      "width", "rare_frequency", "seed", "task", "task_frequency", "beta", "fvu", "predicted_fvu",
+      "feature_capture", "learned", "predicted_learned", "is_rare", "population_fvu",
+      "critical_width", "learning_rate", "common_exponent", "activation", "num_hidden_layers",
+      "cell", "step"]
   assert len(rows) == 8 * 4  # cells x tasks
   assert {(r["width"], r["rare_frequency"], r["seed"]) for r in rows} == {
       (w, f, s) for w in ("2", "8") for f in ("0.05", "0.3") for s in ("0", "1")}
@@ -140,7 +143,23 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "workdir_before_la
 def _copy_fixture(name, tmp_path):
   wd = tmp_path / name
   shutil.copytree(FIXTURES / name, wd)
-  return wd, workdir.load_config(wd, base_config())
+  return wd
+
+
+def _finished_config():
+  c = mechanism_config()
+  c.grid.seed = (0,)
+  return c
+
+
+def test_the_fixtures_configs_are_todays_configs():
+  # Built today, the same configs: their config.json is the one the old code wrote, so the
+  # work directory's identity check accepts them as the same runs.
+  for name, config in (("interrupted", tiny_config()), ("finished", _finished_config())):
+    stored = json.loads((FIXTURES / name / "config.json").read_text())
+    assert workdir.config_json(config) == stored, name
+    loaded = workdir.load_config(FIXTURES / name, base_config())
+    assert workdir.config_json(loaded) == stored, name
 
 
 def _same_table(a, b, rtol=0.0):
@@ -158,18 +177,18 @@ def _same_table(a, b, rtol=0.0):
 
 
 def test_a_run_interrupted_before_the_new_layout_resumes_to_its_results(tmp_path):
-  wd, config = _copy_fixture("interrupted", tmp_path)
+  wd = _copy_fixture("interrupted", tmp_path)
   assert not (wd / "results.csv").exists()
-  report = grid_study.run(config, wd)
+  report = grid_study.run(tiny_config(), wd)
   assert report.trained_steps == 40  # the second group, from its checkpoint at step 20
   # As the run would have ended uninterrupted (to float tolerance: another machine's CPU).
   _same_table(wd / "results.csv", FIXTURES / "uninterrupted_results.csv", rtol=1e-5)
 
 
 def test_a_finished_run_from_before_the_new_layout_re_reports_the_same_tables(tmp_path):
-  wd, config = _copy_fixture("finished", tmp_path)
+  wd = _copy_fixture("finished", tmp_path)
   before = (wd / "metrics.jsonl").read_text()
-  report = grid_study.run(config, wd)
+  report = grid_study.run(_finished_config(), wd)
   assert report.trained_steps == 0 and (wd / "metrics.jsonl").read_text() == before
   # Rebuilt on the host from metrics.jsonl and traces/: the same tables, to the last digit.
   for name in ("results.csv", "allocation.csv", "interference.csv", "learning_order.csv",
@@ -187,3 +206,17 @@ def test_a_finished_run_from_before_the_new_layout_re_reports_the_same_tables(tm
   for name in ("width_by_frequency", "learning_curves", "allocation", "retention_traces",
                "learning_order"):
     assert (wd / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _written(wd):
+  """Every top-level entry of a work directory, and every file under figures/."""
+  return ({p.name for p in wd.iterdir()}
+          | {f"figures/{p.name}" for p in (wd / "figures").iterdir()})
+
+
+def test_every_file_a_grid_run_writes_is_declared(reference, mechanism_run):
+  declared = set(grid_study.FILES) | set(workdir.BASE_FILES)
+  for wd in (reference[0], mechanism_run[0]):
+    undeclared = _written(wd) - declared
+    assert not undeclared, undeclared
+  assert "allocation.csv" in _written(mechanism_run[0])  # the mechanism run wrote its tables

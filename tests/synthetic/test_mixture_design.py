@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from rare_tasks import studies
+from rare_tasks.core import workdir
 from rare_tasks.core.workdir import WorkdirError
+from rare_tasks.synthetic import mixture_design
 from rare_tasks.synthetic.config import ConfigError, base_config
 from rare_tasks.synthetic.report import mixture_design as design_report
 
@@ -121,3 +123,11 @@ def test_bad_design_config_names_the_field(field, value, message, tmp_path):
   with pytest.raises(ConfigError, match=message):
     studies.run(c, tmp_path)
   assert not any(tmp_path.iterdir())  # refused before writing anything
+
+
+def test_every_file_a_design_writes_is_declared(design):
+  wd, _ = design
+  written = ({p.name for p in wd.iterdir()}
+             | {f"figures/{p.name}" for p in (wd / "figures").iterdir()})
+  assert written - set(mixture_design.FILES) - set(workdir.BASE_FILES) == set()
+  assert {"mixture_design.csv", "min_width.csv", "rounds", "figures/mixture_design.png"} <= written

@@ -243,9 +243,9 @@ def test_the_bound_closed_form_is_the_functions_at_a_cells_values():
     mixture, spectrum = task.mixture(v["rare_frequency"], 1.0), task.spectrum(1.0)
     direct = theory.predict(mixture, spectrum, v["width"])
     np.testing.assert_array_equal(bound.predict(cell).fvu, direct.fvu)
-    np.testing.assert_array_equal(bound.learned_width(v, 0.8),
+    np.testing.assert_array_equal(bound.learned_width(cell, 0.8),
                                   theory.learned_width(mixture, spectrum, 0.8))
-    np.testing.assert_allclose(bound.top_utility(v), direct.utilities.max(-1))
+    np.testing.assert_array_equal(bound.top_utility(cell), direct.utilities.max(-1))
     assert bound.critical_width(v, v["rare_frequency"]) == direct.critical_width[-1]
   curve = bound.optimum_curve(_values(0, exponent=1.0) | {"rare_frequency": 0.05}, [1, 4])
   mixture = task.mixture(0.05, 1.0)

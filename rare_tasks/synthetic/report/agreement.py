@@ -41,7 +41,7 @@ def optimum_check(run: GridResults) -> dict[str, Any]:
 def section(run: GridResults) -> Section:
   rows = run.rows
   rare_rows = [r for r in rows if r["is_rare"]]
-  widths, freqs = run.widths, run.frequencies
+  widths, freqs = run.widths, run.rare_frequencies
   widest_top = [r for r in rare_rows if r["width"] == widths[-1]
                 and r["rare_frequency"] == freqs[-1]]
   narrow_rare = [r for r in rare_rows if r["width"] == widths[0]

@@ -28,9 +28,9 @@ def applies(run: GridResults) -> bool:
   return run.config.measure.interference
 
 
-def _write_tables(run: GridResults) -> tuple[list[dict], list[int], list, list]:
+def _write_tables(run: GridResults) -> tuple[list[dict], list[int], list]:
   """interference.csv (scalars) and interference.npz (matrices); returns the rows, the steps
-  and per cell the cosine matrices and gradient norms at every step."""
+  and per cell the cosine matrices at every step."""
   cells = run.cells
   rows, cos, norms = [], [], []
   steps = sorted({r["step"] for c in cells for r in run.by_cell[c.index]})
@@ -49,11 +49,11 @@ def _write_tables(run: GridResults) -> tuple[list[dict], list[int], list, list]:
            gap=np.array([c.values["gap"] for c in cells]),
            cosine=np.array(cos), grad_norm=np.array(norms))
   workdir.write_bytes(run.wd / MATRICES_FILE, buf.getvalue())
-  return rows, steps, cos, norms
+  return rows, steps, cos
 
 
 def section(run: GridResults) -> Section:
-  rows, steps, cos, _ = _write_tables(run)
+  rows, steps, cos = _write_tables(run)
   cells = run.cells
   widths = sorted({c.values["width"] for c in cells})
   freqs = sorted({c.values["rare_frequency"] for c in cells})

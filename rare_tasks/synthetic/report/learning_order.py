@@ -28,10 +28,11 @@ def applies(run: GridResults) -> bool:
 
 def columns(run: GridResults) -> tuple[str, ...]:
   """learning_order.csv's columns: the utility prediction's only with a closed form."""
-  theory = run.task.theory is not None
+  closed_form = run.task.theory is not None
   return (("width", "rare_frequency", "seed", "task", "task_frequency",
-           run.task.complexity_name) + (("top_utility",) if theory else ()) + ("learned_step",)
-          + (("predicted_learned_width",) if theory else ()) + ("is_rare", "cell"))
+           run.task.complexity_name) + (("top_utility",) if closed_form else ())
+          + ("learned_step",) + (("predicted_learned_width",) if closed_form else ())
+          + ("is_rare", "cell"))
 
 
 def loss_matrix(task, recs: list[dict[str, Any]]) -> np.ndarray:
@@ -43,29 +44,24 @@ def loss_matrix(task, recs: list[dict[str, Any]]) -> np.ndarray:
 
 
 def _cell_rows(run: GridResults, c: Cell) -> tuple[list[dict], tuple, tuple]:
-  """A cell's rows, and its pair agreements with the utility and the frequency order."""
+  """A cell's rows, and its pair agreements with the utility and the frequency order (the
+  utility's is (NaN, 0) without a closed form)."""
   task, theory = run.task, run.task.theory
   recs = run.by_cell[c.index]
-  mixture = c.frequencies
+  frequencies = c.task_frequencies
   measured = learning_order.first_learned_step([r["step"] for r in recs],
                                                loss_matrix(task, recs), run.config.learned_fvu)
   complexity = task.complexity(c.values)
-  by_frequency = learning_order.pair_agreement(measured, -mixture)
-  by_utility: tuple[float, int] = (float("nan"), 0)
-  predicted = top = None
-  if theory is not None:
-    predicted = theory.learned_width(c.values, run.config.learned_fvu)
-    top = theory.top_utility(c.values)
-    by_utility = learning_order.pair_agreement(measured, predicted)
-  rows = []
-  for k in range(task.num_tasks):
-    row = {**cell_key(c), "task": k, "task_frequency": float(mixture[k]),
+  rows = [{**cell_key(c), "task": k, "task_frequency": float(frequencies[k]),
            task.complexity_name: float(complexity[k]), "learned_step": measured[k],
-           "is_rare": k in task.rare_tasks}
-    if theory is not None:
-      row.update(top_utility=float(top[k]), predicted_learned_width=int(predicted[k]))
-    rows.append(row)
-  return rows, by_utility, by_frequency
+           "is_rare": k in task.rare_tasks} for k in range(task.num_tasks)]
+  by_utility: tuple[float, int] = (float("nan"), 0)
+  if theory is not None:
+    predicted = theory.learned_width(c, run.config.learned_fvu)
+    for row, top, width in zip(rows, theory.top_utility(c), predicted):
+      row.update(top_utility=float(top), predicted_learned_width=int(width))
+    by_utility = learning_order.pair_agreement(measured, predicted)
+  return rows, by_utility, learning_order.pair_agreement(measured, -frequencies)
 
 
 def _pooled(agreements: list[tuple[float, int]]) -> tuple[float, int]:
@@ -89,12 +85,12 @@ def section(run: GridResults) -> Section:
   numbers = {"learning_order": summary}
   if run.task.theory is None:
     return Section(_frequency_lines(run, rows, summary), numbers, (LEARNING_ORDER_FILE,))
-  if _betas_differ(run):
+  if _complexities_differ(run):
     return Section(_utility_lines(run, rows, summary), numbers, FILES)
   return Section([], numbers, (LEARNING_ORDER_FILE,))
 
 
-def _betas_differ(run: GridResults) -> bool:
+def _complexities_differ(run: GridResults) -> bool:
   """Whether some cell has per-task complexities that differ (a complexity study)."""
   return any(len(set(run.task.complexity(c.values))) > 1 for c in run.cells)
 

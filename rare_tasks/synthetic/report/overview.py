@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from rare_tasks.core import workdir
 from rare_tasks.core.plots import edges, plt, save, task_colors
 from rare_tasks.core.report import Section
 from rare_tasks.synthetic.report.results_view import GridResults, rare_grid
@@ -20,12 +21,7 @@ from rare_tasks.synthetic.report.results_view import GridResults, rare_grid
 WIDTH_BY_FREQUENCY = "figures/width_by_frequency.png"
 LEARNING_CURVES = "figures/learning_curves.png"
 FILES = (WIDTH_BY_FREQUENCY, LEARNING_CURVES)
-_LABELS = {WIDTH_BY_FREQUENCY: "width x frequency", LEARNING_CURVES: "learning curves",
-           "figures/loss_by_task_frequency.png": "loss by task frequency"}
-_TABLES = {"results.csv": "one row per cell and task",
-           "predictions.json": "utility order, kept features, predicted FVU and critical widths "
-                               "per cell",
-           "metrics.jsonl": "every evaluation"}
+CAPTIONS = {WIDTH_BY_FREQUENCY: "width x frequency", LEARNING_CURVES: "learning curves"}
 
 
 def applies(run: GridResults) -> bool:
@@ -35,7 +31,7 @@ def applies(run: GridResults) -> bool:
 def section(run: GridResults) -> Section:
   """Draws the map and the learning curves; returns the summary's opening lines."""
   config, task = run.config, run.task
-  widths, freqs = run.widths, run.frequencies
+  widths, freqs = run.widths, run.rare_frequencies
   rare = task.rare_tasks[0]
   measured = rare_grid(run.rows, rare, widths, freqs, task.loss_name)
   predicted = None if run.predictions is None else rare_grid(run.rows, rare, widths, freqs,
@@ -63,7 +59,7 @@ def section(run: GridResults) -> Section:
   numbers = {"cells": len(run.cells), "trained_steps_this_invocation": run.trained_steps,
              "wall_s_this_invocation": run.wall_s, "diverged_cells": diverged,
              "averaged_over": averaged}
-  return Section(lines + [""], numbers, FILES)
+  return Section(lines + [""], numbers, FILES, CAPTIONS)
 
 
 def _header(run: GridResults) -> list[str]:
@@ -72,7 +68,7 @@ def _header(run: GridResults) -> list[str]:
   return [
       f"# Width x frequency study: {config.task.name}", "",
       f"{len(run.cells)} cells: widths {list(map(int, widths))} x rare frequencies "
-      f"{[float(f) for f in run.frequencies]} x seeds {run.seeds}; task `{config.task.name}` "
+      f"{[float(f) for f in run.rare_frequencies]} x seeds {run.seeds}; task `{config.task.name}` "
       f"{run.task.describe(run.cells[0].values)}; model `{m.name}` ({m.activation}, "
       f"{m.num_hidden_layers} extra layers); {t.optimizer} at {t.learning_rate} ({t.schedule}), "
       f"{t.steps} steps of batch {t.batch_size}.", "",
@@ -83,7 +79,7 @@ def _header(run: GridResults) -> list[str]:
 def _rare_table(run: GridResults, measured: np.ndarray, predicted: np.ndarray | None,
                 averaged: str) -> list[str]:
   label, learned = run.task.loss_label, run.config.learned_fvu
-  freqs = run.frequencies
+  freqs = run.rare_frequencies
   lines = ["", f"## Rare-task {label}, measured{'' if predicted is None else ' (predicted)'}, "
            f"{averaged}", "", f"Bold: learned ({label} <= {learned}).", "",
            "| width | " + " | ".join(f"f={f:g}" for f in freqs) + " |",
@@ -100,16 +96,16 @@ def _rare_table(run: GridResults, measured: np.ndarray, predicted: np.ndarray | 
 
 
 def index(sections: list[Section]) -> Section:
-  """The summary's list of the figures and tables the given sections wrote."""
-  files = [f for s in sections for f in s.files]
-  figures = [f for f in files if f in _LABELS]
-  figures.sort(key=list(_LABELS).index)
-  tables = [name for name in _TABLES if name in files or name in ("results.csv", "metrics.jsonl")]
+  """The summary's list of the figures and tables the given sections wrote, with their captions
+  (and metrics.jsonl, which every run has)."""
+  captions = {f: c for s in sections for f, c in s.captions.items()}
+  captions[workdir.METRICS_FILE] = "every evaluation"
   lines = ["## Figures", ""]
-  for f in figures:
-    lines += [f"![{_LABELS[f]}]({f})", ""]
-  lines += ["Tables: " + ", ".join(f"`{t}` ({_TABLES[t]})" for t in tables) + ".", ""]
-  return Section(lines)
+  for f, caption in captions.items():
+    if f.endswith(".png"):
+      lines += [f"![{caption}]({f})", ""]
+  tables = [f"`{f}` ({caption})" for f, caption in captions.items() if not f.endswith(".png")]
+  return Section(lines + ["Tables: " + ", ".join(tables) + ".", ""])
 
 
 def _learning_curves(run: GridResults, f_show: float) -> None:

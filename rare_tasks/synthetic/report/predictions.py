@@ -1,4 +1,5 @@
-"""predictions.json: the closed-form optimum of every cell (families with theory)."""
+"""predictions.json: the closed-form optimum of every cell (families with theory), written before
+training starts."""
 
 from __future__ import annotations
 
@@ -8,21 +9,19 @@ from pathlib import Path
 from rare_tasks.core import workdir
 from rare_tasks.core.report import Section
 from rare_tasks.synthetic.grid import Cell
-from rare_tasks.synthetic.report.results_view import GridResults
 from rare_tasks.synthetic.theory import Prediction
 
 PREDICTIONS_FILE = "predictions.json"
 FILES = (PREDICTIONS_FILE,)
+CAPTION = "utility order, kept features, predicted FVU and critical widths per cell"
 
 
-def applies(run: GridResults) -> bool:
-  return run.predictions is not None
-
-
-def section(run: GridResults) -> Section:
-  """Writes predictions.json; its part of summary.md is the index's line for it."""
-  write_predictions(run.wd, run.cells, run.predictions)
-  return Section([], {}, FILES)
+def write(wd: Path, cells: list[Cell], predictions: dict[int, Prediction] | None) -> Section:
+  """Writes predictions.json (nothing without a closed form); the Section lists it."""
+  if predictions is None:
+    return Section()
+  write_predictions(wd, cells, predictions)
+  return Section([], {}, FILES, {PREDICTIONS_FILE: CAPTION})
 
 
 def write_predictions(wd: Path, cells: list[Cell], predictions: dict[int, Prediction]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import ml_collections
 
 from rare_tasks.core import tables, workdir
+from rare_tasks.core.report import Section
 from rare_tasks.core.tables import number
 from rare_tasks.synthetic.grid import Cell
 from rare_tasks.synthetic.tasks import TaskFamily
@@ -80,8 +81,10 @@ def _cell_rows(config: ml_collections.ConfigDict, task: TaskFamily, cell: Cell,
   return rows
 
 
-def write_results(wd: Path, rows: list[dict[str, Any]], task: TaskFamily) -> None:
+def write_results(wd: Path, rows: list[dict[str, Any]], task: TaskFamily) -> Section:
+  """Writes results.csv; the Section lists it."""
   tables.write_csv(Path(wd) / RESULTS_FILE, columns(task), rows)
+  return Section([], {}, FILES, {RESULTS_FILE: "one row per cell and task"})
 
 
 def read_results(wd: Path) -> list[dict[str, str]]:

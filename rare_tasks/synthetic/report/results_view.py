@@ -59,7 +59,8 @@ class GridResults:
     return np.array(sorted({r["width"] for r in self.rows}))
 
   @property
-  def frequencies(self) -> np.ndarray:
+  def rare_frequencies(self) -> np.ndarray:
+    """The grid's rare frequencies, ascending."""
     return np.array(sorted({r["rare_frequency"] for r in self.rows}))
 
   @property

@@ -24,9 +24,9 @@ def section(run: GridResults) -> Section:
   task, config = run.task, run.config
   metric, learned_fvu = task.loss_name, config.learned_fvu
   widths = run.widths
-  f_show = run.frequencies[len(run.frequencies) // 2]
+  f_show = run.rare_frequencies[len(run.rare_frequencies) // 2]
   at_f = [r for r in run.rows if r["rare_frequency"] == f_show]
-  frequencies = run.cell_at(rare_frequency=f_show).frequencies
+  frequencies = run.cell_at(rare_frequency=f_show).task_frequencies
   final = {int(w): np.array([np.mean([r[metric] for r in at_f if r["width"] == w
                                       and r["task"] == k]) for k in range(task.num_tasks)])
            for w in widths}
@@ -50,7 +50,8 @@ def section(run: GridResults) -> Section:
   numbers = {"tasks_learned_by_width": learned_count,
              "headline": "tasks learned per width (mean over cells): " + ", ".join(
                  f"{w}: {n:.1f}" for w, n in learned_count.items())}
-  return Section(lines + [""], numbers, FILES)
+  return Section(lines + [""], numbers, FILES,
+                 {LOSS_BY_TASK_FREQUENCY: "loss by task frequency"})
 
 
 def loss_by_task_frequency(path: Path, frequencies: np.ndarray, losses: dict[int, np.ndarray],

@@ -113,7 +113,7 @@ class LinearMixture(TaskFamily):
     """
     return power_law_mixture(self.num_tasks, self.num_rare, rare_frequency, common_exponent)
 
-  # The task-family interface (rare_tasks.tasks.task_family). Constants: spectrum (K, m) per
+  # The task-family interface (synthetic.tasks.task_family). Constants: spectrum (K, m) per
   # data stream, basis Q (d, d) shared. Every input carries every task's features, so the inputs
   # do not depend on the tasks and every evaluation example measures every task.
 

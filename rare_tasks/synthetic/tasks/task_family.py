@@ -29,7 +29,7 @@ line in `rare_tasks/synthetic/tasks/__init__.py`:
 - Optional closed-form theory (`Theory`, then `theory`): see `rare_tasks.synthetic.theory`.
 
 A family lists the config.task fields it is built from (`config_fields`) and the models it trains
-(`models`); registering it is `rare_tasks.tasks.TASKS[name] = Family`.
+(`models`); registering it is `rare_tasks.synthetic.tasks.TASKS[name] = Family`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
-"""What the report tests share: a small grid with every mechanism measurement on, run once on 8
-devices, once on 1, and once killed mid-run and resumed (each when a test first asks for it); and
-hand-made runs of records written by hand."""
+"""What the report tests share: runs made of records written by hand, and a check of a mechanism
+table across device counts and a resume."""
 
-import jax
 import numpy as np
-import pytest
 
 from rare_tasks.core import tables, workdir
 from rare_tasks.synthetic import grid_study
@@ -13,69 +10,6 @@ from rare_tasks.synthetic.grid import expand, group_cells
 from rare_tasks.synthetic.report import results
 from rare_tasks.synthetic.report.results_view import GridResults
 from rare_tasks.synthetic.tasks import task_of
-
-
-def mechanism_config():
-  """Widths 2 and 6 x gaps 1 and 4 x seeds 0 and 1, bursts after 16 of 48 steps, per-task
-  betas; allocation, interference and the per-step rare trace on."""
-  c = base_config()
-  c.task.num_tasks = 4
-  c.task.block_size = 2
-  c.task.common_exponent = 1.0
-  c.task.beta = (0.0, 1.0, 1.0, 3.0)
-  c.grid.width = (2, 6)
-  c.grid.rare_frequency = (1 / 16,)
-  c.grid.gap = (1, 4)
-  c.grid.seed = (0, 1)
-  c.injection.mode = "bursts"
-  c.injection.withhold_steps = 16
-  c.train.steps = 48
-  c.train.batch_size = 32
-  c.train.learning_rate = 1e-2
-  c.eval_every = 16
-  c.eval_samples = 256
-  c.checkpoint_interval_s = 0.0
-  c.measure.allocation = True
-  c.measure.interference = True
-  c.measure.interference_samples = 16
-  c.measure.trace_rare = True
-  return c
-
-
-class _Killed(Exception):
-  pass
-
-
-@pytest.fixture(scope="session")
-def mechanism_run(tmp_path_factory):
-  """(work directory, RunReport) of the mechanism grid on all 8 devices."""
-  wd = tmp_path_factory.mktemp("mechanism")
-  return wd, grid_study.run(mechanism_config(), wd)
-
-
-@pytest.fixture(scope="session")
-def mechanism_run_one_device(tmp_path_factory):
-  """The work directory of the same grid on one device."""
-  wd = tmp_path_factory.mktemp("mechanism_one_device")
-  grid_study.run(mechanism_config(), wd, devices=jax.devices()[:1])
-  return wd
-
-
-@pytest.fixture(scope="session")
-def mechanism_run_resumed(tmp_path_factory):
-  """The work directory of the same grid killed inside its second group, then resumed."""
-  wd = tmp_path_factory.mktemp("mechanism_resumed")
-  calls = []
-
-  def kill(group, step):
-    calls.append((group, step))
-    if len(calls) == 5:  # inside the second group
-      raise _Killed
-
-  with pytest.raises(_Killed):
-    grid_study.run(mechanism_config(), wd, chunk_hook=kill)
-  grid_study.run(mechanism_config(), wd)
-  return wd
 
 
 def hand_made_run(tmp_path, family="linear_mixture"):

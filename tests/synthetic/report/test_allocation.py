@@ -11,7 +11,9 @@ from tests.synthetic.report.conftest import assert_same_measurements
 def test_a_row_per_cell_evaluation_and_task(mechanism_run):
   wd, _ = mechanism_run
   rows = tables.read_csv(wd / "allocation.csv")
-  assert list(rows[0]) == list(allocation.COLUMNS)
+  assert list(rows[0]) == list(allocation.COLUMNS) == [
+      "width", "rare_frequency", "seed", "step", "task", "effective_neurons", "dominant_neurons",
+      "is_rare", "gap", "cell"]
   assert len(rows) == 8 * 4 * 4  # cells x evaluations (0, 16, 32, 48) x tasks
   assert (wd / "figures" / "allocation.png").read_bytes()[:4] == b"\x89PNG"
   assert "## Neuron allocation" in (wd / "summary.md").read_text()

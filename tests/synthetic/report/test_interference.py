@@ -11,7 +11,9 @@ from tests.synthetic.report.conftest import assert_same_measurements
 def test_a_row_per_cell_and_evaluation_and_its_figures(mechanism_run):
   wd, _ = mechanism_run
   rows = tables.read_csv(wd / "interference.csv")
-  assert list(rows[0]) == list(interference.COLUMNS)
+  assert list(rows[0]) == list(interference.COLUMNS) == [
+      "width", "rare_frequency", "seed", "step", "common_grad_norm", "rare_grad_norm",
+      "common_rare_cosine", "rare_overwrite", "gap", "cell"]
   assert len(rows) == 8 * 4
   for name in interference.FIGURES:
     assert (wd / name).read_bytes()[:4] == b"\x89PNG"

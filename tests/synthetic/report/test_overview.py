@@ -17,7 +17,7 @@ def test_the_opening_shows_measured_beside_predicted_and_draws_both_figures(tmp_
   assert "Critical width of the rare task at each frequency: 0.05: " in text
   assert "This invocation: 20 steps trained (summed over groups), 1.0 s wall." in text
   assert section.numbers["cells"] == 4 and section.numbers["diverged_cells"] == []
-  assert section.files == overview.FILES
+  assert section.files == overview.FILES and set(section.captions) == set(overview.FILES)
   for name in ("width_by_frequency.png", "learning_curves.png"):
     assert (tmp_path / "figures" / name).stat().st_size > 10_000
 
@@ -41,11 +41,12 @@ def test_a_diverged_cell_is_listed(tmp_path):
       section.lines)
 
 
-def test_the_index_lists_what_the_sections_wrote():
-  lines = overview.index([Section([], {}, ("figures/learning_curves.png",
-                                           "figures/width_by_frequency.png")),
-                          Section([], {}, ("results.csv",))]).lines
-  assert lines[:6] == ["## Figures", "", "![width x frequency](figures/width_by_frequency.png)",
-                       "", "![learning curves](figures/learning_curves.png)", ""]
-  assert lines[6] == ("Tables: `results.csv` (one row per cell and task), `metrics.jsonl` "
-                      "(every evaluation).")
+def test_the_index_lists_what_the_sections_wrote_with_their_captions():
+  lines = overview.index([
+      Section([], {}, ("figures/a.png", "figures/b.png"),
+              {"figures/b.png": "bee", "figures/a.png": "ay"}),
+      Section([], {}, ("results.csv",), {"results.csv": "one row per cell and task"}),
+      Section([], {}, ("figures/c.png",))]).lines  # written, but not for the index
+  assert lines == ["## Figures", "", "![bee](figures/b.png)", "", "![ay](figures/a.png)", "",
+                   "Tables: `results.csv` (one row per cell and task), `metrics.jsonl` "
+                   "(every evaluation).", ""]

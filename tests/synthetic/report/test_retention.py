@@ -7,13 +7,16 @@ from rare_tasks import injection
 from rare_tasks.core import tables, traces, workdir
 from rare_tasks.synthetic.grid import expand, group_cells
 from rare_tasks.synthetic.report import retention
-from tests.synthetic.report.conftest import assert_same_measurements, mechanism_config
+from tests.synthetic.conftest import mechanism_config
+from tests.synthetic.report.conftest import assert_same_measurements
 
 
 def test_a_row_per_burst_inside_the_run_and_signal(mechanism_run):
   wd, _ = mechanism_run
   rows = tables.read_csv(wd / "retention.csv")
-  assert list(rows[0]) == list(retention.COLUMNS)
+  assert list(rows[0]) == list(retention.COLUMNS) == [
+      "width", "gap", "rare_frequency", "seed", "burst", "gain", "retained_fraction",
+      "half_life", "signal", "update", "before", "peak", "cell"]
   for gap, n in {1: 32, 4: 8}.items():
     assert len(injection.burst_updates(48, 16, gap)) == n
     for signal in retention.SIGNALS:

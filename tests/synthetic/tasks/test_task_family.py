@@ -123,7 +123,7 @@ def test_default_ablation_of_a_parity_mlp_matches_explicit_ablation():
   assert np.abs(increase).max() > 0.01
 
 
-# The README's example of a third family, run through the grid runner.
+# The README's example of a third family, run through the grid study.
 @dataclasses.dataclass(frozen=True)
 class TeacherRegression(TaskFamily):
   """Task k: y = w_k . g for Gaussian g (block_size,); the input is [one-hot(k), g]."""
@@ -169,7 +169,7 @@ class TeacherRegression(TaskFamily):
     return {"fvu": tf.per_task_mean(err, tasks, self.num_tasks)}
 
 
-def test_a_third_family_runs_through_the_runner(tmp_path, monkeypatch):
+def test_a_third_family_runs_through_the_grid_study(tmp_path, monkeypatch):
   monkeypatch.setitem(TASKS, "teacher_regression", TeacherRegression)
   c = base_config()
   c.task.name = "teacher_regression"
