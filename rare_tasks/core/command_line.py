@@ -94,14 +94,20 @@ def _overrides(args: list[str], flag_name: str) -> list[tuple[str, str | None]]:
   return out
 
 
+def _walk(config: Any, field: str) -> tuple[Any, int | None]:
+  """(the value at the dotted `field`, None), or (None, the index of its first missing part)."""
+  node = config
+  for depth, part in enumerate(field.split(".")):
+    if not (isinstance(node, (ml_collections.ConfigDict, dict)) and part in node):
+      return None, depth
+    node = node[part]
+  return node, None
+
+
 def _check_override(config: Any, field: str, value: str | None, flag_name: str) -> None:
   """ConfigError unless every part of the dotted `field` exists in `config`."""
-  node = config
-  parts = field.split(".")
-  for depth, part in enumerate(parts):
-    if isinstance(node, (ml_collections.ConfigDict, dict)) and part in node:
-      node = node[part]
-      continue
+  _, depth = _walk(config, field)
+  if depth is not None:
     known = list(flatten(config.to_dict() if hasattr(config, "to_dict") else config))
     known += [".".join(k.split(".")[:depth + 1]) for k in known]
     shown = f"--{flag_name}.{field}" + ("" if value is None else f"={value}")
@@ -116,9 +122,7 @@ def _flag_message(message: str, flag_name: str, config: Any) -> str:
   if not m or not m.group("name").startswith(flag_name + "."):
     return first
   field = m.group("name")[len(flag_name) + 1:]
-  node = config
-  for part in field.split("."):
-    node = node[part] if isinstance(node, (ml_collections.ConfigDict, dict)) else None
+  node, _ = _walk(config, field)
   name = type(node).__name__
   kind = ("a value of the field's type" if node is None
           else f"{'an' if name[0] in 'aeiou' else 'a'} {name}")

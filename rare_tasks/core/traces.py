@@ -32,7 +32,7 @@ def write_chunk(wd: Path, group: str, steps: np.ndarray, arrays: dict[str, np.nd
 def read_group(wd: Path, group: str) -> dict[str, np.ndarray] | None:
   """A group's whole trace, chunks concatenated in step order; None if it has none.
 
-  Raises RuntimeError if the chunks leave a step out or repeat one (a damaged directory).
+  Raises WorkdirError if the chunks leave a step out or repeat one (a damaged directory).
   """
   folder = Path(wd) / TRACES_DIR / group
   files = sorted(f for f in folder.glob("*.npz") if not f.name.endswith(".tmp.npz")) \

@@ -45,15 +45,15 @@ class Cell:
 
   @property
   def static_key(self) -> tuple:
-    return tuple(_hashable(self.values[a]) for a in STATIC_AXES)
+    return tuple(hashable(self.values[a]) for a in STATIC_AXES)
 
   @property
   def stream_key(self) -> tuple:
-    return tuple(_hashable(self.values[a]) for a in STREAM_AXES)
+    return tuple(hashable(self.values[a]) for a in STREAM_AXES)
 
   @property
   def member_key(self) -> tuple:
-    return tuple(_hashable(self.values[a]) for a in MEMBER_AXES)
+    return tuple(hashable(self.values[a]) for a in MEMBER_AXES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +79,8 @@ class Group:
     return [c for row in self.cells for c in row]
 
 
-def _hashable(v: Any) -> Any:
+def hashable(v: Any) -> Any:
+  """A grid value as a dict key: a list (a per-task value read from JSON) as a tuple."""
   return tuple(v) if isinstance(v, list) else v
 
 
@@ -93,7 +94,7 @@ def _get(config: ml_collections.ConfigDict, path: str) -> Any:
 def make_cell(index: int, values: dict[str, Any], task: TaskFamily,
               config: ml_collections.ConfigDict) -> Cell:
   """The cell of grid values `values` (every axis), with its derived quantities."""
-  values = {a: _hashable(v) for a, v in values.items()}
+  values = {a: hashable(v) for a, v in values.items()}
   mixture = task.mixture(values["rare_frequency"], values["common_exponent"])
   burst = 0
   if config.injection.mode == "bursts":

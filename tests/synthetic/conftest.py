@@ -36,25 +36,18 @@ def reference(tmp_path_factory):
 
 
 def mechanism_config():
-  """Widths 2 and 6 x gaps 1 and 4 x seeds 0 and 1, bursts after 16 of 48 steps, per-task
-  betas; allocation, interference and the per-step rare trace on."""
-  c = base_config()
-  c.task.num_tasks = 4
-  c.task.block_size = 2
-  c.task.common_exponent = 1.0
+  """The tiny grid's tasks and training, with widths 2 and 6 x gaps 1 and 4 x seeds 0 and 1,
+  per-task betas, bursts after 16 of 48 steps; allocation, interference and the per-step rare
+  trace on."""
+  c = tiny_config()
   c.task.beta = (0.0, 1.0, 1.0, 3.0)
   c.grid.width = (2, 6)
   c.grid.rare_frequency = (1 / 16,)
   c.grid.gap = (1, 4)
-  c.grid.seed = (0, 1)
   c.injection.mode = "bursts"
   c.injection.withhold_steps = 16
   c.train.steps = 48
-  c.train.batch_size = 32
-  c.train.learning_rate = 1e-2
   c.eval_every = 16
-  c.eval_samples = 256
-  c.checkpoint_interval_s = 0.0
   c.measure.allocation = True
   c.measure.interference = True
   c.measure.interference_samples = 16

@@ -36,11 +36,10 @@ def section(run: GridResults) -> Section:
   measured = rare_grid(run.rows, rare, widths, freqs, task.loss_name)
   predicted = None if run.predictions is None else rare_grid(run.rows, rare, widths, freqs,
                                                              "predicted_fvu")
-  theory = task.theory
+  theory, ref = task.theory, run.cells[0].values
   curve = None
   if theory is not None:
     fine = np.geomspace(freqs[0] / 2, min(freqs[-1] * 2, 0.999 / task.num_rare), 400)
-    ref = run.cells[0].values
     curve = (fine, np.array([theory.critical_width(ref, f) for f in fine]))
   averaged = run.averaged_over()
   width_by_frequency(run.figure("width_by_frequency.png"), widths, freqs, measured, predicted,
@@ -50,7 +49,6 @@ def section(run: GridResults) -> Section:
   diverged = sorted({r["cell"] for r in run.rows if np.isnan(r[task.loss_name])})
   lines = _header(run) + _rare_table(run, measured, predicted, averaged)
   if theory is not None:
-    ref = run.cells[0].values
     lines += ["", "Critical width of the rare task at each frequency: " + ", ".join(
         f"{f:g}: {theory.critical_width(ref, f)}" for f in freqs)]
   if diverged:

@@ -54,16 +54,16 @@ class GridResults:
       out.setdefault(r["cell"], []).append(r)
     return out
 
-  @property
+  @functools.cached_property
   def widths(self) -> np.ndarray:
     return np.array(sorted({r["width"] for r in self.rows}))
 
-  @property
+  @functools.cached_property
   def rare_frequencies(self) -> np.ndarray:
     """The grid's rare frequencies, ascending."""
     return np.array(sorted({r["rare_frequency"] for r in self.rows}))
 
-  @property
+  @functools.cached_property
   def seeds(self) -> list[int]:
     return sorted({c.values["seed"] for c in self.cells})
 

@@ -30,6 +30,7 @@ from rare_tasks.core import workdir
 from rare_tasks.core.plots import plt, save
 from rare_tasks.core.report import Section
 from rare_tasks.synthetic.config import GRID_AXES, base_config, validate
+from rare_tasks.synthetic.grid import hashable
 from rare_tasks.synthetic.report import results
 from rare_tasks.synthetic.report.results_view import GridResults
 from rare_tasks.synthetic.tasks import TaskFamily, task_of
@@ -48,10 +49,6 @@ def section(run: GridResults) -> Section:
   return Section(lines, {}, FILES)
 
 
-def _hashable(v: Any) -> Any:
-  return tuple(v) if isinstance(v, (list, tuple)) else v
-
-
 def analyse(config: ml_collections.ConfigDict, task: TaskFamily, rows: list[dict[str, Any]],
             cell_values: dict[int, dict[str, Any]]) -> dict[str, Any]:
   """The scaling fits of results rows (one per cell and task) of cells with the given grid
@@ -64,7 +61,7 @@ def analyse(config: ml_collections.ConfigDict, task: TaskFamily, rows: list[dict
   # A setting: the cell's values of the grid axes, other than width and seed, that vary.
   axes = [a for a in GRID_AXES if a not in ("width", "seed")
           and len({repr(cell_values[c].get(a)) for c in cells}) > 1]
-  setting_of = {c: tuple(_hashable(cell_values[c].get(a)) for a in axes) for c in cells}
+  setting_of = {c: tuple(hashable(cell_values[c].get(a)) for a in axes) for c in cells}
   widths = np.array(sorted({r["width"] for r in rows}), float)
   seeds = sorted({r["seed"] for r in rows})
   small = s.small_width or int(widths[0])
