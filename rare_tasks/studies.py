@@ -15,9 +15,10 @@ import ml_collections
 
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.report import RunReport, declared_files
+from rare_tasks.lm import pretrain
 from rare_tasks.synthetic import grid_study, mixture_design
 
-STUDIES = {"grid": grid_study, "mixture_design": mixture_design}
+STUDIES = {"grid": grid_study, "mixture_design": mixture_design, "lm_pretrain": pretrain}
 RUN_FILES = declared_files(*(s.FILES for s in STUDIES.values()))
 
 

@@ -17,7 +17,11 @@ LAYERS = {"core": 0, "analysis": 1, "injection": 1, "synthetic": 2, "lm": 2, "st
 # Inside the synthetic track, the same rule between its parts.
 SYNTHETIC = {"theory": 0, "models": 0, "tasks": 1, "config": 2, "grid": 3, "ensemble": 3,
              "training": 4, "report": 4, "grid_study": 5, "mixture_design": 5}
-TRACKS = {"synthetic", "lm"}
+# Inside the language-model track, likewise.
+LM = {"ladder": 0, "sharding": 0, "data": 0, "model": 1, "memory": 1, "report": 1,
+      "config": 2, "trainer": 2, "pretrain": 3}
+RANKS = {"synthetic": SYNTHETIC, "lm": LM}
+TRACKS = set(RANKS)
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 # Declarative config tables, exempt from the function length.
@@ -68,18 +72,20 @@ def _part(module: str) -> str:
   return parts[1] if len(parts) > 1 else ""
 
 
-def _synthetic_part(module: str) -> str | None:
+def _track_part(module: str) -> str | None:
+  """The part of a track a module belongs to (synthetic.grid -> "grid"), or None."""
   parts = module.split(".")
-  return parts[2] if len(parts) > 2 and parts[1] == "synthetic" else None
+  return parts[2] if len(parts) > 2 and parts[1] in RANKS else None
 
 
 def _violation(module: str, imported: str) -> str | None:
   """Why `module` may not import `imported`, or None."""
   a, b = _part(module), _part(imported)
   if a == b:
-    sa, sb = _synthetic_part(module), _synthetic_part(imported)
-    if a == "synthetic" and sa and sb and sa != sb and SYNTHETIC[sb] >= SYNTHETIC[sa]:
-      return f"synthetic.{sa} (rank {SYNTHETIC[sa]}) imports synthetic.{sb} (rank {SYNTHETIC[sb]})"
+    sa, sb = _track_part(module), _track_part(imported)
+    ranks = RANKS.get(a, {})
+    if sa and sb and sa != sb and ranks[sb] >= ranks[sa]:
+      return f"{a}.{sa} (rank {ranks[sa]}) imports {a}.{sb} (rank {ranks[sb]})"
     return None
   if b == "":
     return "imports the package's top level"
@@ -94,7 +100,8 @@ def _violation(module: str, imported: str) -> str | None:
 
 def test_every_part_of_the_package_has_a_layer():
   assert {_part(m) for m in MODULES} <= set(LAYERS)
-  assert {_synthetic_part(m) for m in MODULES} - {None} <= set(SYNTHETIC)
+  for track, ranks in RANKS.items():
+    assert {_track_part(m) for m in MODULES if _part(m) == track} - {None} <= set(ranks)
 
 
 def test_imports_point_down_the_layers_and_never_across_tracks():
@@ -171,6 +178,8 @@ def test_the_checks_catch_what_they_forbid():
       (2, "importlib.import_module('rare_tasks.lm')")]
   assert _violation("rare_tasks.synthetic.tasks.linear_mixture",
                     "rare_tasks.synthetic.tasks.task_family") is None
+  assert _violation("rare_tasks.lm.model", "rare_tasks.lm.trainer").startswith("lm.model")
+  assert _violation("rare_tasks.lm.pretrain", "rare_tasks.lm.trainer") is None
 
 
 def test_modules_and_functions_are_small_enough_to_read():

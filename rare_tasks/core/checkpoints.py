@@ -1,7 +1,8 @@
-"""Checkpoints of one ensemble group with orbax, as host arrays without padding.
+"""Checkpoints of one ensemble with orbax: host arrays, or sharded device arrays.
 
-Saving unpadded host arrays makes a checkpoint independent of the device count: a run started on
-8 devices resumes on 1, and the other way round.
+Saving unpadded host arrays (the synthetic track), or sharded arrays restored onto the current
+mesh (the language-model track), makes a checkpoint independent of the device count: a run
+started on 8 devices resumes on 1, and the other way round.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class GroupCheckpoints:
     self._manager.wait_until_finished()
 
   def restore(self, like: Any) -> Any:
-    """The latest state, as numpy arrays shaped like the tree `like`."""
+    """The latest state shaped like the tree `like`: numpy arrays, except where a leaf of
+    `like` is a jax.ShapeDtypeStruct with a sharding, which restores onto that sharding."""
     abstract = _abstract(like)
     restored = self._manager.restore(
         self._manager.latest_step(),
@@ -46,4 +48,5 @@ class GroupCheckpoints:
 
 
 def _abstract(tree: Any) -> Any:
-  return jax.tree.map(lambda a: np.zeros(np.shape(a), np.asarray(a).dtype), tree)
+  return jax.tree.map(lambda a: a if isinstance(a, jax.ShapeDtypeStruct)
+                      else np.zeros(np.shape(a), np.asarray(a).dtype), tree)

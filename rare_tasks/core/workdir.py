@@ -200,10 +200,9 @@ def append_metrics(workdir: Path, records: Iterable[dict[str, Any]]) -> None:
     os.fsync(f.fileno())
 
 
-def read_metrics(workdir: Path) -> list[dict[str, Any]]:
-  """Every record of metrics.jsonl, one per (cell, step): a resumed run's rewrite wins.
-
-  A line cut short by a kill is skipped.
+def read_metrics(workdir: Path, key: tuple[str, str] = ("cell", "step")) -> list[dict[str, Any]]:
+  """Every record of metrics.jsonl, one per `key` (a model, a step; by default (cell, step)): a
+  resumed run's rewrite wins. Sorted by key. A line cut short by a kill is skipped.
   """
   path = Path(workdir) / METRICS_FILE
   if not path.exists():
@@ -214,8 +213,8 @@ def read_metrics(workdir: Path) -> list[dict[str, Any]]:
       record = json.loads(line)
     except json.JSONDecodeError:
       continue
-    latest[(record.get("cell"), record.get("step"))] = record
-  return sorted(latest.values(), key=lambda r: (r["cell"], r["step"]))
+    latest[(record.get(key[0]), record.get(key[1]))] = record
+  return sorted(latest.values(), key=lambda r: (r[key[0]], r[key[1]]))
 
 
 def json_numbers(a: np.ndarray) -> Any:

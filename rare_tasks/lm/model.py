@@ -1,0 +1,194 @@
+"""The OLMo-style decoder (PAPER.md section 5) in Flax Linen, behind a pure init/apply with
+plain-dict parameters, and its loss (cross-entropy plus z-loss).
+
+Block "olmo2" (reordered norm, OLMo-2):  h = x + RMSNorm(Attn(x));  y = h + RMSNorm(MLP(h)),
+  with QK-norm: one RMSNorm over the whole q projection (heads x head_dim) and one over k, before
+  the split into heads.
+Block "olmo1" (pre-norm, the OLMo-1.7 ladder):  h = x + Attn(RMSNorm(x));  y = h + MLP(RMSNorm(h)).
+Both: RMSNorm(x) = x * rsqrt(mean(x^2) + 1e-6) * weight in float32; SwiGLU MLP
+down(silu(gate(x)) * up(x)) without biases; non-interleaved RoPE with theta 500,000 in float32;
+causal attention through jax.nn.dot_product_attention; a final RMSNorm and an LM head (untied by
+default). Every weight matrix is drawn from N(0, 0.02) truncated at +-3 std; norm weights start
+at 1. Parameters are float32; matmuls run in the compute dtype; norms, softmax, logits and the
+loss in float32. Layers are one nn.scan (the first layer is index 0 of the stacked arrays).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rare_tasks.lm.ladder import Shape
+
+BLOCKS = ("olmo2", "olmo1")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+ATTENTION = {"auto": None, "xla": "xla", "cudnn": "cudnn"}
+ROPE_THETA = 500_000.0
+NORM_EPS = 1e-6
+INIT_STD = 0.02
+UNROLL_UP_TO = 4
+Params = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """Everything static about a decoder: shape, vocabulary, block and numerics."""
+
+  shape: Shape
+  vocab_size: int
+  block: str = "olmo2"
+  dtype: str = "float32"
+  tie_embeddings: bool = False
+  remat: bool = False
+  attention: str = "auto"
+
+
+def weight_init() -> nn.initializers.Initializer:
+  return nn.initializers.truncated_normal(stddev=INIT_STD, lower=-3.0, upper=3.0)
+
+
+class RMSNorm(nn.Module):
+  """x * rsqrt(mean(x^2) + eps) * weight over the last axis, in float32; returns x's dtype."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    weight = self.param("weight", nn.initializers.ones, (x.shape[-1],), jnp.float32)
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + NORM_EPS)
+    return (y * weight).astype(x.dtype)
+
+
+def rope(x: jax.Array) -> jax.Array:
+  """Rotary position embedding of x (B, T, H, D), non-interleaved halves, in float32."""
+  _, length, _, dim = x.shape
+  inv_freq = ROPE_THETA ** (-jnp.arange(0, dim, 2, dtype=jnp.float32) / dim)
+  angles = jnp.arange(length, dtype=jnp.float32)[:, None] * inv_freq[None, :]  # (T, D/2)
+  cos, sin = jnp.cos(angles)[None, :, None, :], jnp.sin(angles)[None, :, None, :]
+  x32 = x.astype(jnp.float32)
+  x1, x2 = x32[..., : dim // 2], x32[..., dim // 2:]
+  return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+
+
+class Attention(nn.Module):
+  spec: ModelSpec
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    s = self.spec.shape
+    dense = _dense_factory(self.spec)
+    q, k, v = (dense(s.d_model, name=n)(x) for n in ("q", "k", "v"))
+    if self.spec.block == "olmo2":  # QK-norm over the whole projections, before the head split
+      q, k = RMSNorm(name="q_norm")(q), RMSNorm(name="k_norm")(k)
+    heads = lambda a: a.reshape(*a.shape[:-1], s.num_heads, s.head_dim)  # noqa: E731
+    q, k, v = rope(heads(q)), rope(heads(k)), heads(v)
+    out = jax.nn.dot_product_attention(q, k, v, is_causal=True,
+                                       implementation=ATTENTION[self.spec.attention])
+    return dense(s.d_model, name="o")(out.reshape(*x.shape[:-1], s.d_model))
+
+
+class MLP(nn.Module):
+  spec: ModelSpec
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    dense = _dense_factory(self.spec)
+    hidden = self.spec.shape.mlp_hidden
+    gate, up = dense(hidden, name="gate")(x), dense(hidden, name="up")(x)
+    return dense(self.spec.shape.d_model, name="down")(nn.silu(gate) * up)
+
+
+class Block(nn.Module):
+  """One decoder block; scanned, so it takes and returns (residual, None)."""
+
+  spec: ModelSpec
+
+  @nn.compact
+  def __call__(self, x: jax.Array, _: Any) -> tuple[jax.Array, None]:
+    attention, mlp = Attention(self.spec, name="attention"), MLP(self.spec, name="mlp")
+    attention_norm, mlp_norm = RMSNorm(name="attention_norm"), RMSNorm(name="mlp_norm")
+    if self.spec.block == "olmo2":
+      h = x + attention_norm(attention(x))
+      return h + mlp_norm(mlp(h)), None
+    h = x + attention(attention_norm(x))
+    return h + mlp(mlp_norm(h)), None
+
+
+class Decoder(nn.Module):
+  """tokens (B, T) int -> logits (B, T, vocab_size) float32."""
+
+  spec: ModelSpec
+
+  @nn.compact
+  def __call__(self, tokens: jax.Array) -> jax.Array:
+    spec, dtype = self.spec, DTYPES[self.spec.dtype]
+    embedding = self.param("embedding", weight_init(), (spec.vocab_size, spec.shape.d_model),
+                           jnp.float32)
+    x = jnp.take(embedding, tokens, axis=0).astype(dtype)
+    block = nn.remat(Block, prevent_cse=False) if spec.remat else Block
+    layers = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
+                     length=spec.shape.num_layers, unroll=unroll_of(spec.shape.num_layers))
+    x, _ = layers(spec, name="layers")(x, None)
+    x = RMSNorm(name="final_norm")(x)
+    if spec.tie_embeddings:
+      logits = x @ embedding.T.astype(dtype)
+    else:
+      logits = _dense_factory(spec)(spec.vocab_size, name="lm_head")(x)
+    return logits.astype(jnp.float32)
+
+
+def unroll_of(num_layers: int) -> int:
+  """Layers per iteration of the scan: all of them up to UNROLL_UP_TO (on CPU the loop around
+  one or two small layers cost 30% of the step, measured), else one (compile time stays flat
+  in depth). Either way the parameters are stacked the same."""
+  return num_layers if num_layers <= UNROLL_UP_TO else 1
+
+
+def _dense_factory(spec: ModelSpec):
+  def dense(features: int, name: str) -> nn.Dense:
+    return nn.Dense(features, use_bias=False, kernel_init=weight_init(),
+                    dtype=DTYPES[spec.dtype], param_dtype=jnp.float32, name=name)
+  return dense
+
+
+class Model:
+  """A decoder of `spec` as pure functions: init(key) -> params, apply(params, tokens) -> logits.
+
+  Params are a plain dict {"embedding", "layers", "final_norm", "lm_head"}; arrays under
+  "layers" carry a leading axis of num_layers.
+  """
+
+  def __init__(self, spec: ModelSpec):
+    self.spec = spec
+    self._module = Decoder(spec)
+
+  def init(self, key: jax.Array) -> Params:
+    tokens = jnp.zeros((1, 2), jnp.int32)
+    return dict(self._module.init(key, tokens)["params"])
+
+  def apply(self, params: Params, tokens: jax.Array) -> jax.Array:
+    """tokens (B, T) int -> logits (B, T, V) float32."""
+    return self._module.apply({"params": params}, tokens)
+
+
+def token_losses(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per-token cross-entropy and logsumexp of logits (B, T, V) at targets (B, T), float32."""
+  logits = logits.astype(jnp.float32)
+  lse = jax.nn.logsumexp(logits, axis=-1)
+  picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  return lse - picked, lse
+
+
+def loss(logits: jax.Array, targets: jax.Array, z_loss: float,
+         weights: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Mean cross-entropy + z_loss * mean(logsumexp^2) over the tokens (weighted when `weights`
+  (B, T) is given, with one normaliser); returns (total, {"ce", "z_loss"})."""
+  ce, lse = token_losses(logits, targets)
+  w = jnp.ones_like(ce) if weights is None else weights.astype(jnp.float32)
+  norm = jnp.maximum(jnp.sum(w), 1.0)
+  mean_ce = jnp.sum(ce * w) / norm
+  mean_z = z_loss * jnp.sum(jnp.square(lse) * w) / norm
+  return mean_ce + mean_z, {"ce": mean_ce, "z_loss": mean_z}

@@ -1,0 +1,239 @@
+"""The pretraining study: an ensemble of decoders of one preset trained on one text source, top
+to bottom.
+
+  1. the config, resolved from its preset and checked, with the mesh and the memory estimate,
+     before any compute;
+  2. the work directory (config.json; a run of another config is refused);
+  3. training in chunks of steps, resumed from the latest checkpoint, or skipped when finished;
+  4. the report: figures/loss.png and summary.md.
+
+Every `eval_every` steps each member's train and validation loss go to metrics.jsonl (one record
+per member); checkpoints (parameters, optimizer state and the data position) are written at
+evaluation steps, at most every `checkpoint_interval_s` seconds and always at the end, so a run
+killed at any moment and restarted with the same command ends as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from rare_tasks.core import workdir
+from rare_tasks.core.checkpoints import GroupCheckpoints
+from rare_tasks.core.progress import log
+from rare_tasks.core.report import RunReport
+from rare_tasks.lm import config as lm_config
+from rare_tasks.lm import data, ladder, memory, report, sharding
+from rare_tasks.lm.model import Model, ModelSpec
+from rare_tasks.lm.trainer import Trainer, TrainSpec
+
+CHECKPOINTS_DIR = "checkpoints"
+RUN_FILE = "run.json"
+FILES = (CHECKPOINTS_DIR, RUN_FILE, *report.FILES)
+METRICS_KEY = ("member", "step")
+# Called after every chunk with the step reached; a test raises from it to simulate a kill.
+ChunkHook = Callable[[int], None]
+
+
+def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: bool = False,
+        run_files: Sequence[str] = FILES, devices: Sequence[jax.Device] | None = None,
+        chunk_hook: ChunkHook | None = None) -> RunReport:
+  """Trains (or resumes, or only reports) the study of `config` in `workdir_path`."""
+  start = time.perf_counter()
+  devices = list(devices) if devices is not None else jax.devices()
+  # 1. The config and everything derived from it, checked before any compute.
+  c = lm_config.resolve(config, devices[0].platform)
+  lm_config.check_mesh(c, len(devices))
+  members = len(c.init_seeds)
+  member_split = c.mesh.members or sharding.member_axis_size(members, len(devices), c.mesh.fsdp)
+  mesh = sharding.make_mesh(devices, member_split, c.mesh.fsdp)
+  lm_config.check_batch(c, sharding.batch_split(mesh), len(devices))
+  source = data.source_of(c)
+  spec = model_spec(c)
+  info = run_info(c, spec, source, mesh)
+  info["memory"] = memory.check_fits(c.model.preset, info["params"]["total"], members,
+                                     member_split, c.mesh.fsdp, devices)
+  # 2. The work directory.
+  wd = workdir.prepare(workdir_path, c, overwrite, defaults=lm_config.base_config(),
+                       run_files=run_files, not_identity=lm_config.NOT_IDENTITY)
+  workdir.write_text(wd / RUN_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
+  p = info["params"]
+  log.info("%s %s: %s parameters (%s non-embedding; the ladder counts it %s), %d member(s), "
+           "mesh %s; %s", c.model.preset, c.model.block, f"{p['total']:,}",
+           f"{p['non_embedding']:,}", ladder.size_name(p["nominal"]), members,
+           dict(mesh.shape), info["memory"])
+  # 3. Training.
+  trained = train(c, wd, source, Trainer(Model(spec), train_spec(c), members, mesh),
+                  chunk_hook)
+  # 4. The report.
+  summary = report.write(wd, c, info, workdir.read_metrics(wd, METRICS_KEY))
+  return RunReport(wd, trained, time.perf_counter() - start, summary)
+
+
+def model_spec(c: ml_collections.ConfigDict) -> ModelSpec:
+  m = c.model
+  return ModelSpec(lm_config.shape_of(c), c.data.vocab_size, block=m.block, dtype=m.dtype,
+                   tie_embeddings=m.tie_embeddings, remat=m.remat, attention=m.attention)
+
+
+def train_spec(c: ml_collections.ConfigDict) -> TrainSpec:
+  t = c.train
+  return TrainSpec(steps=t.steps, learning_rate=t.learning_rate, warmup_steps=t.warmup_steps,
+                   final_lr_fraction=t.final_lr_fraction, weight_decay=t.weight_decay, b1=t.b1,
+                   b2=t.b2, eps=t.eps, grad_clip=t.grad_clip, z_loss=t.z_loss)
+
+
+def run_info(c: ml_collections.ConfigDict, spec: ModelSpec, source: data.TextSource,
+             mesh) -> dict[str, Any]:
+  """What a run derives from its config: parameter counts, FLOPs, the source, the mesh."""
+  preset = ladder.PRESETS[c.model.preset]
+  total = ladder.total_params(spec.shape, spec.vocab_size, spec.block, spec.tie_embeddings)
+  return {
+      "params": {"total": total, "non_embedding": ladder.non_embedding_params(spec.shape,
+                                                                              spec.block),
+                 "nominal": preset.nominal_size(spec.block),
+                 "nominal_counts": f"non-embedding + one {ladder.NAMING_VOCAB}-row embedding"},
+      "flops_per_token": ladder.flops_per_token(spec.shape, spec.vocab_size, c.data.seq_len,
+                                                spec.block),
+      "tokens_per_step": c.train.batch_size * c.data.seq_len,
+      "source": source.describe(),
+      "loss_floor": source.loss_floor(),
+      "mesh": dict(mesh.shape),
+      "platform": mesh.devices.flat[0].platform,
+  }
+
+
+def eval_steps(total: int, every: int) -> list[int]:
+  """The steps at which every member is evaluated (and may be checkpointed)."""
+  return list(range(every, total, every)) + [total]
+
+
+def chunk_bounds(total: int, every: int, per_dispatch: int) -> list[int]:
+  """The steps where one dispatch of the train program ends: evaluations and every
+  `per_dispatch` steps between them."""
+  return sorted(set(eval_steps(total, every)) | set(range(per_dispatch, total, per_dispatch)))
+
+
+def train(c: ml_collections.ConfigDict, wd: Path, source: data.TextSource, trainer: Trainer,
+          chunk_hook: ChunkHook | None = None) -> int:
+  """Trains to train.steps from the latest checkpoint; returns the steps run (0 if finished)."""
+  steps = c.train.steps
+  ckpt = GroupCheckpoints(wd / CHECKPOINTS_DIR)
+  try:
+    latest = ckpt.latest_step()
+    if latest == steps:
+      done = {r["member"] for r in workdir.read_metrics(wd, METRICS_KEY) if r["step"] == steps}
+      if len(done) < trainer.num_members:  # a damaged metrics.jsonl: measure the end again
+        state = _restore(ckpt, trainer)
+        loop = _Loop(c, wd, source, trainer, ckpt, state, steps)
+        loop.write(steps, None, loop.validate(state))
+      return 0
+    if latest is None:
+      state, step = trainer.init(np.asarray(c.init_seeds)), 0
+    else:
+      state, step = _restore(ckpt, trainer), int(latest)
+      log.info("resuming from the checkpoint at step %d", step)
+    return _Loop(c, wd, source, trainer, ckpt, state, step).run(chunk_hook)
+  finally:
+    ckpt.close()
+
+
+def _restore(ckpt: GroupCheckpoints, trainer: Trainer):
+  like = {"state": trainer.abstract_state, "data_position": np.zeros((), np.int64)}
+  restored = ckpt.restore(like)
+  assert int(restored["data_position"]) == ckpt.latest_step()
+  return restored["state"]
+
+
+class _Loop:
+  """The chunk loop of one run: dispatch, evaluate, record, checkpoint, report progress."""
+
+  def __init__(self, c, wd: Path, source: data.TextSource, trainer: Trainer,
+               ckpt: GroupCheckpoints, state, step: int):
+    self.c, self.wd, self.source, self.trainer, self.ckpt = c, wd, source, trainer, ckpt
+    self.state, self.step = state, step
+    mesh = trainer.mesh
+    self.batch_sharding = sharding.batch_sharding(mesh, leading=1)
+    self.val_rows = source.validation(c.data.validation_rows, sharding.batch_sharding(mesh))
+    self.rows_per_eval = _rows_per_eval(c.data.validation_rows, c.train.batch_size,
+                                        sharding.batch_split(mesh))
+    self.tokens_per_step = c.train.batch_size * c.data.seq_len
+    self.floor = source.loss_floor()
+    self._clock = (time.perf_counter(), step)
+
+  def validate(self, state):
+    return self.trainer.evaluate(state, self.val_rows, self.rows_per_eval)
+
+  def run(self, chunk_hook: ChunkHook | None) -> int:
+    c, first = self.c, self.step
+    evals = set(eval_steps(c.train.steps, c.eval_every))
+    parts: list[dict[str, jax.Array]] = []
+    pending = None
+    last_save = time.perf_counter()
+    for bound in [b for b in chunk_bounds(c.train.steps, c.eval_every,
+                                          c.train.steps_per_dispatch) if b > self.step]:
+      batches = self.source.train_batches(self.step, bound - self.step, c.train.batch_size,
+                                          self.batch_sharding)
+      self.state, chunk_parts = self.trainer.chunk(self.state, batches)
+      parts.append(chunk_parts)
+      self.step = bound
+      if bound in evals:
+        val = self.validate(self.state)
+        if pending is not None:  # the previous evaluation is written while this chunk runs
+          self.write(*pending)
+        pending, parts = (bound, parts, val), []
+        if bound == c.train.steps or time.perf_counter() - last_save >= c.checkpoint_interval_s:
+          self.write(*pending)
+          pending = None
+          self.ckpt.save(bound, {"state": self.state, "data_position": np.asarray(bound)})
+          last_save = time.perf_counter()
+      if chunk_hook is not None:
+        chunk_hook(bound)
+    return self.step - first
+
+  def write(self, step: int, parts: list[dict[str, jax.Array]] | None, val: jax.Array) -> None:
+    """Appends one record per member for the evaluation at `step`, and a progress line."""
+    val = np.asarray(jax.device_get(val))
+    now, (then, since) = time.perf_counter(), self._clock
+    self._clock = (now, step)
+    rate = (step - since) * self.tokens_per_step / max(now - then, 1e-9)
+    host = None if not parts else {
+        k: np.concatenate([np.asarray(jax.device_get(p[k])) for p in parts])
+        for k in parts[0]}
+    records = []
+    for m, seed in enumerate(self.c.init_seeds):
+      r = {"step": int(step), "member": m, "init_seed": int(seed),
+           "tokens": int(step * self.tokens_per_step),
+           "val_loss": float(val[m]), "tokens_per_s": rate,
+           "model_tokens_per_s": rate * len(self.c.init_seeds),
+           "learning_rate": float(self.trainer.learning_rate(step - 1))}
+      r["val_gap"] = None if self.floor is None else r["val_loss"] - self.floor
+      if host is None:  # no training since the last record (a re-measured end)
+        r.update(train_loss=None, train_z_loss=None, grad_norm=None)
+      else:
+        r.update(train_loss=float(np.mean(host["ce"][:, m])),
+                 train_z_loss=float(np.mean(host["z_loss"][:, m])),
+                 grad_norm=float(host["grad_norm"][-1, m]))
+      records.append(r)
+    workdir.append_metrics(self.wd, records)
+    total = self.c.train.steps
+    eta = (total - step) * self.tokens_per_step / rate if rate > 0 else float("nan")
+    log.info("step %d/%d | val loss %s | %.3g tokens/s (x%d members) | ETA %.0f s", step, total,
+             " ".join(f"{v:.3f}" for v in val), rate, len(self.c.init_seeds), eta)
+
+
+def _rows_per_eval(rows: int, batch_size: int, split: int) -> int:
+  """Validation rows per evaluated batch: at most the training batch, a divisor of `rows`
+  that the mesh splits evenly."""
+  best = split
+  for n in range(split, min(rows, batch_size) + 1, split):
+    if rows % n == 0:
+      best = n
+  return best

@@ -1,0 +1,140 @@
+"""Training an ensemble of decoders of one shape as one compiled program.
+
+P members (one per init seed) share every step's text batch; nothing couples them: each has
+its own gradient clipping (by its own global norm), AdamW state and schedule, so a member trains
+exactly as the same model alone would. Parameters and optimizer state carry a leading member
+axis and are sharded over the mesh (`rare_tasks.lm.sharding`); a chunk of steps is one
+`lax.scan` in one dispatch, its batches passed in (generated on the device, or read from disk
+by a text source).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from rare_tasks.lm import model as lm_model
+from rare_tasks.lm import sharding
+
+State = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+  """The optimisation: AdamW, linear warmup then cosine to final_lr_fraction of the peak."""
+
+  steps: int
+  learning_rate: float
+  warmup_steps: int = 0
+  final_lr_fraction: float = 0.01
+  weight_decay: float = 0.05
+  b1: float = 0.9
+  b2: float = 0.95
+  eps: float = 1e-8
+  grad_clip: float = 1.0
+  z_loss: float = 1e-5
+
+
+def schedule(spec: TrainSpec) -> optax.Schedule:
+  """Learning rate at update `count` (0-based): 0 -> peak over warmup_steps, then a cosine down
+  to final_lr_fraction * peak at the last step."""
+  peak = spec.learning_rate
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=peak, warmup_steps=spec.warmup_steps,
+      decay_steps=max(spec.steps, spec.warmup_steps + 1), end_value=peak * spec.final_lr_fraction)
+
+
+def decay_mask(params: lm_model.Params) -> Any:
+  """True where weight decay applies: the weight matrices and the LM head, not the input
+  embedding or any norm weight."""
+  return jax.tree_util.tree_map_with_path(
+      lambda kp, _: str(getattr(kp[-1], "key", "")) == "kernel", params)
+
+
+def optimizer(spec: TrainSpec) -> optax.GradientTransformation:
+  return optax.chain(
+      optax.clip_by_global_norm(spec.grad_clip),
+      optax.adamw(schedule(spec), b1=spec.b1, b2=spec.b2, eps=spec.eps,
+                  weight_decay=spec.weight_decay, mask=decay_mask))
+
+
+class Trainer:
+  """The compiled programs of one ensemble on one mesh: init, a chunk of steps, evaluation."""
+
+  def __init__(self, model: lm_model.Model, spec: TrainSpec, num_members: int, mesh: Mesh):
+    self.model, self.spec, self.mesh = model, spec, mesh
+    self.num_members = num_members
+    self.tx = optimizer(spec)
+    abstract = jax.eval_shape(self._init_state, jax.ShapeDtypeStruct((num_members,), jnp.uint32))
+    self.state_sharding = sharding.state_shardings(mesh, abstract)
+    self.abstract_state = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract,
+        self.state_sharding)
+    rep = sharding.replicated(mesh)
+    self._init = jax.jit(self._init_state, out_shardings=self.state_sharding)
+    self._chunk = jax.jit(self._train_chunk, donate_argnums=0,
+                          out_shardings=(self.state_sharding, rep))
+    self._eval = jax.jit(self._evaluate, static_argnums=2, out_shardings=rep)
+
+  # -- pure functions -------------------------------------------------------------------------
+
+  def _init_state(self, seeds: jax.Array) -> State:
+    params = jax.vmap(lambda s: self.model.init(jax.random.key(s)))(seeds)
+    return {"params": params, "opt": jax.vmap(self.tx.init)(params)}
+
+  def _member_loss(self, params, tokens):
+    logits = self.model.apply(params, tokens[:, :-1])
+    return lm_model.loss(logits, tokens[:, 1:], self.spec.z_loss)
+
+  def _member_step(self, params, opt, tokens):
+    (_, parts), grads = jax.value_and_grad(self._member_loss, has_aux=True)(params, tokens)
+    updates, opt = self.tx.update(grads, opt, params)
+    parts["grad_norm"] = optax.global_norm(grads)
+    return optax.apply_updates(params, updates), opt, parts
+
+  def _train_chunk(self, state: State, batches: jax.Array) -> tuple[State, dict[str, jax.Array]]:
+    """batches (k, B, T+1) -> (state after k steps, {"ce", "z_loss", "grad_norm"}: (k, P))."""
+    step = jax.vmap(self._member_step, in_axes=(0, 0, None))
+
+    def body(carry, tokens):
+      params, opt, parts = step(carry["params"], carry["opt"], tokens)
+      return {"params": params, "opt": opt}, parts
+
+    return jax.lax.scan(body, state, batches)
+
+  def _evaluate(self, params, rows: jax.Array, rows_per_batch: int) -> jax.Array:
+    """Mean next-token cross-entropy of every member over `rows` (N, T+1) -> (P,)."""
+    batches = rows.reshape(-1, rows_per_batch, rows.shape[-1])
+
+    def member(p):
+      per_batch = jax.lax.map(lambda t: self._member_loss(p, t)[1]["ce"], batches)
+      return jnp.mean(per_batch)
+
+    return jax.vmap(member)(params)
+
+  # -- compiled entry points ------------------------------------------------------------------
+
+  def init(self, seeds: np.ndarray) -> State:
+    return self._init(jnp.asarray(seeds, jnp.uint32))
+
+  def chunk(self, state: State, batches: jax.Array) -> tuple[State, dict[str, jax.Array]]:
+    return self._chunk(state, batches)
+
+  def evaluate(self, state: State, rows: jax.Array, rows_per_batch: int) -> jax.Array:
+    return self._eval(state["params"], rows, rows_per_batch)
+
+  def learning_rate(self, count: int) -> float:
+    """The learning rate of update number `count` (0-based)."""
+    return float(schedule(self.spec)(count))
+
+
+def trained_params(state: State, member: int) -> lm_model.Params:
+  """One member's parameters as host arrays (the model alone)."""
+  return jax.tree.map(lambda a: np.asarray(a)[member], jax.device_get(state["params"]))
+
