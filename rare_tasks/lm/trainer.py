@@ -95,7 +95,7 @@ class Trainer:
   def _member_step(self, params, opt, tokens):
     (_, parts), grads = jax.value_and_grad(self._member_loss, has_aux=True)(params, tokens)
     updates, opt = self.tx.update(grads, opt, params)
-    parts["grad_norm"] = optax.global_norm(grads)
+    parts["grad_norm"] = optax.tree.norm(grads)
     return optax.apply_updates(params, updates), opt, parts
 
   def _train_chunk(self, state: State, batches: jax.Array) -> tuple[State, dict[str, jax.Array]]:

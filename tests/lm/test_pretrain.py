@@ -1,0 +1,174 @@
+"""The pretraining study end to end on a tiny config: the work directory, kill and resume
+bit-identical, a finished run reported without training, 1 vs 8 devices, bad input refused."""
+
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from rare_tasks.core import workdir
+from rare_tasks.core.checkpoints import GroupCheckpoints
+from rare_tasks.core.config import ConfigError
+from rare_tasks.core.workdir import WorkdirError
+from rare_tasks.lm import config as lm_config
+from rare_tasks.lm import ladder, pretrain, sharding
+from rare_tasks.lm.model import Model
+from rare_tasks.lm.trainer import Trainer
+
+STEPS = 8
+
+
+def tiny_config():
+  c = lm_config.base_config()
+  c.model.preset = "cpu_d16"
+  c.init_seeds = (0, 1)
+  c.data.update(dict(vocab_size=64, seq_len=16, num_states=64, validation_rows=16))
+  c.train.update(dict(steps=STEPS, warmup_steps=2, steps_per_dispatch=2, batch_size=8))
+  c.eval_every = 4
+  c.checkpoint_interval_s = 0.0
+  return c
+
+
+class Killed(Exception):
+  pass
+
+
+def _final_state(wd):
+  ckpt = GroupCheckpoints(wd / pretrain.CHECKPOINTS_DIR)
+  try:
+    assert ckpt.latest_step() == STEPS
+    like = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype),
+                        {"state": _abstract(), "data_position": np.zeros((), np.int64)})
+    return ckpt.restore(like)
+  finally:
+    ckpt.close()
+
+
+def _abstract():
+  c = lm_config.resolve(tiny_config(), "cpu")
+  spec = pretrain.model_spec(c)
+  mesh = sharding.make_mesh(jax.devices()[:1], 1, 1)
+  return Trainer(Model(spec), pretrain.train_spec(c), 2, mesh).abstract_state
+
+
+def _losses(wd):
+  return [(r["step"], r["member"], r["train_loss"], r["val_loss"])
+          for r in workdir.read_metrics(wd, pretrain.METRICS_KEY)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  wd = tmp_path_factory.mktemp("lm") / "run"
+  report = pretrain.run(tiny_config(), wd)
+  return wd, report
+
+
+def test_a_run_writes_a_self_describing_work_directory(uninterrupted):
+  wd, report = uninterrupted
+  assert report.trained_steps == STEPS
+  for name in ("config.json", "metrics.jsonl", "run.json", "summary.md", "figures/loss.png"):
+    assert (wd / name).exists(), name
+  config = json.loads((wd / "config.json").read_text())
+  shape = ladder.PRESETS["cpu_d16"].shape
+  assert config["model"]["d_model"] == shape.d_model  # the preset's values, resolved
+  assert config["model"]["num_layers"] == shape.num_layers and config["model"]["dtype"] == "float32"
+  assert config["train"]["learning_rate"] == pytest.approx(
+      ladder.default_learning_rate(ladder.PRESETS["cpu_d16"].nominal_size()))
+  info = json.loads((wd / "run.json").read_text())
+  assert info["params"]["total"] == ladder.total_params(shape, 64)
+  assert info["params"]["non_embedding"] == ladder.non_embedding_params(shape)
+  records = workdir.read_metrics(wd, pretrain.METRICS_KEY)
+  assert [(r["step"], r["member"]) for r in records] == [(4, 0), (8, 0), (4, 1), (8, 1)]
+  for r in records:
+    for key in ("step", "member", "tokens", "train_loss", "val_loss", "tokens_per_s"):
+      assert isinstance(r[key], (int, float)), key
+    assert r["tokens"] == r["step"] * 8 * 16
+    assert r["val_gap"] == pytest.approx(r["val_loss"] - info["loss_floor"])
+  assert records[0]["val_loss"] != records[2]["val_loss"]  # two members, two models
+  summary = (wd / "summary.md").read_text()
+  assert "cpu_d16" in summary and f"{info['params']['total']:,}" in summary
+  assert (wd / "figures/loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_killed_run_resumes_bit_identical(uninterrupted, tmp_path):
+  wd, _ = uninterrupted
+  killed = tmp_path / "killed"
+
+  def kill(step):
+    if step == 6:  # after the checkpoint at 4, before the next
+      raise Killed
+
+  with pytest.raises(Killed):
+    pretrain.run(tiny_config(), killed, chunk_hook=kill)
+  resumed = pretrain.run(tiny_config(), killed)
+  assert resumed.trained_steps == STEPS - 4
+  assert _losses(killed) == _losses(wd)
+  a, b = _final_state(wd), _final_state(killed)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_a_finished_run_reports_without_training(uninterrupted, monkeypatch):
+  wd, _ = uninterrupted
+  before = _losses(wd)
+
+  def no_training(*args, **kwargs):
+    raise AssertionError("a finished run trained again")
+
+  monkeypatch.setattr(Trainer, "chunk", no_training)
+  monkeypatch.setattr(Trainer, "init", no_training)
+  report = pretrain.run(tiny_config(), wd)
+  assert report.trained_steps == 0 and _losses(wd) == before
+  assert report.summary["final_val_loss"] == [r[3] for r in before if r[0] == STEPS]
+
+
+def test_a_lost_final_record_is_measured_again_from_the_checkpoint(uninterrupted, tmp_path):
+  wd, _ = uninterrupted
+  copy = tmp_path / "copy"
+  shutil.copytree(wd, copy)
+  lines = (copy / "metrics.jsonl").read_text().splitlines()
+  kept = [line for line in lines if json.loads(line)["step"] != STEPS]
+  (copy / "metrics.jsonl").write_text("\n".join(kept) + "\n")
+  assert pretrain.run(tiny_config(), copy).trained_steps == 0
+  finals = {r["member"]: r for r in workdir.read_metrics(copy, pretrain.METRICS_KEY)
+            if r["step"] == STEPS}
+  want = {m: v for s, m, _, v in _losses(wd) if s == STEPS}
+  assert {m: r["val_loss"] for m, r in finals.items()} == want
+  assert all(r["train_loss"] is None for r in finals.values())
+
+
+def test_one_device_gives_the_same_run_as_eight(uninterrupted, tmp_path):
+  wd, _ = uninterrupted
+  pretrain.run(tiny_config(), tmp_path / "one", devices=jax.devices()[:1])
+  one, eight = _losses(tmp_path / "one"), _losses(wd)
+  assert [r[:2] for r in one] == [r[:2] for r in eight]
+  np.testing.assert_allclose([r[2:] for r in one], [r[2:] for r in eight], rtol=2e-5)
+
+
+def test_another_config_in_the_same_work_directory_is_refused(uninterrupted):
+  wd, _ = uninterrupted
+  c = tiny_config()
+  c.train.learning_rate = 1e-3
+  with pytest.raises(WorkdirError, match="learning_rate"):
+    pretrain.run(c, wd)
+
+
+@pytest.mark.parametrize("change,field", [
+    (lambda c: c.model.update(dict(preset="5M")), "model.preset"),
+    (lambda c: c.model.update(dict(block="olmo3")), "model.block"),
+    (lambda c: c.data.update(dict(corpus="dolma")), "data.corpus"),
+    (lambda c: c.model.update(dict(d_model=18, num_heads=4)), "model.num_heads"),
+    (lambda c: c.model.update(dict(d_model=20, num_heads=4)), "model.num_heads"),
+    (lambda c: c.data.update(dict(seq_len=3)), "data.seq_len"),
+    (lambda c: c.train.update(dict(batch_size=6)), "train.batch_size"),
+    (lambda c: c.update(dict(init_seeds=tuple(range(8)))) or c.model.update(dict(preset="4B")),
+     "model.preset"),
+])
+def test_bad_input_is_refused_before_any_compute(change, field, tmp_path):
+  c = tiny_config()
+  change(c)
+  with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+    pretrain.run(c, tmp_path / "bad")
+  assert not (tmp_path / "bad").exists()
