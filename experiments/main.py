@@ -7,6 +7,7 @@ Every mistake in a flag, the config or the work directory is one line on stderr 
 
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -27,6 +28,14 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False,
 _CPU_DEVICES = flags.DEFINE_integer(
     "cpu_devices", 0, "On CPU, the number of JAX devices the ensembles are sharded over "
     "(0: one per core). Accelerators are not affected.", lower_bound=0)
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "One of several processes (jax.distributed.initialize): on TPU "
+    "slices, SLURM, MPI and Kubernetes the rest is detected; elsewhere give the three flags "
+    "below. Process 0 writes the work directory.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0 (with --distributed).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes (with --distributed).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process (with --distributed).")
 
 
 def _fail(error: Exception) -> None:
@@ -45,6 +54,8 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
   mesh.use_cpu_cores(_CPU_DEVICES.value)
+  if _DISTRIBUTED.value:
+    mesh.start_processes(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
     report = studies.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
   except (ConfigError, WorkdirError) as e:
@@ -52,7 +63,8 @@ def main(argv):
   except OSError as e:  # the work directory could not be written (full, gone, read-only)
     _fail(f"cannot write {e.filename or _WORKDIR.value}: {e.strerror or e}")
   s = report.summary
-  print(f"{report.workdir}/summary.md: {s['headline']}; wall {report.wall_s:.1f} s")
+  if jax.process_index() == 0:
+      print(f"{report.workdir}/summary.md: {s['headline']}; wall {report.wall_s:.1f} s")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,15 @@ def use_cpu_cores(count: int = 0) -> int:
   return count
 
 
+def start_processes(coordinator_address: str | None = None, num_processes: int | None = None,
+                    process_id: int | None = None) -> None:
+  """Joins this process to the others of a multi-process run (before any JAX computation);
+  jax.devices() then lists every process's devices. CPU processes exchange collectives over
+  gloo (TCP), so the same program runs on several CPU hosts."""
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address, num_processes, process_id)
+
+
 def ensemble_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
   """A 1-D mesh over `devices` (default: all devices)."""
   devices = list(devices) if devices is not None else jax.devices()

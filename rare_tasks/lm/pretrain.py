@@ -58,8 +58,9 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   source = data.source_of(c)
   spec = model_spec(c)
   info = run_info(c, spec, source, mesh)
-  info["memory"] = memory.check_fits(c.model.preset, info["params"]["total"], members,
-                                     member_split, c.mesh.fsdp, devices)
+  trainer = Trainer(Model(spec), train_spec(c), members, mesh)  # traced, not compiled
+  info["memory"] = memory.check_fits(c.model.preset, trainer.abstract_state,
+                                     info["params"]["total"], members, devices)
   # 2. The work directory.
   wd = workdir.prepare(workdir_path, c, overwrite, defaults=lm_config.base_config(),
                        run_files=run_files, not_identity=lm_config.NOT_IDENTITY)
@@ -70,8 +71,7 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
            f"{p['non_embedding']:,}", ladder.size_name(p["nominal"]), members,
            dict(mesh.shape), info["memory"])
   # 3. Training.
-  trained = train(c, wd, source, Trainer(Model(spec), train_spec(c), members, mesh),
-                  chunk_hook)
+  trained = train(c, wd, source, trainer, chunk_hook)
   # 4. The report.
   summary = report.write(wd, c, info, workdir.read_metrics(wd, METRICS_KEY))
   return RunReport(wd, trained, time.perf_counter() - start, summary)

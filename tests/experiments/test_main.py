@@ -18,6 +18,7 @@ SMALL = ["--config=configs/width_by_frequency.py:smoke", "--config.train.steps=4
          "--config.eval_every=50", "--config.checkpoint_interval_s=0",
          "--config.grid.rare_frequency=(0.03,0.2)"]
 WIDTHS = "--config.grid.width=(2,8)"
+LM = "--config=configs/lm_pretrain.py:smoke"
 
 
 def _main(*args, file_size_kb=None):
@@ -67,6 +68,14 @@ REFUSED = {
         "error: configs/width_by_frequency.py:smok: unknown preset; allowed: ('default', "
         "'smoke')"),
     "unknown flag": (["--workdri=x"], "error: Unknown command line flag 'workdri'"),
+    "language model: unknown preset": (
+        [LM, "--config.model.preset=5M"], "error: config.model.preset = '5M': allowed: one of"),
+    "language model: heads that do not divide d_model": (
+        [LM, "--config.model.d_model=40", "--config.model.num_heads=3"],
+        "error: config.model.num_heads = 3: allowed: a divisor of model.d_model = 40"),
+    "language model: a batch the devices do not split": (
+        [LM, "--config.init_seeds=(0,)", "--config.train.batch_size=33"],
+        "error: config.train.batch_size = 33: allowed: a multiple of "),
     "work directory that cannot be created": (
         [WIDTHS, "--workdir={tmp}/file/wd"],
         "error: {tmp}/file/wd: cannot create or write the work directory"),
@@ -82,7 +91,8 @@ def refused(tmp_path_factory):
     (tmp / "file").write_text("not a folder")
     args = [a.replace("{tmp}", str(tmp)) for a in args]
     workdir = [] if any(a.startswith("--workdir") for a in args) else [f"--workdir={tmp / 'wd'}"]
-    preset = [] if name == "misspelt field of the default config" else SMALL
+    own_config = name == "misspelt field of the default config" or LM in args
+    preset = [] if own_config else SMALL
     procs[name] = (_main(*preset, *args, *workdir), tmp)
   yield procs
   for proc, _ in procs.values():

@@ -87,8 +87,10 @@ def test_decoder_matches_a_numpy_implementation_of_its_equations(block, tie):
 
 
 def test_the_blocks_differ_and_olmo1_has_no_qk_norm():
-  p2 = model.Model(model.ModelSpec(SHAPE, 40, block="olmo2")).init(jax.random.key(0))
-  p1 = model.Model(model.ModelSpec(SHAPE, 40, block="olmo1")).init(jax.random.key(0))
+  p2 = jax.eval_shape(model.Model(model.ModelSpec(SHAPE, 40, block="olmo2")).init,
+                      jax.random.key(0))
+  p1 = jax.eval_shape(model.Model(model.ModelSpec(SHAPE, 40, block="olmo1")).init,
+                      jax.random.key(0))
   assert "q_norm" in p2["layers"]["attention"] and "q_norm" not in p1["layers"]["attention"]
   # QK-norm is over the whole projection (heads x head_dim), not per head.
   assert p2["layers"]["attention"]["q_norm"]["weight"].shape == (2, SHAPE.d_model)

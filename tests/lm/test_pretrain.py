@@ -2,7 +2,12 @@
 bit-identical, a finished run reported without training, 1 vs 8 devices, bad input refused."""
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -18,6 +23,7 @@ from rare_tasks.lm.model import Model
 from rare_tasks.lm.trainer import Trainer
 
 STEPS = 8
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_config():
@@ -145,6 +151,40 @@ def test_one_device_gives_the_same_run_as_eight(uninterrupted, tmp_path):
   one, eight = _losses(tmp_path / "one"), _losses(wd)
   assert [r[:2] for r in one] == [r[:2] for r in eight]
   np.testing.assert_allclose([r[2:] for r in one], [r[2:] for r in eight], rtol=2e-5)
+
+
+def _tiny_flags() -> list[str]:
+  """tiny_config() as command-line overrides of configs/lm_pretrain.py."""
+  c = tiny_config()
+  fields = {"model.preset": c.model.preset, "init_seeds": "(0,1)", "eval_every": c.eval_every,
+            "checkpoint_interval_s": 0.0,
+            **{f"data.{k}": c.data[k] for k in ("vocab_size", "seq_len", "num_states",
+                                                "validation_rows")},
+            **{f"train.{k}": c.train[k] for k in ("steps", "warmup_steps",
+                                                  "steps_per_dispatch", "batch_size")}}
+  return ["--config=configs/lm_pretrain.py"] + [f"--config.{k}={v}" for k, v in fields.items()]
+
+
+def test_two_processes_of_four_devices_give_the_run_of_one_process_of_eight(uninterrupted,
+                                                                            tmp_path):
+  wd, _ = uninterrupted
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  with socket.socket() as s:  # a free port for the coordinator
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "experiments.main", *_tiny_flags(), f"--workdir={tmp_path / 'wd'}",
+       "--distributed", f"--coordinator_address=localhost:{port}", "--num_processes=2",
+       f"--process_id={i}"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True) for i in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+  assert "summary.md" in outs[0][0] and "summary.md" not in outs[1][0]  # process 0 reports
+  two, one = _losses(tmp_path / "wd"), _losses(wd)
+  assert [r[:2] for r in two] == [r[:2] for r in one]  # each record written once
+  np.testing.assert_allclose([r[2:] for r in two], [r[2:] for r in one], rtol=2e-5)
+  assert _final_state(tmp_path / "wd")["data_position"] == STEPS
 
 
 def test_another_config_in_the_same_work_directory_is_refused(uninterrupted):
