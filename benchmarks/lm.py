@@ -29,7 +29,7 @@ import numpy as np
 from benchmarks import timing
 from rare_tasks.core import mesh as core_mesh
 from rare_tasks.lm import ladder, sharding
-from rare_tasks.lm.data.markov import MarkovSource
+from rare_tasks.lm.data.markov import MAX_SYMBOLS, MarkovSource
 from rare_tasks.lm.model import Model, ModelSpec
 from rare_tasks.lm.trainer import Trainer, TrainSpec
 
@@ -62,7 +62,8 @@ class Timed:
     mesh = sharding.make_mesh(devices, members, 1)
     self.trainer = Trainer(Model(spec), TrainSpec(steps=10**6, learning_rate=1e-3), case.members,
                            mesh)
-    self.source = MarkovSource(vocab_size=args.vocab, seq_len=args.seq_len, num_states=256)
+    self.source = MarkovSource(vocab_size=args.vocab, seq_len=args.seq_len, num_states=256,
+                               num_symbols=min(args.vocab - 1, MAX_SYMBOLS))
     self.batches = sharding.batch_sharding(mesh, leading=1)
     self.state = self.trainer.init(np.arange(case.members))
     self.steps, self.batch, self.step = args.steps, args.batch, 0

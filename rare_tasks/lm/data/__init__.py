@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import jax
 import ml_collections
 
-from rare_tasks.lm.data.markov import MarkovSource
+from rare_tasks.lm.data.markov import MAX_SYMBOLS, MarkovSource
 
 CORPORA = ("synthetic",)
 
@@ -47,5 +47,8 @@ def source_of(config: ml_collections.ConfigDict) -> TextSource:
     return MarkovSource(vocab_size=d.vocab_size, seq_len=d.seq_len, seed=d.seed,
                         num_states=d.num_states, context_classes=d.context_classes,
                         successors=d.successors,
-                        zipf_exponent=d.zipf_exponent, eos_probability=d.eos_probability)
+                        zipf_exponent=d.zipf_exponent, eos_probability=d.eos_probability,
+                        # A larger vocabulary (a ladder preset's 50K) keeps its embedding rows;
+                        # the source speaks the first MAX_SYMBOLS of them.
+                        num_symbols=min(d.vocab_size - 1, MAX_SYMBOLS))
   raise ValueError(f"config.data.corpus = {d.corpus!r}: allowed: one of {list(CORPORA)}")
