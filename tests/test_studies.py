@@ -5,6 +5,8 @@ import pytest
 
 from rare_tasks import studies
 from rare_tasks.core.config import ConfigError
+from rare_tasks.lm.config import base_config as lm_base_config
+from rare_tasks.lm.pretrain import CPU_XLA_FLAGS
 from rare_tasks.synthetic.config import base_config
 
 
@@ -41,6 +43,12 @@ def test_an_unknown_study_is_refused_before_anything_is_written(tmp_path):
   c = base_config()
   c.study = "grdi"
   with pytest.raises(ConfigError, match=r"config.study = 'grdi': allowed: one of \['grid', "
-                                        r"'mixture_design'\]"):
+                                        r"'lm_pretrain', 'mixture_design'\]"):
     studies.run(c, tmp_path / "wd")
   assert not (tmp_path / "wd").exists()
+
+
+def test_the_pretraining_study_runs_with_its_cpu_flags_and_the_grid_with_none():
+  assert studies.cpu_xla_flags(lm_base_config()) == CPU_XLA_FLAGS != ()
+  assert studies.cpu_xla_flags(base_config()) == ()
+  assert studies.cpu_xla_flags(None) == ()

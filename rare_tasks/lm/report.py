@@ -34,9 +34,13 @@ def loss_figure(path: Path, members: dict[int, list[dict[str, Any]]], floor: flo
     tokens = np.array([r["tokens"] for r in rows], float)
     ax.plot(tokens, [r["val_loss"] for r in rows], "-o", ms=3, color=colors[i],
             label=f"member {m} (seed {rows[0]['init_seed']}) validation")
-    train = [(t, r["train_loss"]) for t, r in zip(tokens, rows) if r["train_loss"] is not None]
+    # A train loss is the mean over the steps since the previous evaluation: drawn mid-way.
+    starts = np.concatenate([[0.0], tokens[:-1]])
+    train = [((a + b) / 2, r["train_loss"]) for a, b, r in zip(starts, tokens, rows)
+             if r["train_loss"] is not None]
     if train:
-      ax.plot(*zip(*train), "--", color=colors[i], alpha=0.8, label=f"member {m} train")
+      ax.plot(*zip(*train), "--", color=colors[i], alpha=0.8,
+              label=f"member {m} train (mean of each interval)")
   if floor is not None:
     ax.axhline(floor, color="firebrick", lw=1, ls=":", label=f"entropy floor {floor:.3f}")
   ax.set_xscale("log")

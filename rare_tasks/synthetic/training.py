@@ -24,6 +24,7 @@ from rare_tasks.core import mesh as meshes
 from rare_tasks.core import traces, workdir
 from rare_tasks.core.checkpoints import GroupCheckpoints
 from rare_tasks.core.progress import Progress, log
+from rare_tasks.core.steps import eval_steps
 from rare_tasks.synthetic import ensemble
 from rare_tasks.synthetic.grid import Cell, Group
 from rare_tasks.synthetic.models import model_of
@@ -58,12 +59,6 @@ def spec_of(config: ml_collections.ConfigDict, group: Group,
   """Everything static about training `group`."""
   return ensemble.EnsembleSpec(model_of(config.model.name, group.static, task), task,
                                train_spec_of(config), measure_spec_of(config))
-
-
-def eval_steps(total: int, every: int) -> list[int]:
-  """The steps at which cells are measured (and may be checkpointed): multiples and the end."""
-  steps = list(range(every, total, every))
-  return steps + [total]
 
 
 def group_constants(task: TaskFamily, rows: Sequence[Sequence[Cell]]) -> ensemble.Constants:

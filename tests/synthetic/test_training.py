@@ -1,4 +1,4 @@
-"""Tests of rare_tasks/synthetic/training.py: evaluation steps, group constants from the cells,
+"""Tests of rare_tasks/synthetic/training.py: group constants from the cells,
 deferred metrics, a lost final record measured again, and records that forward what the family
 measures."""
 
@@ -13,12 +13,6 @@ from rare_tasks.synthetic import grid_study, training
 from rare_tasks.synthetic.grid import expand, group_cells
 from rare_tasks.synthetic.tasks import task_of
 from tests.synthetic.conftest import tiny_config
-
-
-def test_eval_steps():
-  assert training.eval_steps(60, 20) == [20, 40, 60]
-  assert training.eval_steps(50, 20) == [20, 40, 50]
-  assert training.eval_steps(10, 20) == [10]
 
 
 def test_group_constants_come_from_the_cells():
