@@ -1,6 +1,7 @@
 """Tests of rare_tasks/studies.py: config.study -> its study, with every study's files for
 --overwrite, and an unknown study refused before anything is written."""
 
+import jax
 import pytest
 
 from rare_tasks import studies
@@ -49,6 +50,7 @@ def test_an_unknown_study_is_refused_before_anything_is_written(tmp_path):
 
 
 def test_the_pretraining_study_runs_with_its_cpu_flags_and_the_grid_with_none():
-  assert studies.cpu_xla_flags(lm_base_config()) == CPU_XLA_FLAGS != ()
+  assert studies.cpu_xla_flags(lm_base_config()) == CPU_XLA_FLAGS
+  assert CPU_XLA_FLAGS != () or not jax.__version__.startswith("0.10.")
   assert studies.cpu_xla_flags(base_config()) == ()
   assert studies.cpu_xla_flags(None) == ()
