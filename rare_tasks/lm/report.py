@@ -44,6 +44,7 @@ def loss_figure(path: Path, members: dict[int, list[dict[str, Any]]], floor: flo
   if floor is not None:
     ax.axhline(floor, color="firebrick", lw=1, ls=":", label=f"entropy floor {floor:.3f}")
   ax.set_xscale("log")
+  ax.xaxis.set_minor_formatter(plots.plt.NullFormatter())  # major ticks only: no overlap
   ax.set_xlabel("tokens trained (per model)")
   ax.set_ylabel("next-token loss (nats)")
   ax.set_title(title, fontsize=10)

@@ -1,6 +1,8 @@
 """The language-model config: a preset resolved into every shape field, the ladder's learning
 rate and batch, the platform's dtype, and each refusal naming its field and value."""
 
+import importlib.util
+import pathlib
 import re
 
 import pytest
@@ -220,3 +222,15 @@ def test_check_mesh_refuses_members_not_dividing_the_devices_fsdp_leaves():
   config.check_mesh(c, 8)
   c.mesh.members = 0  # automatic: always allowed
   config.check_mesh(c, 8)
+
+
+def test_every_preset_of_the_pretraining_study_file_resolves():
+  path = pathlib.Path(__file__).resolve().parents[2] / "configs" / "lm_pretrain.py"
+  spec = importlib.util.spec_from_file_location("_study_lm_pretrain", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  for preset in module.PRESETS:
+    c = config.resolve(module.get_config(preset), "cpu")
+    assert c.study == "lm_pretrain" and c.model.d_model is not None
+  with pytest.raises(ConfigError, match="configs/lm_pretrain.py:nope: unknown preset"):
+    module.get_config("nope")

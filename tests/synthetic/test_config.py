@@ -324,7 +324,17 @@ def test_every_grid_axis_is_present_and_unset_axes_are_left_out():
   validate(c)
 
 
-@pytest.mark.parametrize("study", sorted(p.stem for p in CONFIGS.glob("*.py")))
+# The synthetic track's study files: every config file whose default is a synthetic study.
+SYNTHETIC_CONFIGS = sorted(p.stem for p in CONFIGS.glob("*.py")
+                           if _load_study(p.stem).get_config().study in schema.STUDIES)
+
+
+def test_the_synthetic_study_files_are_found():
+  assert {"width_by_frequency", "retention", "mixture_design"} <= set(SYNTHETIC_CONFIGS)
+  assert "lm_pretrain" not in SYNTHETIC_CONFIGS
+
+
+@pytest.mark.parametrize("study", SYNTHETIC_CONFIGS)
 def test_every_study_preset_validates(study):
   module = _load_study(study)
   for preset in module.PRESETS:
