@@ -10,7 +10,6 @@ named by width. Head counts follow the OLMo model ladder (d_model / heads even, 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 # The vocabulary the paper's size names are counted at (GPT-NeoX 50,280 padded to 50,304).
 NAMING_VOCAB = 50_304
@@ -124,7 +123,3 @@ def size_name(count: float) -> str:
     if count >= scale:
       return f"{count / scale:.3g}{unit}"
   return str(int(count))
-
-
-def round_up(n: int, multiple: int) -> int:
-  return multiple * math.ceil(n / multiple)
