@@ -7,14 +7,13 @@ Every mistake in a flag, the config or the work directory is one line on stderr 
 
 import sys
 
-import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from rare_tasks import studies
 from rare_tasks.core import command_line, mesh
 from rare_tasks.core.config import ConfigError
-from rare_tasks.core.workdir import WorkdirError
+from rare_tasks.core.workdir import WorkdirError, is_writer
 
 DEFAULT_CONFIG = "configs/width_by_frequency.py"
 # No default here: config_flags would load it, and apply the overrides, at this line; parse()
@@ -63,8 +62,8 @@ def main(argv):
   except OSError as e:  # the work directory could not be written (full, gone, read-only)
     _fail(f"cannot write {e.filename or _WORKDIR.value}: {e.strerror or e}")
   s = report.summary
-  if jax.process_index() == 0:
-      print(f"{report.workdir}/summary.md: {s['headline']}; wall {report.wall_s:.1f} s")
+  if is_writer():  # process 0 of a multi-process run
+    print(f"{report.workdir}/summary.md: {s['headline']}; wall {report.wall_s:.1f} s")
 
 
 if __name__ == "__main__":

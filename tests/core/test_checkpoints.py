@@ -1,6 +1,8 @@
 """Tests of rare_tasks/core/checkpoints.py: a round trip, the latest step, the final step."""
 
+import jax
 import numpy as np
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from rare_tasks.core.checkpoints import GroupCheckpoints
 
@@ -31,3 +33,19 @@ def test_keeps_at_most_two_checkpoints(tmp_path):
     ckpt.save(step, _state(step))
   ckpt.close()
   assert sorted(p.name for p in (tmp_path / "g").iterdir() if p.name.isdigit()) == ["2", "3"]
+
+
+def test_a_sharded_state_restores_onto_another_sharding(tmp_path):
+  mesh8 = jax.make_mesh((8,), ("x",), axis_types=(AxisType.Auto,))
+  mesh2 = jax.make_mesh((2,), ("x",), devices=jax.devices()[:2], axis_types=(AxisType.Auto,))
+  a = jax.device_put(np.arange(32.0).reshape(16, 2), NamedSharding(mesh8, PartitionSpec("x")))
+  ckpt = GroupCheckpoints(tmp_path / "c")
+  ckpt.save(3, {"w": a, "step": np.asarray(3)})
+  target = NamedSharding(mesh2, PartitionSpec(None, "x"))
+  like = {"w": jax.ShapeDtypeStruct((16, 2), a.dtype, sharding=target),
+          "step": np.zeros((), np.int64)}
+  out = ckpt.restore(like)
+  ckpt.close()
+  assert out["w"].sharding == target and isinstance(out["step"], np.ndarray)
+  np.testing.assert_array_equal(np.asarray(out["w"]), np.arange(32.0).reshape(16, 2))
+  assert int(out["step"]) == 3
