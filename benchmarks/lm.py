@@ -28,7 +28,7 @@ import numpy as np
 
 from benchmarks import timing
 from rare_tasks.core import mesh as core_mesh
-from rare_tasks.lm import ladder, pretrain, sharding
+from rare_tasks.lm import ladder, sharding
 from rare_tasks.lm.data.markov import MAX_SYMBOLS, MarkovSource
 from rare_tasks.lm.model import Model, ModelSpec
 from rare_tasks.lm.trainer import Trainer, TrainSpec
@@ -121,8 +121,6 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--vocab", type=int, default=512)
   p.add_argument("--layers", type=int, default=2, help="layers (0: the preset's)")
   p.add_argument("--matmul", type=int, default=2048, help="size of the reference matmul")
-  p.add_argument("--ynn", action="store_true",
-                 help="keep XLA:CPU's YNNPACK fusions (the pretraining study turns them off)")
   return p.parse_args(argv)
 
 
@@ -148,8 +146,7 @@ def ratios(r: dict[str, Any], single: str, ensemble: str) -> dict[str, float]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   args = _arguments(argv)
   if not args.gpu:
-    # Before any JAX computation, as experiments.main does for the pretraining study.
-    core_mesh.use_cpu_cores(xla_flags=() if args.ynn else pretrain.CPU_XLA_FLAGS)
+    core_mesh.use_cpu_cores()  # before any JAX computation, as experiments.main does
   if args.gpu:
     args.seq_len, args.vocab, args.layers, args.matmul = 2048, 50_304, 0, 8192
   device = jax.devices()[0]

@@ -52,7 +52,7 @@ def parse(argv):
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
-  mesh.use_cpu_cores(_CPU_DEVICES.value, studies.cpu_xla_flags(_CONFIG.value))
+  mesh.use_cpu_cores(_CPU_DEVICES.value)
   if _DISTRIBUTED.value:
     mesh.start_processes(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:

@@ -22,12 +22,6 @@ STUDIES = {"grid": grid_study, "mixture_design": mixture_design, "lm_pretrain": 
 RUN_FILES = declared_files(*(s.FILES for s in STUDIES.values()))
 
 
-def cpu_xla_flags(config: ml_collections.ConfigDict | None) -> tuple[str, ...]:
-  """The XLA:CPU flags the study of `config` runs with (set before JAX starts)."""
-  study = STUDIES.get(config.get("study")) if config is not None else None
-  return tuple(getattr(study, "CPU_XLA_FLAGS", ()))
-
-
 def run(config: ml_collections.ConfigDict, workdir_path: str | Path, **kwargs: Any) -> RunReport:
   """Runs (or resumes, or reports) the study of `config`; the study checks the config first."""
   study = config.get("study")

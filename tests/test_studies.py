@@ -1,13 +1,10 @@
 """Tests of rare_tasks/studies.py: config.study -> its study, with every study's files for
 --overwrite, and an unknown study refused before anything is written."""
 
-import jax
 import pytest
 
 from rare_tasks import studies
 from rare_tasks.core.config import ConfigError
-from rare_tasks.lm.config import base_config as lm_base_config
-from rare_tasks.lm.pretrain import CPU_XLA_FLAGS
 from rare_tasks.synthetic.config import base_config
 
 
@@ -48,9 +45,3 @@ def test_an_unknown_study_is_refused_before_anything_is_written(tmp_path):
     studies.run(c, tmp_path / "wd")
   assert not (tmp_path / "wd").exists()
 
-
-def test_the_pretraining_study_runs_with_its_cpu_flags_and_the_grid_with_none():
-  assert studies.cpu_xla_flags(lm_base_config()) == CPU_XLA_FLAGS
-  assert CPU_XLA_FLAGS != () or not jax.__version__.startswith("0.10.")
-  assert studies.cpu_xla_flags(base_config()) == ()
-  assert studies.cpu_xla_flags(None) == ()

@@ -19,18 +19,13 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 AXIS = "ensemble"
 
 
-def use_cpu_cores(count: int = 0, xla_flags: Sequence[str] = ()) -> int:
-  """On the CPU platform, one JAX device per core (or `count`), so ensembles use every core;
-  `xla_flags` (a study's CPU compiler flags) are added to XLA_FLAGS unless it sets them.
+def use_cpu_cores(count: int = 0) -> int:
+  """On the CPU platform, one JAX device per core (or `count`), so ensembles use every core.
 
   Must run before JAX starts its backends; leaves an explicit
   --xla_force_host_platform_device_count in XLA_FLAGS alone. Accelerators are not affected.
   Returns the CPU device count asked for (0 when left to XLA_FLAGS).
   """
-  present = os.environ.get("XLA_FLAGS", "")
-  added = [f for f in xla_flags if f.split("=")[0] not in present]
-  if added:
-    os.environ["XLA_FLAGS"] = " ".join([present, *added]).strip()
   if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
     return 0
   count = count or os.cpu_count() or 1

@@ -80,14 +80,15 @@ class Attention(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     s = self.spec.shape
     dense = _dense_factory(self.spec)
-    q, k, v = (dense(s.d_model, name=n)(x) for n in ("q", "k", "v"))
+    flat = x.reshape(-1, s.d_model)  # 2-D matmuls: on CPU their backward needs no transposes
+    q, k, v = (dense(s.d_model, name=n)(flat).reshape(x.shape) for n in ("q", "k", "v"))
     if self.spec.block == "olmo2":  # QK-norm over the whole projections, before the head split
       q, k = RMSNorm(name="q_norm")(q), RMSNorm(name="k_norm")(k)
     heads = lambda a: a.reshape(*a.shape[:-1], s.num_heads, s.head_dim)  # noqa: E731
     q, k, v = rope(heads(q)), rope(heads(k)), heads(v)
     out = jax.nn.dot_product_attention(q, k, v, is_causal=True,
                                        implementation=ATTENTION[self.spec.attention])
-    return dense(s.d_model, name="o")(out.reshape(*x.shape[:-1], s.d_model))
+    return dense(s.d_model, name="o")(out.reshape(-1, s.d_model)).reshape(x.shape)
 
 
 class MLP(nn.Module):
@@ -97,8 +98,9 @@ class MLP(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     dense = _dense_factory(self.spec)
     hidden = self.spec.shape.mlp_hidden
-    gate, up = dense(hidden, name="gate")(x), dense(hidden, name="up")(x)
-    return dense(self.spec.shape.d_model, name="down")(nn.silu(gate) * up)
+    flat = x.reshape(-1, x.shape[-1])
+    gate, up = dense(hidden, name="gate")(flat), dense(hidden, name="up")(flat)
+    return dense(self.spec.shape.d_model, name="down")(nn.silu(gate) * up).reshape(x.shape)
 
 
 class Block(nn.Module):
@@ -133,11 +135,12 @@ class Decoder(nn.Module):
                      length=spec.shape.num_layers, unroll=unroll_of(spec.shape.num_layers))
     x, _ = layers(spec, name="layers")(x, None)
     x = RMSNorm(name="final_norm")(x)
+    flat = x.reshape(-1, spec.shape.d_model)
     if spec.tie_embeddings:
-      logits = x @ embedding.T.astype(dtype)
+      logits = flat @ embedding.T.astype(dtype)
     else:
-      logits = _dense_factory(spec)(spec.vocab_size, name="lm_head")(x)
-    return logits.astype(jnp.float32)
+      logits = _dense_factory(spec)(spec.vocab_size, name="lm_head")(flat)
+    return logits.reshape(*tokens.shape, spec.vocab_size).astype(jnp.float32)
 
 
 def unroll_of(num_layers: int) -> int:

@@ -39,12 +39,6 @@ CHECKPOINTS_DIR = "checkpoints"
 RUN_FILE = "run.json"
 FILES = (CHECKPOINTS_DIR, RUN_FILE, *report.FILES)
 METRICS_KEY = ("member", "step")
-# XLA:CPU flags of this study's processes (rare_tasks.core.mesh.use_cpu_cores): without the
-# YNNPACK fusions the decoder's small matmuls ran a cpu_d32 step 25-40% faster (benchmarks.lm).
-# An experimental flag (XLA refuses unknown flags at start-up): set only on the jax release it
-# was measured on.
-CPU_XLA_FLAGS = (("--xla_cpu_experimental_ynn_fusion_type=",)
-                 if jax.__version__.startswith("0.10.") else ())
 # Called after every chunk with the step reached; a test raises from it to simulate a kill.
 ChunkHook = Callable[[int], None]
 

@@ -1,7 +1,5 @@
 """Tests of rare_tasks/core/mesh.py: layout choice, padding, the ensemble mesh and shardings."""
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -84,10 +82,3 @@ def test_stream_sharding_and_replicated():
   assert {s.data.shape for s in rep.addressable_shards} == {(8, 4)}
   assert len(rep.addressable_shards) == 8
 
-
-def test_a_studys_cpu_flags_join_xla_flags_once_and_never_override(monkeypatch):
-  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_b=2")
-  assert meshes.use_cpu_cores(0, ("--xla_a=", "--xla_b=3")) == 0  # the device count is left alone
-  assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=8 --xla_b=2 --xla_a="
-  meshes.use_cpu_cores(0, ("--xla_a=",))
-  assert os.environ["XLA_FLAGS"].count("--xla_a=") == 1
