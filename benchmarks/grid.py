@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from benchmarks import timing
 from rare_tasks.core import mesh
@@ -102,27 +101,6 @@ class _Trainer:
       times.append(time.perf_counter() - start)
     return times
 
-
-
-def _seconds(fn: Callable[[], Any]) -> Callable[[], float]:
-  def timed() -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-  return timed
-
-
-def _matmul_timer(device: jax.Device) -> tuple[Callable[[], float], float]:
-  """A timer of one float32 MATMUL_SIZE^2 matmul, compiled and warmed up; and its compile time."""
-  n = MATMUL_SIZE
-  ka, kb = jax.random.split(jax.random.key(0))
-  a = jax.device_put(jax.random.normal(ka, (n, n), jnp.float32), device)
-  b = jax.device_put(jax.random.normal(kb, (n, n), jnp.float32), device)
-  start = time.perf_counter()
-  matmul = jax.jit(jnp.matmul).lower(a, b).compile()
-  compile_s = time.perf_counter() - start
-  jax.block_until_ready(matmul(a, b))
-  return _seconds(lambda: jax.block_until_ready(matmul(a, b))), compile_s
 
 
 def bench_group(config, group: Group, task, args, device: jax.Device,
@@ -265,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   for group in groups:
     extra: dict[str, Callable[[], float]] = {}
     if group is widest:
-      extra["matmul"], matmul_compile_s = _matmul_timer(device)
+      extra["matmul"], matmul_compile_s = timing.matmul_timer(device, MATMUL_SIZE)
     r = bench_group(config, group, task, args, device, extra)
     results["ensemble_vs_loop"][str(r["width"])] = r
     print(f"width {r['width']:>3}: loop {r['loop_model_steps_per_s']:,.0f} model-steps/s, "

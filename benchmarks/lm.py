@@ -19,11 +19,10 @@ import dataclasses
 import json
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import timing
@@ -80,23 +79,10 @@ class Timed:
     return time.perf_counter() - start
 
 
-def matmul_timer(device: jax.Device, n: int, dtype) -> tuple[Callable[[], float], float]:
-  """A timer of one n x n @ n x n matmul on `device`, and its FLOPs."""
-  a = jax.device_put(jnp.ones((n, n), dtype), device)
-  f = jax.jit(jnp.matmul).lower(a, a).compile()
-  jax.block_until_ready(f(a, a))
-
-  def run() -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(f(a, a))
-    return time.perf_counter() - start
-
-  return run, 2.0 * n ** 3
-
-
 def measure(cases: Sequence[Case], args: argparse.Namespace) -> dict[str, Any]:
   timed = {c.name: Timed(c, args) for c in cases}
-  matmul, matmul_flops = matmul_timer(jax.devices()[0], args.matmul, cases[0].dtype)
+  matmul, _ = timing.matmul_timer(jax.devices()[0], args.matmul, cases[0].dtype)
+  matmul_flops = 2.0 * args.matmul ** 3
   timers = {name: t.run for name, t in timed.items()} | {"matmul": matmul}
   raw = timing.interleaved(timers, args.repeats)
   matmul_rate = matmul_flops / statistics.median(raw["matmul"])

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from rare_tasks.core import mesh
@@ -64,6 +65,29 @@ class ShardedGroup:
     self.state, loss, _ = self._run.chunk(self.state, self._steps)
     jax.block_until_ready((self.state, loss))
     return time.perf_counter() - start
+
+
+def seconds(fn: Callable[[], Any]) -> Callable[[], float]:
+  """A timer: calls fn and returns the seconds it took."""
+  def timed() -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+  return timed
+
+
+def matmul_timer(device: jax.Device, n: int,
+                 dtype: Any = jnp.float32) -> tuple[Callable[[], float], float]:
+  """A timer of one n x n @ n x n matmul on `device`, compiled and warmed up; and its compile
+  time. It does 2 n^3 FLOPs."""
+  ka, kb = jax.random.split(jax.random.key(0))
+  a = jax.device_put(jax.random.normal(ka, (n, n), dtype), device)
+  b = jax.device_put(jax.random.normal(kb, (n, n), dtype), device)
+  start = time.perf_counter()
+  matmul = jax.jit(jnp.matmul).lower(a, b).compile()
+  compile_s = time.perf_counter() - start
+  jax.block_until_ready(matmul(a, b))
+  return seconds(lambda: jax.block_until_ready(matmul(a, b))), compile_s
 
 
 def parse_ints(text: str) -> list[int]:

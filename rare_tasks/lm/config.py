@@ -68,6 +68,8 @@ def _seeds(field: str, v) -> None:
         "a non-empty tuple of distinct integers >= 0 (one ensemble member each)")
 
 
+_beta = checks.rule(lambda v: checks.is_real(v) and 0 <= v < 1, "a number in [0, 1)")
+
 FIELD_CHECKS: dict[str, checks.Check] = {
     "study": checks.choice(STUDIES),
     "init_seeds": _seeds,
@@ -94,8 +96,8 @@ FIELD_CHECKS: dict[str, checks.Check] = {
     "train.warmup_steps": checks.nonneg_int,
     "train.final_lr_fraction": checks.fraction,
     "train.weight_decay": checks.nonneg_real,
-    "train.b1": checks.rule(lambda v: checks.is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "train.b2": checks.rule(lambda v: checks.is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "train.b1": _beta,
+    "train.b2": _beta,
     "train.eps": checks.positive_real,
     "train.grad_clip": checks.positive_real,
     "train.z_loss": checks.nonneg_real,

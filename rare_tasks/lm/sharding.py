@@ -69,10 +69,6 @@ def batch_sharding(mesh: Mesh, leading: int = 0) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(*([None] * leading), BATCH_AXES))
 
 
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, PartitionSpec())
-
-
 def batch_split(mesh: Mesh) -> int:
   """How many ways a batch's rows are split."""
   return mesh.shape["data"] * mesh.shape["fsdp"]

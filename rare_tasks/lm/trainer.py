@@ -19,6 +19,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from rare_tasks.core import mesh as meshes
 from rare_tasks.lm import model as lm_model
 from rare_tasks.lm import sharding
 
@@ -76,7 +77,7 @@ class Trainer:
     self.abstract_state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract,
         self.state_sharding)
-    rep = sharding.replicated(mesh)
+    rep = meshes.replicated(mesh)
     self._init = jax.jit(self._init_state, out_shardings=self.state_sharding)
     self._chunk = jax.jit(self._train_chunk, donate_argnums=0,
                           out_shardings=(self.state_sharding, rep))

@@ -145,8 +145,7 @@ def test_batch_sharding_splits_rows_over_data_and_fsdp():
   assert len({rows[grid[0, d, f]] for d in range(2) for f in range(2)}) == 4
 
 
-def test_batch_split_and_replicated():
+def test_batch_split():
   assert sharding.batch_split(sharding.make_mesh(jax.devices(), 2, 2)) == 4
   assert sharding.batch_split(sharding.make_mesh(jax.devices(), 8, 1)) == 1
   assert sharding.batch_split(sharding.make_mesh(jax.devices(), 1, 8)) == 8
-  assert sharding.replicated(sharding.make_mesh(jax.devices(), 2, 2)).spec == P()
