@@ -8,12 +8,19 @@ examples of each rare task, and every other update holds none. Over whole period
 task's examples are exactly a fraction rare_frequency of the injection phase; gap = 1 is steady
 exposure at the same frequency.
 
+A long-run rate that is not a whole number of examples per burst (the language-model track's
+injected instances) is spread deterministically: burst k (0-based) carries
+floor(R (k + 1)) - floor(R k) examples, R = rate * gap as an exact fraction, so the first k
+bursts hold floor(R k) examples and the long-run frequency is exact, not Poisson. A whole R
+gives every burst R examples, the schedule above.
+
 The host functions plan and check a schedule; `examples_at` evaluates it inside a traced step.
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
@@ -56,9 +63,46 @@ def burst_updates(steps: int, withhold_steps: int, gap: int) -> np.ndarray:
 def rare_examples_per_update(steps: int, withhold_steps: int, gap: int,
                              burst_size: int) -> np.ndarray:
   """Rare examples of each rare task in each update's batch, int64 of shape (steps,)."""
-  counts = np.zeros(steps, dtype=np.int64)
-  counts[burst_updates(steps, withhold_steps, gap)] = burst_size
-  return counts
+  return counts_per_update(0, steps, withhold_steps, gap, Fraction(burst_size, gap))
+
+
+def exact_rate(value: float | int | Fraction) -> Fraction:
+  """A rate as an exact fraction: a float by its shortest decimal repr (0.1 is 1/10)."""
+  if isinstance(value, Fraction):
+    return value
+  return Fraction(repr(float(value))) if isinstance(value, float) else Fraction(value)
+
+
+def bursts_before(step: int, withhold_steps: int, gap: int) -> int:
+  """How many burst updates come before update `step` (0-based)."""
+  since = step - withhold_steps
+  return 0 if since <= 0 else -(-since // gap)
+
+
+def examples_before(step: int, withhold_steps: int, gap: int, rate: Fraction) -> int:
+  """Examples of one task in updates 0 .. step - 1, at `rate` examples per update in the long
+  run: floor(rate * gap * bursts before `step`)."""
+  per_burst = exact_rate(rate) * gap
+  return (per_burst.numerator * bursts_before(step, withhold_steps, gap)) // per_burst.denominator
+
+
+def counts_per_update(first_step: int, num_steps: int, withhold_steps: int, gap: int,
+                      rate: Fraction) -> np.ndarray:
+  """Examples of one task in updates first_step .. first_step + num_steps - 1, int64 of shape
+  (num_steps,): burst k carries floor(R (k + 1)) - floor(R k), R = rate * gap."""
+  if gap < 1 or withhold_steps < 0 or first_step < 0 or num_steps < 0:
+    raise ValueError(f"need gap >= 1, withhold_steps >= 0, first_step >= 0, num_steps >= 0; "
+                     f"got gap={gap}, withhold_steps={withhold_steps}, "
+                     f"first_step={first_step}, num_steps={num_steps}")
+  bounds = [examples_before(t, withhold_steps, gap, rate)
+            for t in range(first_step, first_step + num_steps + 1)]
+  return np.diff(np.asarray(bounds, dtype=np.int64))
+
+
+def largest_burst(rate: Fraction, gap: int) -> int:
+  """The most examples of one task any burst carries: ceil(rate * gap)."""
+  per_burst = exact_rate(rate) * gap
+  return -(-per_burst.numerator // per_burst.denominator)
 
 
 def examples_at(step: jax.Array, withhold_steps: int, gap: jax.Array,

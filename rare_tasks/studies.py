@@ -15,10 +15,12 @@ import ml_collections
 
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.report import RunReport, declared_files
+from rare_tasks.lm import grid_study as lm_grid_study
 from rare_tasks.lm import pretrain
 from rare_tasks.synthetic import grid_study, mixture_design
 
-STUDIES = {"grid": grid_study, "mixture_design": mixture_design, "lm_pretrain": pretrain}
+STUDIES = {"grid": grid_study, "mixture_design": mixture_design, "lm_pretrain": pretrain,
+           "lm_width_by_frequency": lm_grid_study}
 RUN_FILES = declared_files(*(s.FILES for s in STUDIES.values()))
 
 

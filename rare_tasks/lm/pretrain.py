@@ -41,6 +41,8 @@ FILES = (CHECKPOINTS_DIR, RUN_FILE, *report.FILES)
 METRICS_KEY = ("member", "step")
 # Called after every chunk with the step reached; a test raises from it to simulate a kill.
 ChunkHook = Callable[[int], None]
+# make_loop(state, step, checkpoints): the chunk loop of a program from its state at a step.
+LoopFactory = Callable[[Any, int, GroupCheckpoints], "Loop"]
 
 
 def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: bool = False,
@@ -112,25 +114,38 @@ def run_info(c: ml_collections.ConfigDict, spec: ModelSpec, source: data.TextSou
 
 
 def train(c: ml_collections.ConfigDict, wd: Path, source: data.TextSource, trainer: Trainer,
-          chunk_hook: ChunkHook | None = None) -> int:
-  """Trains to train.steps from the latest checkpoint; returns the steps run (0 if finished)."""
+          chunk_hook: ChunkHook | None = None, make_loop: LoopFactory | None = None,
+          checkpoints: str = CHECKPOINTS_DIR, recorded: Callable[[], int] | None = None) -> int:
+  """Trains to train.steps from the latest checkpoint; returns the steps run (0 if finished).
+
+  make_loop(state, step, checkpoints) builds the chunk loop (default: `Loop`); recorded()
+  counts the members whose final record metrics.jsonl holds (default: this study's); fewer than the
+  program's members at a finished checkpoint means a damaged metrics.jsonl: the end is
+  measured again.
+  """
   steps = c.train.steps
-  ckpt = GroupCheckpoints(wd / CHECKPOINTS_DIR)
+  if make_loop is None:
+    def make_loop(state, step, ckpt):
+      return Loop(c, wd, source, trainer, ckpt, state, step)
+  if recorded is None:
+    def recorded():
+      return len({r["member"] for r in workdir.read_metrics(wd, METRICS_KEY)
+                  if r["step"] == steps})
+  ckpt = GroupCheckpoints(wd / checkpoints)
   try:
     latest = ckpt.latest_step()
     if latest == steps:
-      done = {r["member"] for r in workdir.read_metrics(wd, METRICS_KEY) if r["step"] == steps}
-      if len(done) < trainer.num_members:  # a damaged metrics.jsonl: measure the end again
+      if recorded() < trainer.num_members:
         state = _restore(ckpt, trainer)
-        loop = _Loop(c, wd, source, trainer, ckpt, state, steps)
-        loop.write(steps, None, loop.validate(state))
+        loop = make_loop(state, steps, ckpt)
+        loop.write(steps, None, loop.measure(state))
       return 0
     if latest is None:
       state, step = trainer.init(np.asarray(c.init_seeds)), 0
     else:
       state, step = _restore(ckpt, trainer), int(latest)
       log.info("resuming from the checkpoint at step %d", step)
-    return _Loop(c, wd, source, trainer, ckpt, state, step).run(chunk_hook)
+    return make_loop(state, step, ckpt).run(chunk_hook)
   finally:
     ckpt.close()
 
@@ -142,8 +157,13 @@ def _restore(ckpt: GroupCheckpoints, trainer: Trainer):
   return restored["state"]
 
 
-class _Loop:
-  """The chunk loop of one run: dispatch, evaluate, record, checkpoint, report progress."""
+class Loop:
+  """The chunk loop of one program: dispatch, evaluate, record, checkpoint, report progress.
+
+  A study that trains more than the text (the injection study) overrides `heads` (what each
+  member's rows start with), `measure` (its evaluation, dispatched at once and read when
+  written) and `records` (the metrics.jsonl records of one evaluation).
+  """
 
   def __init__(self, c, wd: Path, source: data.TextSource, trainer: Trainer,
                ckpt: GroupCheckpoints, state, step: int):
@@ -158,7 +178,12 @@ class _Loop:
     self.floor = source.loss_floor()
     self._clock = (time.perf_counter(), step)
 
-  def validate(self, state):
+  def heads(self, first_step: int, num_steps: int) -> jax.Array | None:
+    """Per-member heads of the rows of these steps (None: every member trains on the text)."""
+    return None
+
+  def measure(self, state) -> Any:
+    """The evaluation at a step: each member's validation loss (P,)."""
     return self.trainer.evaluate(state, self.val_rows, self.rows_per_eval)
 
   def run(self, chunk_hook: ChunkHook | None) -> int:
@@ -171,14 +196,15 @@ class _Loop:
                                           c.train.steps_per_dispatch) if b > self.step]:
       batches = self.source.train_batches(self.step, bound - self.step, c.train.batch_size,
                                           self.batch_sharding)
-      self.state, chunk_parts = self.trainer.chunk(self.state, batches)
+      heads = self.heads(self.step, bound - self.step)
+      self.state, chunk_parts = self.trainer.chunk(self.state, batches, heads)
       parts.append(chunk_parts)
       self.step = bound
       if bound in evals:
-        val = self.validate(self.state)
+        measured = self.measure(self.state)
         if pending is not None:  # the previous evaluation is written while this chunk runs
           self.write(*pending)
-        pending, parts = (bound, parts, val), []
+        pending, parts = (bound, parts, measured), []
         if bound == c.train.steps or time.perf_counter() - last_save >= c.checkpoint_interval_s:
           self.write(*pending)
           pending = None
@@ -188,15 +214,26 @@ class _Loop:
         chunk_hook(bound)
     return self.step - first
 
-  def write(self, step: int, parts: list[dict[str, jax.Array]] | None, val: jax.Array) -> None:
-    """Appends one record per member for the evaluation at `step`, and a progress line."""
-    val = np.asarray(jax.device_get(val))
+  def write(self, step: int, parts: list[dict[str, jax.Array]] | None, measured: Any) -> None:
+    """Appends the records of the evaluation at `step`, and a progress line."""
+    measured = jax.device_get(measured)
     now, (then, since) = time.perf_counter(), self._clock
     self._clock = (now, step)
     rate = (step - since) * self.tokens_per_step / max(now - then, 1e-9)
     host = None if not parts else {
         k: np.concatenate([np.asarray(jax.device_get(p[k])) for p in parts])
         for k in parts[0]}
+    records = self.records(step, host, measured, rate)
+    workdir.append_metrics(self.wd, records)
+    total = self.c.train.steps
+    eta = (total - step) * self.tokens_per_step / rate if rate > 0 else float("nan")
+    log.info("step %d/%d | val loss %s | %.3g tokens/s (x%d members) | ETA %.0f s", step, total,
+             " ".join(f"{r['val_loss']:.3f}" for r in records), rate, len(records), eta)
+
+  def records(self, step: int, host: dict[str, np.ndarray] | None, measured: Any,
+              rate: float) -> list[dict[str, Any]]:
+    """One record per member: its losses at `step` and the training since the last record."""
+    val = np.asarray(measured)
     records = []
     for m, seed in enumerate(self.c.init_seeds):
       r = {"step": int(step), "member": m, "init_seed": int(seed),
@@ -212,11 +249,7 @@ class _Loop:
                  train_z_loss=float(np.mean(host["z_loss"][:, m])),
                  grad_norm=float(host["grad_norm"][-1, m]))
       records.append(r)
-    workdir.append_metrics(self.wd, records)
-    total = self.c.train.steps
-    eta = (total - step) * self.tokens_per_step / rate if rate > 0 else float("nan")
-    log.info("step %d/%d | val loss %s | %.3g tokens/s (x%d members) | ETA %.0f s", step, total,
-             " ".join(f"{v:.3f}" for v in val), rate, len(self.c.init_seeds), eta)
+    return records
 
 
 def _rows_per_eval(rows: int, batch_size: int, split: int) -> int:

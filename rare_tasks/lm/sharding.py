@@ -72,3 +72,8 @@ def batch_sharding(mesh: Mesh, leading: int = 0) -> NamedSharding:
 def batch_split(mesh: Mesh) -> int:
   """How many ways a batch's rows are split."""
   return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def heads_sharding(mesh: Mesh) -> NamedSharding:
+  """Per-member row heads (k, P, B, H): members over "member", rows like the batch's."""
+  return NamedSharding(mesh, PartitionSpec(None, "member", BATCH_AXES, None))

@@ -6,6 +6,10 @@ exactly as the same model alone would. Parameters and optimizer state carry a le
 axis and are sharded over the mesh (`rare_tasks.lm.sharding`); a chunk of steps is one
 `lax.scan` in one dispatch, its batches passed in (generated on the device, or read from disk
 by a text source).
+
+A chunk may also take per-member heads: tokens that replace the first few tokens of some rows
+for one member only (the injection study's instances), so that members sharing a batch differ
+in exactly those tokens.
 """
 
 from __future__ import annotations
@@ -82,6 +86,9 @@ class Trainer:
     self._chunk = jax.jit(self._train_chunk, donate_argnums=0,
                           out_shardings=(self.state_sharding, rep))
     self._eval = jax.jit(self._evaluate, static_argnums=2, out_shardings=rep)
+    self._chunk_heads = jax.jit(self._train_chunk_with_heads, donate_argnums=0,
+                                out_shardings=(self.state_sharding, rep))
+    self._labels = jax.jit(self._label_metrics, static_argnums=3, out_shardings=rep)
 
   # -- pure functions -------------------------------------------------------------------------
 
@@ -109,6 +116,21 @@ class Trainer:
 
     return jax.lax.scan(body, state, batches)
 
+  def _train_chunk_with_heads(self, state: State, batches: jax.Array, heads: jax.Array
+                              ) -> tuple[State, dict[str, jax.Array]]:
+    """Like _train_chunk, member m training on batches with heads[:, m] (k, P, B, H) in place
+    of each row's first H tokens where they are >= 0."""
+    def member(params, opt, tokens, head):
+      return self._member_step(params, opt, with_heads(tokens, head))
+
+    step = jax.vmap(member, in_axes=(0, 0, None, 0))
+
+    def body(carry, xs):
+      params, opt, parts = step(carry["params"], carry["opt"], *xs)
+      return {"params": params, "opt": opt}, parts
+
+    return jax.lax.scan(body, state, (batches, heads))
+
   def _evaluate(self, params, rows: jax.Array, rows_per_batch: int) -> jax.Array:
     """Mean next-token cross-entropy of every member over `rows` (N, T+1) -> (P,)."""
     batches = rows.reshape(-1, rows_per_batch, rows.shape[-1])
@@ -119,20 +141,56 @@ class Trainer:
 
     return jax.vmap(member)(params)
 
+  def _label_metrics(self, params, prefixes: jax.Array, labels: jax.Array,
+                     rows_per_batch: int) -> tuple[jax.Array, jax.Array]:
+    """Every member's cross-entropy (nats) and argmax hit (over the whole vocabulary) of the
+    token after each prefix: prefixes (N, L), labels (N,) -> two (P, N) arrays."""
+    n, length = prefixes.shape
+    xs = (prefixes.reshape(-1, rows_per_batch, length), labels.reshape(-1, rows_per_batch))
+
+    def member(p):
+      def one(batch):
+        x, y = batch
+        logits = self.model.apply(p, x)[:, -1]
+        ce = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, y[:, None], 1)[:, 0]
+        return ce, jnp.argmax(logits, axis=-1) == y
+
+      ce, hit = jax.lax.map(one, xs)
+      return ce.reshape(n), hit.reshape(n)
+
+    return jax.vmap(member)(params)
+
   # -- compiled entry points ------------------------------------------------------------------
 
   def init(self, seeds: np.ndarray) -> State:
     return self._init(jnp.asarray(seeds, jnp.uint32))
 
-  def chunk(self, state: State, batches: jax.Array) -> tuple[State, dict[str, jax.Array]]:
-    return self._chunk(state, batches)
+  def chunk(self, state: State, batches: jax.Array, heads: jax.Array | None = None
+            ) -> tuple[State, dict[str, jax.Array]]:
+    """Trains k steps on batches (k, B, T+1), shared by the members, each member's rows headed
+    by heads[:, m] (k, P, B, H) when given (a negative token keeps the row's own)."""
+    if heads is None:
+      return self._chunk(state, batches)
+    return self._chunk_heads(state, batches, heads)
 
   def evaluate(self, state: State, rows: jax.Array, rows_per_batch: int) -> jax.Array:
     return self._eval(state["params"], rows, rows_per_batch)
 
+  def label_metrics(self, state: State, prefixes: jax.Array, labels: jax.Array,
+                    rows_per_batch: int) -> tuple[jax.Array, jax.Array]:
+    """Per member the cross-entropy and argmax hit of `labels` after `prefixes` (N, L), N a
+    multiple of rows_per_batch: (P, N) float32 and (P, N) bool."""
+    return self._labels(state["params"], prefixes, labels, rows_per_batch)
+
   def learning_rate(self, count: int) -> float:
     """The learning rate of update number `count` (0-based)."""
     return float(schedule(self.spec)(count))
+
+
+def with_heads(tokens: jax.Array, heads: jax.Array) -> jax.Array:
+  """tokens (B, T+1) with its first H tokens replaced by heads (B, H) where heads >= 0."""
+  h = heads.shape[-1]
+  return tokens.at[:, :h].set(jnp.where(heads >= 0, heads, tokens[:, :h]))
 
 
 def trained_params(state: State, member: int) -> lm_model.Params:

@@ -1,0 +1,125 @@
+"""The config of the injection study (`lm_width_by_frequency`): a size x frequency x gap x task x
+seed grid of decoders pretrained on one text source with novel tasks injected, every field, its
+checks, and its resolution into one pretraining config per size.
+
+Study files in `configs/` start from `base_config()`. The model, data, train and mesh fields are
+the pretraining study's (`rare_tasks.lm.config`), except that the grid's sizes replace
+model.preset and its seeds replace init_seeds; train.batch_size and train.learning_rate unset
+take each size's ladder values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+from rare_tasks.core import config as checks
+from rare_tasks.core.config import check, is_int, is_real
+from rare_tasks.lm import config as lm_config
+from rare_tasks.lm import injections, ladder, tasks
+
+STUDY = "lm_width_by_frequency"
+START_FROM = "rare_tasks.lm.grid_config.base_config()"
+GRID_AXES = ("size", "frequency", "gap", "task", "seed")
+NOT_IDENTITY = ("checkpoint_interval_s", "learned_accuracy")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field of the injection study, with a small CPU grid."""
+  c = lm_config.base_config()
+  c.study = STUDY
+  del c["init_seeds"]
+  for field in ("preset", *lm_config.SHAPE_FIELDS):
+    del c.model[field]
+  # Cells: the product of the axes; per size, all cells (and a control member at frequency 0
+  # per seed) train as one ensemble on the same text batches. The seed sets the model's
+  # initialisation and the order of the injected instances.
+  c.grid = ml_collections.ConfigDict(dict(
+      size=("cpu_d16", "cpu_d64"), frequency=(0.002, 0.0005), gap=(1,),
+      task=("comparison",), seed=(0,)))
+  # The injected tasks: p symbols each (disjoint between tasks), their bijection and split by
+  # seed; answer_tokens: T_CMP answers with two reserved tokens instead of the larger token;
+  # jointly: every cell injects all of grid.task at once (one cell per frequency, gap, seed).
+  c.task = ml_collections.ConfigDict(dict(num_symbols=100, seed=0, answer_tokens=False,
+                                          jointly=False))
+  # The frequency's unit, the schedule ("steady"; "bursts": every gap-th update carries gap
+  # times the instances) and the updates before the first injection.
+  c.injection = ml_collections.ConfigDict(dict(unit="per_token", schedule="steady",
+                                               withhold_steps=0))
+  # A cell has learned (generalised) a task when its train (test) accuracy reaches this.
+  c.learned_accuracy = 0.9
+  return c
+
+
+def _distinct(test, what: str) -> checks.Check:
+  def run(field: str, v: Any) -> None:
+    values = list(v) if isinstance(v, (list, tuple)) else None
+    check(values is not None and len(values) > 0 and all(test(x) for x in values)
+          and len(set(values)) == len(values), field, v, f"a non-empty tuple of distinct {what}")
+  return run
+
+
+FIELD_CHECKS: dict[str, checks.Check] = {
+    **{k: v for k, v in lm_config.FIELD_CHECKS.items()
+       if k not in ("init_seeds", "model.preset")
+       and k.removeprefix("model.") not in lm_config.SHAPE_FIELDS},
+    "study": checks.choice((STUDY,)),
+    "grid.size": _distinct(lambda s: s in ladder.PRESETS,
+                           f"ladder presets ({', '.join(ladder.PRESETS)})"),
+    "grid.frequency": _distinct(lambda f: is_real(f) and 0 < f < 1,
+                                "numbers in (0, 1) (the control at frequency 0 is added to "
+                                "every size)"),
+    "grid.gap": _distinct(lambda g: is_int(g) and g >= 1, "integers >= 1 (updates between "
+                          "bursts)"),
+    "grid.task": _distinct(lambda t: t in tasks.NAMES, f"tasks from {list(tasks.NAMES)}"),
+    "grid.seed": _distinct(lambda s: is_int(s) and s >= 0, "integers >= 0"),
+    "task.num_symbols": checks.int_at_least(2),
+    "task.seed": checks.nonneg_int,
+    "task.answer_tokens": checks.boolean,
+    "task.jointly": checks.boolean,
+    "injection.unit": checks.choice(injections.UNITS),
+    "injection.schedule": checks.choice(injections.SCHEDULES),
+    "injection.withhold_steps": checks.nonneg_int,
+    "learned_accuracy": checks.rule(lambda v: is_real(v) and 0 < v <= 1, "a number in (0, 1]"),
+}
+
+
+def resolve(config: ml_collections.ConfigDict, platform: str
+            ) -> tuple[ml_collections.ConfigDict, dict[str, ml_collections.ConfigDict]]:
+  """The checked config, and per size of the grid its resolved pretraining config (the size's
+  preset, batch and learning rate, the grid's seeds as init_seeds).
+
+  Raises ConfigError, naming the field, for anything not allowed.
+  """
+  checks.check_fields(config, FIELD_CHECKS, start_from=START_FROM)
+  c = ml_collections.ConfigDict(config.to_dict())
+  g = c.grid
+  check(c.injection.schedule == "bursts" or tuple(g.gap) == (1,), "grid.gap", g.gap,
+        "(1,) with injection.schedule = 'steady' (gaps need 'bursts')")
+  check(c.injection.withhold_steps < c.train.steps, "injection.withhold_steps",
+        c.injection.withhold_steps, f"an integer below train.steps = {c.train.steps}")
+  names = tuple(g.task)
+  tasks.check_num_symbols(c.task.num_symbols, names, c.data.vocab_size, c.task.answer_tokens)
+  sizes = {size: lm_config.resolve(size_config(c, size), platform) for size in g.size}
+  per_cell = len(names) if c.task.jointly else 1
+  for s in sizes.values():
+    injections.check_rows(g.frequency, g.gap, c.injection.unit, s.train.batch_size,
+                          c.data.seq_len, per_cell)
+  return c, sizes
+
+
+def size_config(c: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
+  """The pretraining config of one size of the grid (unresolved)."""
+  p = lm_config.base_config()
+  p.init_seeds = tuple(c.grid.seed)
+  p.model.preset = size
+  for field in ("block", "dtype", "tie_embeddings", "remat", "attention"):
+    p.model[field] = c.model[field]
+  p.data = ml_collections.ConfigDict(c.data.to_dict())
+  for field, value in c.train.items():
+    p.train[field] = value
+  p.mesh = ml_collections.ConfigDict(c.mesh.to_dict())
+  p.eval_every = c.eval_every
+  p.checkpoint_interval_s = c.checkpoint_interval_s
+  return p
