@@ -12,7 +12,7 @@ import pytest
 from rare_tasks.lm import sharding
 from rare_tasks.lm.ladder import Shape
 from rare_tasks.lm.model import Model, ModelSpec
-from rare_tasks.lm.trainer import Trainer, TrainSpec, decay_mask, optimizer, schedule
+from rare_tasks.lm.trainer import Trainer, TrainSpec, decay_mask, optimizer, schedule, with_heads
 
 SPEC = ModelSpec(Shape(16, 1, 2, 32), vocab_size=64)
 # A small clip: every step is clipped, so a clip over the stacked members would show.
@@ -107,3 +107,95 @@ def test_learning_rate_of_an_update(count):
   mesh = sharding.make_mesh(jax.devices()[:1], 1, 1)
   trainer = Trainer(Model(SPEC), TRAIN, 1, mesh)
   assert trainer.learning_rate(count) == pytest.approx(float(schedule(TRAIN)(count)))
+
+
+def _heads(steps: int, members: int, seed: int) -> np.ndarray:
+  """Random heads: about a third of the rows of each member replaced by 4 random tokens."""
+  rng = np.random.default_rng(seed)
+  heads = rng.integers(0, 64, (steps, members, 8, 4)).astype(np.int32)
+  heads[rng.random((steps, members, 8)) > 0.33] = -1
+  return heads
+
+
+def _train_heads(seeds: tuple[int, ...], heads: np.ndarray, num_devices: int = 8):
+  devices = jax.devices()[:num_devices]
+  mesh = sharding.make_mesh(devices, sharding.member_axis_size(len(seeds), num_devices, 1), 1)
+  trainer = Trainer(Model(SPEC), TRAIN, len(seeds), mesh)
+  state = trainer.init(np.array(seeds))
+  batches = jax.device_put(_batches(), sharding.batch_sharding(mesh, leading=1))
+  state, parts = trainer.chunk(state, batches, jax.device_put(heads,
+                                                              sharding.heads_sharding(mesh)))
+  return jax.device_get(state), jax.device_get(parts)
+
+
+def test_an_injected_row_differs_from_its_twin_only_in_its_first_four_tokens():
+  tokens = jax.random.randint(jax.random.key(1), (8, 17), 0, 64)
+  heads = np.full((8, 4), -1, np.int32)
+  heads[2] = [9, 8, 7, 0]
+  heads[5, :2] = [1, 1]  # a partial head keeps the rest of the row's own tokens
+  out = np.asarray(with_heads(tokens, jnp.asarray(heads)))
+  differs = out != np.asarray(tokens)
+  assert not differs[:, 4:].any() and not differs[[0, 1, 3, 4, 6, 7]].any()
+  np.testing.assert_array_equal(out[2, :4], [9, 8, 7, 0])
+  np.testing.assert_array_equal(out[5, :4], [1, 1, *np.asarray(tokens)[5, 2:4]])
+
+
+def test_heads_that_keep_every_token_train_as_the_plain_chunk():
+  plain, parts = _train(8, (0, 5))
+  kept, kept_parts = _train_heads((0, 5), np.full((4, 2, 8, 4), -1, np.int32))
+  chex.assert_trees_all_close(plain, kept, **TOLERANCE)
+  np.testing.assert_allclose(parts["ce"], kept_parts["ce"], **TOLERANCE)
+
+
+def test_members_with_their_own_heads_equal_the_same_cells_trained_alone():
+  heads = _heads(4, 3, seed=0)
+  ensemble, parts = _train_heads((0, 0, 5), heads)
+  for member, seed in enumerate((0, 0, 5)):
+    alone, alone_parts = _train_heads((seed,), heads[:, member:member + 1])
+    chex.assert_trees_all_close(jax.tree.map(lambda a, m=member: a[m], ensemble),
+                                jax.tree.map(lambda a: a[0], alone), **TOLERANCE)
+    np.testing.assert_allclose(parts["ce"][:, member], alone_parts["ce"][:, 0], **TOLERANCE)
+  # Members 0 and 1 share an init and the text; their heads alone make them differ.
+  assert not np.allclose(parts["ce"][:, 0], parts["ce"][:, 1])
+
+
+class LookupModel:
+  """A planted model: the logits after (x, y) are the row table[x, y] of its parameters."""
+
+  def __init__(self, vocab: int):
+    self.vocab = vocab
+
+  def init(self, key):
+    del key
+    return {"table": jnp.zeros((self.vocab, self.vocab, self.vocab))}
+
+  def apply(self, params, tokens):
+    prev = jnp.concatenate([jnp.zeros_like(tokens[:, :1]), tokens[:, :-1]], axis=1)
+    return params["table"][prev, tokens]
+
+
+def test_label_metrics_of_a_planted_lookup_table_are_exact():
+  vocab, n = 16, 40
+  rng = np.random.default_rng(0)
+  prefixes = rng.integers(0, vocab, (n, 2)).astype(np.int32)
+  labels = rng.integers(0, vocab, n).astype(np.int32)
+  planted = np.zeros((vocab, vocab, vocab), np.float32)
+  right = rng.random(n) < 0.6
+  for (x, y), label, ok in zip(prefixes, labels, right):
+    planted[x, y] = 0.0
+    planted[x, y, label if ok else (label + 1) % vocab] = 5.0
+  # A pair drawn twice keeps its last plant: the expected hits follow the table itself.
+  expected_hit = np.array([planted[x, y].argmax() == lab for (x, y), lab in zip(prefixes, labels)])
+  logits = planted[prefixes[:, 0], prefixes[:, 1]]
+  expected_ce = (np.log(np.exp(logits).sum(-1)) - logits[np.arange(n), labels])
+  mesh = sharding.make_mesh(jax.devices()[:1], 1, 1)
+  trainer = Trainer(LookupModel(vocab), TRAIN, 2, mesh)
+  state = trainer.init(np.array([0, 1]))
+  state["params"]["table"] = jnp.stack([jnp.asarray(planted), jnp.zeros_like(planted)])
+  ce, hit = trainer.label_metrics(state, jnp.asarray(prefixes), jnp.asarray(labels), 8)
+  np.testing.assert_allclose(np.asarray(ce[0]), expected_ce, rtol=1e-5)
+  np.testing.assert_array_equal(np.asarray(hit[0]), expected_hit)
+  assert 0 < expected_hit.mean() < 1
+  # The untrained member: uniform logits, CE ln V; argmax ties go to token 0.
+  np.testing.assert_allclose(np.asarray(ce[1]), np.log(vocab), rtol=1e-6)
+  np.testing.assert_array_equal(np.asarray(hit[1]), labels == 0)

@@ -1,0 +1,61 @@
+"""The injection study's config: per-size resolution from the ladder, the fields it drops from
+pretraining, and the refusals that need the whole config."""
+
+import pytest
+
+from rare_tasks.core.config import ConfigError
+from rare_tasks.lm import grid_config, ladder
+
+
+def test_each_size_resolves_to_its_ladder_values_unless_set():
+  c = grid_config.base_config()
+  c.grid.size = ("cpu_d16", "cpu_d64")
+  _, sizes = grid_config.resolve(c, "cpu")
+  for name, sc in sizes.items():
+    preset = ladder.PRESETS[name]
+    assert sc.model.d_model == preset.shape.d_model
+    assert sc.train.learning_rate == pytest.approx(
+        ladder.default_learning_rate(preset.nominal_size()))
+    assert sc.init_seeds == (0,) and sc.model.dtype == "float32"
+  c.train.batch_size, c.train.learning_rate = 48, 1e-3
+  _, sizes = grid_config.resolve(c, "gpu")
+  assert {(s.train.batch_size, s.train.learning_rate, s.model.dtype)
+          for s in sizes.values()} == {(48, 1e-3, "bfloat16")}
+
+
+def test_the_grid_replaces_preset_and_init_seeds():
+  c = grid_config.base_config()
+  assert "init_seeds" not in c and "preset" not in c.model and "d_model" not in c.model
+  c.init_seeds = (0,)
+  with pytest.raises(ConfigError, match="config.init_seeds is not a known field"):
+    grid_config.resolve(c, "cpu")
+
+
+def test_steady_injection_takes_no_gap_sweep():
+  c = grid_config.base_config()
+  c.grid.gap = (1, 2)
+  with pytest.raises(ConfigError, match=r"config.grid.gap = \(1, 2\): allowed: \(1,\) with "
+                                        r"injection.schedule = 'steady'"):
+    grid_config.resolve(c, "cpu")
+  c.injection.schedule = "bursts"
+  grid_config.resolve(c, "cpu")
+
+
+@pytest.mark.parametrize("field,value", [("grid.seed", (0, 0)), ("grid.frequency", ()),
+                                         ("grid.task", ("addition", "addition")),
+                                         ("grid.gap", (2.5,))])
+def test_axes_must_be_non_empty_tuples_of_distinct_allowed_values(field, value):
+  c = grid_config.base_config()
+  section, name = field.split(".")
+  c[section][name] = value
+  with pytest.raises(ConfigError, match=rf"config.{field} = .*: allowed: a non-empty tuple of "
+                                        "distinct"):
+    grid_config.resolve(c, "cpu")
+
+
+def test_withholding_every_step_is_refused():
+  c = grid_config.base_config()
+  c.injection.withhold_steps = c.train.steps
+  with pytest.raises(ConfigError, match="config.injection.withhold_steps = 1000: allowed: an "
+                                        "integer below train.steps = 1000"):
+    grid_config.resolve(c, "cpu")

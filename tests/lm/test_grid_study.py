@@ -1,0 +1,204 @@
+"""The injection study end to end on a tiny grid: the work directory and results.csv, manifests
+that match the batches actually trained, kill and resume bit-identical with injections, a
+finished run reported without training, cells trained one per program equal to the ensemble,
+and bad input refused before any compute."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from rare_tasks.core import tables, workdir
+from rare_tasks.core.config import ConfigError
+from rare_tasks.lm import grid_config, grid_report, grid_study, injections, memory, tasks
+from rare_tasks.lm.trainer import Trainer, with_heads
+
+STEPS = 8
+TIMING = ("tokens_per_s", "model_tokens_per_s")
+
+
+def tiny_config():
+  c = grid_config.base_config()
+  c.grid.update(dict(size=("cpu_d16",), frequency=(0.5, 0.25), gap=(1, 2),
+                     task=("comparison", "addition"), seed=(0,)))
+  c.injection.update(dict(unit="per_sequence", schedule="bursts", withhold_steps=1))
+  c.task.num_symbols = 4
+  c.data.update(dict(vocab_size=64, seq_len=16, num_states=64, validation_rows=16))
+  c.train.update(dict(steps=STEPS, warmup_steps=2, steps_per_dispatch=2, batch_size=8))
+  c.eval_every = 4
+  c.checkpoint_interval_s = 0.0
+  return c
+
+
+class Killed(Exception):
+  pass
+
+
+def _records(wd):
+  return [{k: v for k, v in r.items() if k not in TIMING}
+          for r in workdir.read_metrics(wd, grid_study.METRICS_KEY)]
+
+
+def _manifests(wd):
+  return {p.name: p.read_text() for p in sorted((wd / injections.MANIFEST_DIR).iterdir())}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  """The tiny study, with every chunk's batches and heads as the trainer received them."""
+  wd = tmp_path_factory.mktemp("lm_grid") / "run"
+  seen = []
+  original = Trainer.chunk
+
+  def spy(self, state, batches, heads=None):
+    seen.append((np.asarray(batches), None if heads is None else np.asarray(heads)))
+    return original(self, state, batches, heads)
+
+  Trainer.chunk = spy
+  try:
+    report = grid_study.run(tiny_config(), wd)
+  finally:
+    Trainer.chunk = original
+  return wd, report, seen
+
+
+def test_a_run_writes_results_manifests_figures_and_a_summary(uninterrupted):
+  wd, report, _ = uninterrupted
+  assert report.trained_steps == STEPS
+  for name in ("config.json", "run.json", "metrics.jsonl", "results.csv", "summary.md",
+               "figures/heatmap_comparison.png", "figures/task_loss_addition.png",
+               "figures/gap_comparison.png"):
+    assert (wd / name).exists(), name
+  rows = tables.read_csv(wd / "results.csv")
+  assert tuple(rows[0]) == grid_report.COLUMNS
+  # 2 frequencies x 2 gaps x 2 tasks (one row each) + a control with a row per task.
+  assert len(rows) == 2 * 2 * 2 + 2
+  assert {(r["task"], r["frequency"]) for r in rows if r["frequency"] == "0.0"} == {
+      ("comparison", "0.0"), ("addition", "0.0")}
+  info = json.loads((wd / "run.json").read_text())
+  assert info["tasks"]["comparison"]["train_instances"] == 8
+  assert int(rows[0]["params"]) == info["sizes"]["cpu_d16"]["params"]["total"]
+  records = workdir.read_metrics(wd, grid_study.METRICS_KEY)
+  assert sorted({r["step"] for r in records}) == [4, 8] and len(records) == 2 * 9
+  for r in records:
+    for name in ("comparison", "addition"):
+      assert 0 <= r[f"{name}_train_accuracy"] <= 1 and r[f"{name}_test_loss"] > 0
+  cells = {c["name"] for c in info["cells"]}
+  assert set(_manifests(wd)) == {f"{name}.csv" for name in cells}
+  assert "smallest learned frequency" in (wd / "summary.md").read_text()
+
+
+def test_the_manifest_matches_the_batches_actually_trained(uninterrupted):
+  wd, _, seen = uninterrupted
+  info = json.loads((wd / "run.json").read_text())
+  batches = np.concatenate([b for b, _ in seen])
+  heads = np.concatenate([h for _, h in seen])
+  assert batches.shape[0] == STEPS
+  c = tiny_config()
+  task_list = tasks.make_tasks(tuple(c.grid.task), c.task.num_symbols, c.data.vocab_size,
+                               c.task.seed)
+  by_name = {t.name: t for t in task_list}
+  trained = np.stack([np.asarray(jax.vmap(jax.vmap(with_heads, (None, 0)))(batches, heads))])[0]
+  for cell in info["cells"]:
+    rows, names = injections.read_manifest(injections.manifest_path(wd, cell["name"]))
+    member = cell["member"]
+    injected = np.zeros((STEPS, 8), bool)
+    for (step, row, inst), name in zip(rows, names):
+      np.testing.assert_array_equal(trained[step, member, row, :4],
+                                    [*by_name[name].instances[inst], 0])
+      injected[step, row] = True
+    # Every other row is the shared text itself; an injected row differs only in 4 tokens.
+    np.testing.assert_array_equal(trained[:, member][~injected], batches[~injected])
+    np.testing.assert_array_equal(trained[:, member, :, 4:], batches[:, :, 4:])
+    assert not injected[0].any()  # withheld for one step
+    if cell["injected"]:
+      expected = sum(cell["frequency"] * 8 * cell["gap"] for t in range(1, STEPS, cell["gap"]))
+      assert injected.sum() == expected
+    else:
+      assert injected.sum() == 0
+
+
+def test_a_killed_run_resumes_bit_identical(uninterrupted, tmp_path):
+  wd, _, _ = uninterrupted
+  killed = tmp_path / "killed"
+
+  def kill(step):
+    if step == 6:  # after the checkpoint at 4, with chunk 4..6 written to the manifests
+      raise Killed
+
+  with pytest.raises(Killed):
+    grid_study.run(tiny_config(), killed, chunk_hook=kill)
+  assert _manifests(killed) != _manifests(wd)
+  resumed = grid_study.run(tiny_config(), killed)
+  assert resumed.trained_steps == STEPS - 4
+  assert _records(killed) == _records(wd)
+  assert _manifests(killed) == _manifests(wd)
+  assert (killed / "results.csv").read_text() == (wd / "results.csv").read_text()
+
+
+def test_a_finished_run_reports_without_training(uninterrupted, monkeypatch):
+  wd, _, _ = uninterrupted
+  before = _records(wd)
+
+  def no_training(*args, **kwargs):
+    raise AssertionError("a finished run trained again")
+
+  monkeypatch.setattr(Trainer, "chunk", no_training)
+  monkeypatch.setattr(Trainer, "init", no_training)
+  report = grid_study.run(tiny_config(), wd)
+  assert report.trained_steps == 0 and _records(wd) == before
+
+
+def test_cells_trained_one_per_program_equal_the_ensemble(uninterrupted, tmp_path, monkeypatch):
+  wd, _, _ = uninterrupted
+  real = memory.check_fits
+
+  def only_one_member(preset, abstract_state, total_params, members, devices):
+    if members > 1:
+      raise ConfigError("the ensemble does not fit")
+    return real(preset, abstract_state, total_params, members, devices)
+
+  monkeypatch.setattr(memory, "check_fits", only_one_member)
+  alone = tmp_path / "alone"
+  grid_study.run(tiny_config(), alone)
+  info = json.loads((alone / "run.json").read_text())
+  assert info["sizes"]["cpu_d16"]["programs"] == 9
+  assert (alone / "checkpoints/cpu_d16-m0").exists()
+  for a, b in zip(_records(alone), _records(wd)):
+    assert a.keys() == b.keys()
+    for k, v in a.items():
+      if isinstance(v, float):
+        assert v == pytest.approx(b[k], rel=1e-4, abs=1e-5), k
+      else:
+        assert v == b[k], k
+  assert _manifests(alone) == _manifests(wd)
+
+
+@pytest.mark.parametrize("change,field", [
+    (lambda c: c.grid.update(dict(frequency=(0.5, 1.5))), "grid.frequency"),
+    # Both tasks in every cell: 2 x 0.75 x 8 instances per update > 8 rows.
+    (lambda c: (c.grid.update(dict(frequency=(0.75,), gap=(1,))),
+                c.task.update(dict(jointly=True))), "grid.frequency"),
+    (lambda c: c.grid.update(dict(gap=(1, 4))), "grid.gap"),  # 0.5 x 4 x 8 rows > 8
+    (lambda c: c.grid.update(dict(gap=(0, 1))), "grid.gap"),
+    (lambda c: c.update(dict(task=dict(c.task, num_symbols=40))), "task.num_symbols"),
+    (lambda c: c.update(dict(task=dict(c.task, num_symbols=1))), "task.num_symbols"),
+    (lambda c: c.injection.update(dict(unit="per_row")), "injection.unit"),
+    (lambda c: c.injection.update(dict(schedule="poisson")), "injection.schedule"),
+    (lambda c: c.data.update(dict(seq_len=3)), "data.seq_len"),
+    (lambda c: c.grid.update(dict(size=("cpu_d16", "7M"))), "grid.size"),
+    (lambda c: c.grid.update(dict(task=("comparison", "parity"))), "grid.task"),
+    (lambda c: c.update(dict(learned_accuracy=1.5)), "learned_accuracy"),
+])
+def test_bad_input_is_refused_before_any_compute(change, field, tmp_path, monkeypatch):
+  def no_compute(*args, **kwargs):
+    raise AssertionError("compute before the config was checked")
+
+  monkeypatch.setattr(Trainer, "init", no_compute)
+  c = tiny_config()
+  change(c)
+  with pytest.raises(ConfigError, match=rf"^config\.{field} = .*: allowed: "):
+    grid_study.run(c, tmp_path / "bad")
+  assert not (tmp_path / "bad").exists()
+
