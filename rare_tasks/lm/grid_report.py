@@ -21,10 +21,11 @@ from typing import Any
 
 import ml_collections
 import numpy as np
+from matplotlib import colors
 
 from rare_tasks.analysis.learning_order import pair_agreement
 from rare_tasks.core import plots, tables, workdir
-from rare_tasks.core.report import SUMMARY_FILE, Section, fmt, write_summary
+from rare_tasks.core.report import SUMMARY_FILE, Section, fmt, pct, write_summary
 from rare_tasks.lm import grid
 from rare_tasks.lm.tasks import Task
 
@@ -84,15 +85,16 @@ def _seed_mean(rows: list[dict[str, Any]], task: str, gap: int, column: str,
 
 def heatmap_figure(path: Path, rows: list[dict[str, Any]], task: str, gap: int,
                    sizes: Sequence[str], freqs: Sequence[float], unit: str) -> None:
-  panels = (("train_loss", "LABEL loss, train instances (nats)", "viridis_r", None),
+  panels = (("train_loss", "LABEL loss, train instances (nats, log colour)", "viridis_r", None),
             ("train_accuracy", "accuracy, train instances", "magma", (0, 1)),
             ("test_accuracy", "accuracy, held-out test instances", "magma", (0, 1)))
   fig, axes = plots.plt.subplots(1, 3, figsize=(4.2 * 3, 0.6 * len(sizes) + 2.4))
   for ax, (column, title, cmap, limits) in zip(axes, panels):
     values = _seed_mean(rows, task, gap, column, sizes, freqs)
-    im = ax.imshow(values, cmap=cmap, aspect="auto", origin="lower",
-                   vmin=None if limits is None else limits[0],
-                   vmax=None if limits is None else limits[1])
+    # The control's loss (~ln V) would wash out the losses that matter: log colours for loss.
+    norm = (colors.LogNorm() if limits is None and np.nanmin(values) > 0
+            else colors.Normalize(*(limits or (None, None))))
+    im = ax.imshow(values, cmap=cmap, aspect="auto", origin="lower", norm=norm)
     for (i, j), v in np.ndenumerate(values):
       if np.isfinite(v):
         ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
@@ -263,9 +265,10 @@ def _task_lines(c, task: str, found: dict[str, Any], rows: list[dict[str, Any]],
             f"({order[0]}): " + (", ".join(f"{f:g}" for f in only) if only else "none"),
             "- the smallest learned frequency never rises with size: "
             + ("yes" if found["monotone"] else "no"),
-            f"- learning order against frequency order: {fmt(found['order_agreement'])} of "
-            f"{found['order_pairs']} pairs of frequencies (within a size, learned at different "
-            "evaluations or only one of them) learned higher frequency first"]
+            "- learning order against frequency order: of the "
+            f"{found['order_pairs']} pairs of frequencies of one size that were learned at "
+            "different evaluations (or only one of them at all), "
+            f"{pct(found['order_agreement'])} learned the higher frequency first"]
   if len(c.grid.gap) > 1:
     lines += ["", "Gap sweep at matched frequency (seed-mean final train loss / accuracy):", "",
               "| size | frequency | gap | train loss | train accuracy |",

@@ -19,6 +19,7 @@ SMALL = ["--config=configs/width_by_frequency.py:smoke", "--config.train.steps=4
          "--config.grid.rare_frequency=(0.03,0.2)"]
 WIDTHS = "--config.grid.width=(2,8)"
 LM = "--config=configs/lm_pretrain.py:smoke"
+INJECT = "--config=configs/lm_width_by_frequency.py:smoke"
 
 
 def _main(*args, file_size_kb=None):
@@ -76,6 +77,13 @@ REFUSED = {
     "language model: a batch the devices do not split": (
         [LM, "--config.init_seeds=(0,)", "--config.train.batch_size=33"],
         "error: config.train.batch_size = 33: allowed: a multiple of "),
+    "injection study: a frequency above one instance per row": (
+        [INJECT, "--config.grid.frequency=(0.5,1.5)"],
+        "error: config.grid.frequency = (0.5, 1.5): allowed: a non-empty tuple of distinct "
+        "numbers in (0, 1)"),
+    "injection study: a burst larger than the batch": (
+        [INJECT, "--config.injection.schedule=bursts", "--config.grid.gap=(1,1000)"],
+        "error: config.grid.gap = 1000: allowed: gaps whose bursts fit in the batch's"),
     "work directory that cannot be created": (
         [WIDTHS, "--workdir={tmp}/file/wd"],
         "error: {tmp}/file/wd: cannot create or write the work directory"),
@@ -91,7 +99,7 @@ def refused(tmp_path_factory):
     (tmp / "file").write_text("not a folder")
     args = [a.replace("{tmp}", str(tmp)) for a in args]
     workdir = [] if any(a.startswith("--workdir") for a in args) else [f"--workdir={tmp / 'wd'}"]
-    own_config = name == "misspelt field of the default config" or LM in args
+    own_config = name == "misspelt field of the default config" or LM in args or INJECT in args
     preset = [] if own_config else SMALL
     procs[name] = (_main(*preset, *args, *workdir), tmp)
   yield procs

@@ -1,6 +1,9 @@
 """The injection study's config: per-size resolution from the ladder, the fields it drops from
 pretraining, and the refusals that need the whole config."""
 
+import importlib.util
+import pathlib
+
 import pytest
 
 from rare_tasks.core.config import ConfigError
@@ -59,3 +62,31 @@ def test_withholding_every_step_is_refused():
   with pytest.raises(ConfigError, match="config.injection.withhold_steps = 1000: allowed: an "
                                         "integer below train.steps = 1000"):
     grid_config.resolve(c, "cpu")
+
+
+@pytest.mark.parametrize("study", ["lm_width_by_frequency", "lm_gpu", "lm_paper"])
+def test_every_preset_of_the_injection_study_files_resolves(study):
+  path = pathlib.Path(__file__).resolve().parents[2] / "configs" / f"{study}.py"
+  spec = importlib.util.spec_from_file_location(f"_study_{study}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  for preset in module.PRESETS:
+    for platform in ("cpu", "gpu"):
+      c, sizes = grid_config.resolve(module.get_config(preset), platform)
+      assert c.study == "lm_width_by_frequency" and set(sizes) == set(c.grid.size)
+  with pytest.raises(ConfigError, match=f"configs/{study}.py:nope: unknown preset"):
+    module.get_config("nope")
+
+
+def test_the_paper_config_caps_its_frequencies_at_one_instance_per_row():
+  path = pathlib.Path(__file__).resolve().parents[2] / "configs" / "lm_paper.py"
+  spec = importlib.util.spec_from_file_location("_study_lm_paper", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config()
+  assert max(c.grid.frequency) * c.data.seq_len * c.train.batch_size <= c.train.batch_size
+  assert min(c.grid.frequency) * c.data.seq_len * c.train.batch_size == pytest.approx(0.1)
+  c.grid.frequency = (7.8e-3,)  # the paper's top, 33K instances per batch of 2,048 rows
+  with pytest.raises(ConfigError, match=r"config.grid.frequency = 0.0078: allowed: frequencies "
+                                        r"per_token of at most 0.000488281"):
+    grid_config.resolve(c, "gpu")

@@ -1,0 +1,120 @@
+"""The injection study's frequency sweep of one size: its cells as one ensemble program against
+the same cells trained one at a time, side by side in one run.
+
+  python -m benchmarks.lm_injection                     # the smallest size of the CPU default
+  python -m benchmarks.lm_injection --size=cpu_d64 --config=configs/lm_width_by_frequency.py
+
+Both ways train exactly as the study does: every chunk's text batch generated on the device,
+the cells' injections planned on the host and placed, then one scanned dispatch; one at a time,
+each cell generates its own text and runs its own compiled program, as a run per cell would.
+Every timer is compiled and warmed up first, timers are interleaved and repeated, and medians
+are compared. model-tokens/s = cells x steps x rows x seq_len / seconds. JSON in
+benchmarks/results/lm_injection_<platform>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+
+from benchmarks import timing
+from rare_tasks.core import mesh as core_mesh
+from rare_tasks.lm import data, grid, grid_config, injections, sharding, tasks
+from rare_tasks.lm.grid_study import Program
+
+RESULTS = timing.REPO / "benchmarks" / "results"
+
+
+class Timed:
+  """Programs of cells, compiled and warmed up; `run` times one chunk of each in turn."""
+
+  def __init__(self, programs: list[Program], source: data.TextSource,
+               task_list: Sequence[tasks.Task], steps: int):
+    self.programs, self.source, self.tasks, self.steps = programs, source, task_list, steps
+    self.states = [p.trainer.init([cell.seed for cell in p.cells]) for p in programs]
+    self.step = 0
+    self.run()  # compile and warm up
+
+  def run(self) -> float:
+    start = time.perf_counter()
+    for k, p in enumerate(self.programs):
+      batch = p.c.train.batch_size
+      text = self.source.train_batches(self.step, self.steps, batch,
+                                       sharding.batch_sharding(p.mesh, leading=1))
+      heads, _ = injections.plan_chunk(p.plans, self.tasks, self.step, self.steps, batch,
+                                       self.source.eos_id)
+      heads = jax.device_put(heads, sharding.heads_sharding(p.mesh))
+      self.states[k], parts = p.trainer.chunk(self.states[k], text, heads)
+      jax.block_until_ready((self.states[k], parts))
+    self.step += self.steps
+    return time.perf_counter() - start
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+  c = timing.load_config(args.config, args.preset)
+  devices = jax.devices()
+  c, sizes = grid_config.resolve(c, devices[0].platform)
+  size = args.size or min(sizes, key=lambda s: sizes[s].model.d_model * sizes[s].model.num_layers)
+  sc = sizes[size]
+  source = data.source_of(sc)
+  task_list = tasks.make_tasks(tuple(c.grid.task), c.task.num_symbols, c.data.vocab_size,
+                               c.task.seed, source.eos_id, c.task.answer_tokens)
+  cells = grid.cells(c)[size]
+  steps = args.steps or c.train.steps_per_dispatch
+  ensemble = Timed([Program(size, sc, cells, c, devices, 1)], source, task_list, steps)
+  alone = Timed([Program(name, sc, cs, c, devices, 1)
+                 for name, cs in grid.programs(size, cells, one_per_cell=True)],
+                source, task_list, steps)
+  raw = timing.interleaved({"ensemble": ensemble.run, "one at a time": alone.run}, args.repeats)
+  tokens = len(cells) * steps * sc.train.batch_size * c.data.seq_len
+  out = {"size": size, "cells": len(cells), "steps_per_chunk": steps,
+         "mesh": dict(ensemble.programs[0].mesh.shape), "cases": {}}
+  for name, times in raw.items():
+    s = statistics.median(times)
+    out["cases"][name] = {"median_s": s, "raw_s": times, "model_tokens_per_s": tokens / s}
+  cases = out["cases"]
+  out["ensemble_over_one_at_a_time"] = (cases["ensemble"]["model_tokens_per_s"]
+                                        / cases["one at a time"]["model_tokens_per_s"])
+  ratios = [a / b for a, b in zip(raw["one at a time"], raw["ensemble"])]
+  out["ratio_range"] = [min(ratios), max(ratios)]
+  return out
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--config", default="configs/lm_width_by_frequency.py")
+  p.add_argument("--preset", default="default")
+  p.add_argument("--size", default="", help="a size of the grid (default: the smallest)")
+  p.add_argument("--steps", type=int, default=0, help="steps per chunk (0: the config's)")
+  p.add_argument("--repeats", type=int, default=7)
+  return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  args = _arguments(argv)
+  core_mesh.use_cpu_cores()  # before any JAX computation, as experiments.main does
+  device = jax.devices()[0]
+  r = {**timing.environment(device), "settings": vars(args), **measure(args)}
+  print(f"{r['size']}: {r['cells']} cells, chunks of {r['steps_per_chunk']} steps, "
+        f"mesh {r['mesh']}")
+  for name, v in r["cases"].items():
+    print(f"{name:<16} {v['median_s']:8.3f} s/chunk {v['model_tokens_per_s']:>12,.0f} "
+          "model-tokens/s")
+  lo, hi = r["ratio_range"]
+  print(f"ensemble over one at a time: {r['ensemble_over_one_at_a_time']:.2f}x "
+        f"(per repeat {lo:.2f}-{hi:.2f}x)")
+  RESULTS.mkdir(parents=True, exist_ok=True)
+  path = RESULTS / f"lm_injection_{device.platform}.json"
+  path.write_text(json.dumps(r, indent=2) + "\n")
+  print(f"wrote {path}")
+  return r
+
+
+if __name__ == "__main__":
+  main()
