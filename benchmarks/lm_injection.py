@@ -4,28 +4,36 @@ the same cells trained one at a time, side by side in one run.
   python -m benchmarks.lm_injection                     # the smallest size of the CPU default
   python -m benchmarks.lm_injection --size=cpu_d64 --config=configs/lm_width_by_frequency.py
 
-Both ways train exactly as the study does: every chunk's text batch generated on the device,
-the cells' injections planned on the host and placed, then one scanned dispatch; one at a time,
-each cell generates its own text and runs its own compiled program, as a run per cell would.
-Every timer is compiled and warmed up first, timers are interleaved and repeated, and medians
-are compared. model-tokens/s = cells x steps x rows x seq_len / seconds. JSON in
-benchmarks/results/lm_injection_<platform>.json.
+Two measurements, each side by side:
+- steady state: one chunk of steps, exactly as the study trains it (every chunk's text batch
+  generated on the device, the cells' injections planned on the host and placed, then one
+  scanned dispatch); one at a time, each cell generates its own text and runs its own compiled
+  program. Every timer is compiled and warmed up first;
+- whole runs: the size's part of the study end to end (compilation, training, evaluation,
+  checkpoints, manifests, report) as one ensemble, and with mesh.one_program_per_cell, which
+  compiles and trains each cell as its own program, as a run per cell would.
+Timers are interleaved and repeated, and medians are compared. model-tokens/s = cells x steps
+x rows x seq_len / seconds. JSON in benchmarks/results/lm_injection_<platform>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
 
 from benchmarks import timing
 from rare_tasks.core import mesh as core_mesh
-from rare_tasks.lm import data, grid, grid_config, injections, sharding, tasks
+from rare_tasks.core.progress import log
+from rare_tasks.lm import data, grid, grid_config, grid_study, injections, sharding, tasks
 from rare_tasks.lm.grid_study import Program
 
 RESULTS = timing.REPO / "benchmarks" / "results"
@@ -86,6 +94,43 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
   return out
 
 
+def whole_runs(args: argparse.Namespace, size: str) -> dict[str, Any]:
+  """The size's cells trained end to end as one ensemble and one program per cell."""
+  config = timing.load_config(args.config, args.preset)
+  config.grid.size = (size,)
+  config.checkpoint_interval_s = 1e9  # only the final checkpoint, both ways
+  alone = timing.load_config(args.config, args.preset)
+  alone.grid.size, alone.checkpoint_interval_s = (size,), 1e9
+  alone.mesh.one_program_per_cell = True
+  root = Path(tempfile.mkdtemp(prefix="lm_injection_bench_"))
+  runs = iter(range(10**6))
+
+  def timer(c):
+    def run() -> float:
+      start = time.perf_counter()
+      grid_study.run(c, root / f"run{next(runs)}")
+      return time.perf_counter() - start
+    return run
+
+  level = log.level
+  log.setLevel("WARNING")
+  try:
+    raw = timing.interleaved({"ensemble": timer(config), "one at a time": timer(alone)},
+                             args.whole_repeats)
+  finally:
+    log.setLevel(level)
+    shutil.rmtree(root, ignore_errors=True)
+  cells = len(grid.cells(config)[size])
+  tokens = cells * config.train.steps * config.train.batch_size * config.data.seq_len
+  out = {"steps": config.train.steps, "cases": {}}
+  for name, times in raw.items():
+    s = statistics.median(times)
+    out["cases"][name] = {"median_s": s, "raw_s": times, "model_tokens_per_s": tokens / s}
+  out["ensemble_over_one_at_a_time"] = (out["cases"]["one at a time"]["median_s"]
+                                        / out["cases"]["ensemble"]["median_s"])
+  return out
+
+
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--config", default="configs/lm_width_by_frequency.py")
@@ -93,6 +138,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--size", default="", help="a size of the grid (default: the smallest)")
   p.add_argument("--steps", type=int, default=0, help="steps per chunk (0: the config's)")
   p.add_argument("--repeats", type=int, default=7)
+  p.add_argument("--whole_repeats", type=int, default=3, help="repeats of the whole runs "
+                 "(0: skip them)")
   return p.parse_args(argv)
 
 
@@ -101,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   core_mesh.use_cpu_cores()  # before any JAX computation, as experiments.main does
   device = jax.devices()[0]
   r = {**timing.environment(device), "settings": vars(args), **measure(args)}
+  if args.whole_repeats:
+    r["whole_runs"] = whole_runs(args, r["size"])
   print(f"{r['size']}: {r['cells']} cells, chunks of {r['steps_per_chunk']} steps, "
         f"mesh {r['mesh']}")
   for name, v in r["cases"].items():
@@ -109,6 +158,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   lo, hi = r["ratio_range"]
   print(f"ensemble over one at a time: {r['ensemble_over_one_at_a_time']:.2f}x "
         f"(per repeat {lo:.2f}-{hi:.2f}x)")
+  if "whole_runs" in r:
+    w = r["whole_runs"]
+    print(f"whole runs of {w['steps']} steps: ensemble {w['cases']['ensemble']['median_s']:.1f} s"
+          f", one at a time {w['cases']['one at a time']['median_s']:.1f} s: "
+          f"{w['ensemble_over_one_at_a_time']:.2f}x")
   RESULTS.mkdir(parents=True, exist_ok=True)
   path = RESULTS / f"lm_injection_{device.platform}.json"
   path.write_text(json.dumps(r, indent=2) + "\n")

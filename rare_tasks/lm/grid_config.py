@@ -47,6 +47,9 @@ def base_config() -> ml_collections.ConfigDict:
   # times the instances) and the updates before the first injection.
   c.injection = ml_collections.ConfigDict(dict(unit="per_token", schedule="steady",
                                                withhold_steps=0))
+  # Each cell its own compiled program instead of one ensemble per size (the same results; for
+  # a size whose ensemble does not fit, or with mesh.fsdp > 1, it is chosen anyway).
+  c.mesh.one_program_per_cell = False
   # A cell has learned (generalised) a task when its train (test) accuracy reaches this.
   c.learned_accuracy = 0.9
   return c
@@ -81,6 +84,7 @@ FIELD_CHECKS: dict[str, checks.Check] = {
     "injection.unit": checks.choice(injections.UNITS),
     "injection.schedule": checks.choice(injections.SCHEDULES),
     "injection.withhold_steps": checks.nonneg_int,
+    "mesh.one_program_per_cell": checks.boolean,
     "learned_accuracy": checks.rule(lambda v: is_real(v) and 0 < v <= 1, "a number in (0, 1]"),
 }
 
@@ -119,7 +123,7 @@ def size_config(c: ml_collections.ConfigDict, size: str) -> ml_collections.Confi
   p.data = ml_collections.ConfigDict(c.data.to_dict())
   for field, value in c.train.items():
     p.train[field] = value
-  p.mesh = ml_collections.ConfigDict(c.mesh.to_dict())
+  p.mesh.members, p.mesh.fsdp = c.mesh.members, c.mesh.fsdp
   p.eval_every = c.eval_every
   p.checkpoint_interval_s = c.checkpoint_interval_s
   return p

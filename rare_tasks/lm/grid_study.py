@@ -118,19 +118,21 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
 
 def _programs(c, sc, size: str, size_cells: list[grid.Cell], source: data.TextSource,
               devices: Sequence[jax.Device]) -> tuple[list[Program], dict[str, Any]]:
-  """The programs of one size: one ensemble if it fits (and mesh.fsdp is 1), else one per
-  cell with its parameters over mesh.fsdp devices (all of them when mesh.fsdp is 1)."""
+  """The programs of one size: one ensemble if it fits (and mesh.fsdp is 1, and
+  mesh.one_program_per_cell is not set), else one per cell with its parameters over mesh.fsdp
+  devices (all of them when the ensemble does not fit)."""
   ensemble = Program(size, sc, size_cells, c, devices, c.mesh.fsdp)
   info = pretrain.run_info(ensemble.c, ensemble.trainer.model.spec, source, ensemble.mesh)
   total = info["params"]["total"]
-  if c.mesh.fsdp == 1:
+  fsdp = c.mesh.fsdp
+  if fsdp == 1 and not c.mesh.one_program_per_cell:
     try:
       info["memory"] = ensemble.fits(devices, total)
       info["programs"] = 1
       return [ensemble], info
     except ConfigError as e:
       log.info("%s: the ensemble does not fit (%s); one program per cell, FSDP", size, e)
-  fsdp = c.mesh.fsdp if c.mesh.fsdp > 1 else len(devices)
+      fsdp = len(devices)
   out = [Program(name, sc, cs, c, devices, fsdp)
          for name, cs in grid.programs(size, size_cells, one_per_cell=True)]
   info["memory"] = out[0].fits(devices, total)

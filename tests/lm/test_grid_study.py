@@ -150,29 +150,50 @@ def test_a_finished_run_reports_without_training(uninterrupted, monkeypatch):
   assert report.trained_steps == 0 and _records(wd) == before
 
 
-def test_cells_trained_one_per_program_equal_the_ensemble(uninterrupted, tmp_path, monkeypatch):
+def _same_records(a, b):
+  for x, y in zip(_records(a), _records(b), strict=True):
+    assert x.keys() == y.keys()
+    for k, v in x.items():
+      if isinstance(v, float):
+        assert v == pytest.approx(y[k], rel=1e-4, abs=1e-5), k
+      else:
+        assert v == y[k], k
+
+
+def test_cells_trained_one_per_program_equal_the_ensemble(uninterrupted, tmp_path):
   wd, _, _ = uninterrupted
+  c = tiny_config()
+  c.mesh.one_program_per_cell = True
+  alone = tmp_path / "alone"
+  grid_study.run(c, alone)
+  info = json.loads((alone / "run.json").read_text())
+  assert info["sizes"]["cpu_d16"]["programs"] == 9
+  assert (alone / "checkpoints/cpu_d16-m0").exists()
+  _same_records(alone, wd)
+  assert _manifests(alone) == _manifests(wd)
+
+
+def test_a_size_whose_ensemble_does_not_fit_trains_one_cell_per_program(tmp_path,
+                                                                        monkeypatch):
   real = memory.check_fits
+  seen = []
 
   def only_one_member(preset, abstract_state, total_params, members, devices):
+    seen.append(members)
     if members > 1:
       raise ConfigError("the ensemble does not fit")
     return real(preset, abstract_state, total_params, members, devices)
 
   monkeypatch.setattr(memory, "check_fits", only_one_member)
-  alone = tmp_path / "alone"
-  grid_study.run(tiny_config(), alone)
-  info = json.loads((alone / "run.json").read_text())
-  assert info["sizes"]["cpu_d16"]["programs"] == 9
-  assert (alone / "checkpoints/cpu_d16-m0").exists()
-  for a, b in zip(_records(alone), _records(wd)):
-    assert a.keys() == b.keys()
-    for k, v in a.items():
-      if isinstance(v, float):
-        assert v == pytest.approx(b[k], rel=1e-4, abs=1e-5), k
-      else:
-        assert v == b[k], k
-  assert _manifests(alone) == _manifests(wd)
+  c = tiny_config()
+  c.grid.update(dict(frequency=(0.5,), gap=(1,), task=("comparison",)))
+  c.train.steps = 4
+  grid_study.run(c, tmp_path / "fsdp")
+  info = json.loads((tmp_path / "fsdp" / "run.json").read_text())
+  assert seen == [2, 1] and info["sizes"]["cpu_d16"]["programs"] == 2
+  # One cell per program, its parameters over all 8 devices.
+  assert sorted(p.name for p in (tmp_path / "fsdp/checkpoints").iterdir()) == [
+      "cpu_d16-m0", "cpu_d16-m1"]
 
 
 @pytest.mark.parametrize("change,field", [

@@ -1,5 +1,6 @@
 """The trainer: golden losses, 1 vs 8 devices, FSDP vs data parallel, ensemble members vs the same
-models alone (with clipping active), the schedule and where weight decay applies."""
+models alone (with clipping active, and with each member's own row heads), the schedule, where
+weight decay applies, and the label metrics of a planted lookup-table model."""
 
 import functools
 
