@@ -11,7 +11,16 @@ import pytest
 
 from rare_tasks.core import tables, workdir
 from rare_tasks.core.config import ConfigError
-from rare_tasks.lm import grid_config, grid_report, grid_study, injections, memory, tasks
+from rare_tasks.lm import (
+  data,
+  grid,
+  grid_config,
+  grid_report,
+  grid_study,
+  injections,
+  memory,
+  tasks,
+)
 from rare_tasks.lm.trainer import Trainer, with_heads
 
 STEPS = 8
@@ -150,31 +159,35 @@ def test_a_finished_run_reports_without_training(uninterrupted, monkeypatch):
   assert report.trained_steps == 0 and _records(wd) == before
 
 
-def _same_records(a, b):
-  for x, y in zip(_records(a), _records(b), strict=True):
-    assert x.keys() == y.keys()
-    for k, v in x.items():
-      if isinstance(v, float):
-        assert v == pytest.approx(y[k], rel=1e-4, abs=1e-5), k
-      else:
-        assert v == y[k], k
+def _by_cell(wd):
+  return {(r["size"], r["frequency"], r["gap"], tuple(r["injected"]), r["seed"], r["step"]):
+          {k: v for k, v in r.items() if k not in ("cell", "member")} for r in _records(wd)}
 
 
-def test_cells_trained_one_per_program_equal_the_ensemble(uninterrupted, tmp_path):
+def test_cells_trained_one_per_program_equal_the_same_cells_in_the_ensemble(uninterrupted,
+                                                                            tmp_path):
   wd, _, _ = uninterrupted
   c = tiny_config()
+  c.grid.update(dict(frequency=(0.5,), gap=(2,)))  # 2 of the ensemble's cells and the control
   c.mesh.one_program_per_cell = True
   alone = tmp_path / "alone"
   grid_study.run(c, alone)
   info = json.loads((alone / "run.json").read_text())
-  assert info["sizes"]["cpu_d16"]["programs"] == 9
+  assert info["sizes"]["cpu_d16"]["programs"] == 3
   assert (alone / "checkpoints/cpu_d16-m0").exists()
-  _same_records(alone, wd)
-  assert _manifests(alone) == _manifests(wd)
+  ensemble, single = _by_cell(wd), _by_cell(alone)
+  assert len(single) == 3 * 2
+  for key, r in single.items():
+    for k, v in r.items():
+      if isinstance(v, float):
+        assert v == pytest.approx(ensemble[key][k], rel=1e-4, abs=1e-5), (key, k)
+      else:
+        assert v == ensemble[key][k], (key, k)
+  for name, text in _manifests(alone).items():
+    assert text == _manifests(wd)[name]
 
 
-def test_a_size_whose_ensemble_does_not_fit_trains_one_cell_per_program(tmp_path,
-                                                                        monkeypatch):
+def test_a_size_whose_ensemble_does_not_fit_trains_one_cell_per_program_with_fsdp(monkeypatch):
   real = memory.check_fits
   seen = []
 
@@ -185,15 +198,14 @@ def test_a_size_whose_ensemble_does_not_fit_trains_one_cell_per_program(tmp_path
     return real(preset, abstract_state, total_params, members, devices)
 
   monkeypatch.setattr(memory, "check_fits", only_one_member)
-  c = tiny_config()
-  c.grid.update(dict(frequency=(0.5,), gap=(1,), task=("comparison",)))
-  c.train.steps = 4
-  grid_study.run(c, tmp_path / "fsdp")
-  info = json.loads((tmp_path / "fsdp" / "run.json").read_text())
-  assert seen == [2, 1] and info["sizes"]["cpu_d16"]["programs"] == 2
-  # One cell per program, its parameters over all 8 devices.
-  assert sorted(p.name for p in (tmp_path / "fsdp/checkpoints").iterdir()) == [
-      "cpu_d16-m0", "cpu_d16-m1"]
+  c, sizes = grid_config.resolve(tiny_config(), "cpu")
+  cells = grid.cells(c)["cpu_d16"]
+  programs, info = grid_study._programs(c, sizes["cpu_d16"], "cpu_d16", cells,
+                                        data.source_of(sizes["cpu_d16"]), jax.devices())
+  assert seen == [len(cells), 1] and info["programs"] == len(cells)
+  assert [p.name for p in programs][:2] == ["cpu_d16-m0", "cpu_d16-m1"]
+  assert all(dict(p.mesh.shape) == {"member": 1, "data": 1, "fsdp": 8} for p in programs)
+  assert [p.cells for p in programs] == [[x] for x in cells]
 
 
 @pytest.mark.parametrize("change,field", [

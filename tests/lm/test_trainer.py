@@ -149,10 +149,10 @@ def test_heads_that_keep_every_token_train_as_the_plain_chunk():
 
 
 def test_members_with_their_own_heads_equal_the_same_cells_trained_alone():
-  heads = _heads(4, 3, seed=0)
-  ensemble, parts = _train_heads((0, 0, 5), heads)
-  for member, seed in enumerate((0, 0, 5)):
-    alone, alone_parts = _train_heads((seed,), heads[:, member:member + 1])
+  heads = _heads(4, 2, seed=0)
+  ensemble, parts = _train_heads((0, 0), heads, num_devices=2)
+  for member, seed in enumerate((0, 0)):
+    alone, alone_parts = _train_heads((seed,), heads[:, member:member + 1], num_devices=2)
     chex.assert_trees_all_close(jax.tree.map(lambda a, m=member: a[m], ensemble),
                                 jax.tree.map(lambda a: a[0], alone), **TOLERANCE)
     np.testing.assert_allclose(parts["ce"][:, member], alone_parts["ce"][:, 0], **TOLERANCE)
