@@ -41,9 +41,7 @@ def result_rows(c: ml_collections.ConfigDict, info: dict[str, Any],
                 records: list[dict[str, Any]]) -> list[dict[str, Any]]:
   """The rows of results.csv, from every cell's records (cells without a final record are
   left out)."""
-  by_cell: dict[int, list[dict[str, Any]]] = {}
-  for r in sorted(records, key=lambda r: r["step"]):
-    by_cell.setdefault(r["cell"], []).append(r)
+  by_cell = histories(records)
   rows = []
   for size, size_cells in cells.items():
     params = info["sizes"][size]["params"]["total"]
@@ -67,6 +65,7 @@ def result_rows(c: ml_collections.ConfigDict, info: dict[str, Any],
 
 
 def histories(records: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+  """Each cell's records in step order, by cell index."""
   out: dict[int, list[dict[str, Any]]] = {}
   for r in sorted(records, key=lambda r: (r["cell"], r["step"])):
     out.setdefault(r["cell"], []).append(r)
@@ -85,6 +84,7 @@ def _seed_mean(rows: list[dict[str, Any]], task: str, gap: int, column: str,
 
 def heatmap_figure(path: Path, rows: list[dict[str, Any]], task: str, gap: int,
                    sizes: Sequence[str], freqs: Sequence[float], unit: str) -> None:
+  """Paper Fig. 5: size x frequency panels of train loss, train and test accuracy."""
   panels = (("train_loss", "LABEL loss, train instances (nats, log colour)", "viridis_r", None),
             ("train_accuracy", "accuracy, train instances", "magma", (0, 1)),
             ("test_accuracy", "accuracy, held-out test instances", "magma", (0, 1)))
@@ -204,6 +204,7 @@ def gap_effect(c, rows: list[dict[str, Any]], task: str) -> list[tuple[str, floa
 def sections(c, info: dict[str, Any], cells: dict[str, list[grid.Cell]],
              task_list: Sequence[Task], rows: list[dict[str, Any]],
              hist: dict[int, list[dict[str, Any]]], figures: Sequence[str]) -> list[Section]:
+  """summary.md: the setting, per task the accuracy table and the findings, the background."""
   sizes = list(c.grid.size)
   params = {s: info["sizes"][s]["params"]["total"] for s in sizes}
   batch = {s: info["sizes"][s]["tokens_per_step"] // c.data.seq_len for s in sizes}
