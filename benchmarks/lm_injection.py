@@ -71,8 +71,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
   size = args.size or min(sizes, key=lambda s: sizes[s].model.d_model * sizes[s].model.num_layers)
   sc = sizes[size]
   source = data.source_of(sc)
-  task_list = tasks.make_tasks(tuple(c.grid.task), c.task.num_symbols, c.data.vocab_size,
-                               c.task.seed, source.eos_id, c.task.answer_tokens)
+  task_list = grid.tasks_of(c, source.eos_id)
   cells = grid.cells(c)[size]
   steps = args.steps or c.train.steps_per_dispatch
   ensemble = Timed([Program(size, sc, cells, c, devices, 1)], source, task_list, steps)

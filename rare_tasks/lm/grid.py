@@ -15,7 +15,7 @@ import itertools
 
 import ml_collections
 
-from rare_tasks.lm import injections
+from rare_tasks.lm import injections, tasks
 
 CONTROL = "control"
 
@@ -69,6 +69,12 @@ def cells(c: ml_collections.ConfigDict) -> dict[str, list[Cell]]:
       out[size].append(Cell(index, member, size, float(f), int(gap), t, int(s)))
       index += 1
   return out
+
+
+def tasks_of(c: ml_collections.ConfigDict, eos_id: int) -> tuple[tasks.Task, ...]:
+  """The run's injected tasks, config.grid.task in order, from config.task."""
+  return tasks.make_tasks(tuple(c.grid.task), c.task.num_symbols, c.data.vocab_size,
+                          c.task.seed, eos_id, c.task.answer_tokens)
 
 
 def injection_of(cell: Cell, c: ml_collections.ConfigDict, batch_size: int) -> injections.Injection:

@@ -289,8 +289,7 @@ def write(wd: Path, c: ml_collections.ConfigDict, info: dict[str, Any],
   hist = histories(records)
   tables.write_csv(Path(wd) / RESULTS_FILE, COLUMNS, rows)
   figures = []
-  freqs = sorted(set(c.grid.frequency)) + [0.0]
-  freqs = [0.0] + freqs[:-1]
+  freqs = [0.0] + sorted(set(c.grid.frequency))  # the control first
   for t in task_list:
     names = [f"{FIGURES}/heatmap_{t.name}.png", f"{FIGURES}/task_loss_{t.name}.png"]
     if len(c.grid.gap) > 1:

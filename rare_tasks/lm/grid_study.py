@@ -89,8 +89,7 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   # 1. The config, the tasks and every program, checked before any compute.
   c, sizes = grid_config.resolve(config, devices[0].platform)
   source = data.source_of(next(iter(sizes.values())))
-  task_list = tasks.make_tasks(tuple(c.grid.task), c.task.num_symbols, c.data.vocab_size,
-                               c.task.seed, source.eos_id, c.task.answer_tokens)
+  task_list = grid.tasks_of(c, source.eos_id)
   cells = grid.cells(c)
   programs, info = [], {"sizes": {}, "tasks": _describe_tasks(task_list)}
   for size, sc in sizes.items():
@@ -204,26 +203,15 @@ class InjectionLoop(pretrain.Loop):
   def records(self, step: int, host: dict[str, np.ndarray] | None, measured: Any,
               rate: float) -> list[dict[str, Any]]:
     val, ce, hit = (np.asarray(x) for x in measured)
-    members = len(self.program.cells)
     out = []
     for m, (cell, plan) in enumerate(zip(self.program.cells, self.program.plans)):
-      r = cell.record() | {
-          "step": int(step), "tokens": int(step * self.tokens_per_step),
-          "val_loss": float(val[m]), "tokens_per_s": rate, "model_tokens_per_s": rate * members,
-          "learning_rate": float(self.trainer.learning_rate(step - 1)),
-          "instances_per_task": 0 if plan.rate == 0 else injection.examples_before(
-              step, plan.withhold_steps, plan.gap, plan.rate)}
-      r["val_gap"] = None if self.floor is None else r["val_loss"] - self.floor
+      r = cell.record() | self.member_record(m, step, host, val, rate)
+      r["instances_per_task"] = 0 if plan.rate == 0 else injection.examples_before(
+          step, plan.withhold_steps, plan.gap, plan.rate)
       for name, (train, test) in self.splits.items():
         r.update({f"{name}_train_loss": float(ce[m, train].mean()),
                   f"{name}_train_accuracy": float(hit[m, train].mean()),
                   f"{name}_test_loss": float(ce[m, test].mean()),
                   f"{name}_test_accuracy": float(hit[m, test].mean())})
-      if host is None:
-        r.update(train_loss=None, train_z_loss=None, grad_norm=None)
-      else:
-        r.update(train_loss=float(np.mean(host["ce"][:, m])),
-                 train_z_loss=float(np.mean(host["z_loss"][:, m])),
-                 grad_norm=float(host["grad_norm"][-1, m]))
       out.append(r)
     return out

@@ -122,8 +122,9 @@ def plan_chunk(plans: Sequence[Injection], tasks: Sequence[Task], first_step: in
     rows_used = np.zeros(num_steps, np.int64)
     parts = []
     per_step = counts(plan, first_step, num_steps)
+    start = (injection.examples_before(first_step, plan.withhold_steps, plan.gap, plan.rate)
+             if plan.tasks else 0)  # instances of each task before this chunk
     for t in plan.tasks:
-      start = injection.examples_before(first_step, plan.withhold_steps, plan.gap, plan.rate)
       ids = draws(plan.seed, t, tasks[t].train, start, start + int(per_step.sum()))
       step_of = np.repeat(np.arange(num_steps), per_step)
       row = rows_used[step_of] + (np.arange(len(ids)) - np.repeat(np.cumsum(per_step)

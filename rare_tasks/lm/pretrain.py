@@ -234,22 +234,26 @@ class Loop:
               rate: float) -> list[dict[str, Any]]:
     """One record per member: its losses at `step` and the training since the last record."""
     val = np.asarray(measured)
-    records = []
-    for m, seed in enumerate(self.c.init_seeds):
-      r = {"step": int(step), "member": m, "init_seed": int(seed),
-           "tokens": int(step * self.tokens_per_step),
-           "val_loss": float(val[m]), "tokens_per_s": rate,
-           "model_tokens_per_s": rate * len(self.c.init_seeds),
-           "learning_rate": float(self.trainer.learning_rate(step - 1))}
-      r["val_gap"] = None if self.floor is None else r["val_loss"] - self.floor
-      if host is None:  # no training since the last record (a re-measured end)
-        r.update(train_loss=None, train_z_loss=None, grad_norm=None)
-      else:
-        r.update(train_loss=float(np.mean(host["ce"][:, m])),
-                 train_z_loss=float(np.mean(host["z_loss"][:, m])),
-                 grad_norm=float(host["grad_norm"][-1, m]))
-      records.append(r)
-    return records
+    return [{"member": m, "init_seed": int(seed), **self.member_record(m, step, host, val, rate)}
+            for m, seed in enumerate(self.c.init_seeds)]
+
+  def member_record(self, m: int, step: int, host: dict[str, np.ndarray] | None,
+                    val: np.ndarray, rate: float) -> dict[str, Any]:
+    """What every study records of member m at `step`: tokens, validation loss and its gap
+    to the floor, speed, learning rate, and the training since the last record (None after
+    a re-measured end, which trained nothing)."""
+    r = {"step": int(step), "tokens": int(step * self.tokens_per_step),
+         "val_loss": float(val[m]), "tokens_per_s": rate,
+         "model_tokens_per_s": rate * len(self.c.init_seeds),
+         "learning_rate": float(self.trainer.learning_rate(step - 1))}
+    r["val_gap"] = None if self.floor is None else r["val_loss"] - self.floor
+    if host is None:
+      r.update(train_loss=None, train_z_loss=None, grad_norm=None)
+    else:
+      r.update(train_loss=float(np.mean(host["ce"][:, m])),
+               train_z_loss=float(np.mean(host["z_loss"][:, m])),
+               grad_norm=float(host["grad_norm"][-1, m]))
+    return r
 
 
 def _rows_per_eval(rows: int, batch_size: int, split: int) -> int:
