@@ -45,6 +45,9 @@ class ModelSpec:
   tie_embeddings: bool = False
   remat: bool = False
   attention: str = "auto"
+  # OLMo-2's values; a checkpoint imported with others (rare_tasks.lm.hf) keeps its own.
+  rope_theta: float = ROPE_THETA
+  norm_eps: float = NORM_EPS
 
 
 def weight_init() -> nn.initializers.Initializer:
@@ -54,18 +57,20 @@ def weight_init() -> nn.initializers.Initializer:
 class RMSNorm(nn.Module):
   """x * rsqrt(mean(x^2) + eps) * weight over the last axis, in float32; returns x's dtype."""
 
+  eps: float = NORM_EPS
+
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     weight = self.param("weight", nn.initializers.ones, (x.shape[-1],), jnp.float32)
     x32 = x.astype(jnp.float32)
-    y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + NORM_EPS)
+    y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
     return (y * weight).astype(x.dtype)
 
 
-def rope(x: jax.Array) -> jax.Array:
+def rope(x: jax.Array, theta: float = ROPE_THETA) -> jax.Array:
   """Rotary position embedding of x (B, T, H, D), non-interleaved halves, in float32."""
   _, length, _, dim = x.shape
-  inv_freq = ROPE_THETA ** (-jnp.arange(0, dim, 2, dtype=jnp.float32) / dim)
+  inv_freq = theta ** (-jnp.arange(0, dim, 2, dtype=jnp.float32) / dim)
   angles = jnp.arange(length, dtype=jnp.float32)[:, None] * inv_freq[None, :]  # (T, D/2)
   cos, sin = jnp.cos(angles)[None, :, None, :], jnp.sin(angles)[None, :, None, :]
   x32 = x.astype(jnp.float32)
@@ -83,9 +88,11 @@ class Attention(nn.Module):
     flat = x.reshape(-1, s.d_model)  # 2-D matmuls: on CPU their backward needs no transposes
     q, k, v = (dense(s.d_model, name=n)(flat).reshape(x.shape) for n in ("q", "k", "v"))
     if self.spec.block == "olmo2":  # QK-norm over the whole projections, before the head split
-      q, k = RMSNorm(name="q_norm")(q), RMSNorm(name="k_norm")(k)
+      eps = self.spec.norm_eps
+      q, k = RMSNorm(eps, name="q_norm")(q), RMSNorm(eps, name="k_norm")(k)
     heads = lambda a: a.reshape(*a.shape[:-1], s.num_heads, s.head_dim)  # noqa: E731
-    q, k, v = rope(heads(q)), rope(heads(k)), heads(v)
+    theta = self.spec.rope_theta
+    q, k, v = rope(heads(q), theta), rope(heads(k), theta), heads(v)
     out = jax.nn.dot_product_attention(q, k, v, is_causal=True,
                                        implementation=ATTENTION[self.spec.attention])
     return dense(s.d_model, name="o")(out.reshape(-1, s.d_model)).reshape(x.shape)
@@ -111,7 +118,8 @@ class Block(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, _: Any) -> tuple[jax.Array, None]:
     attention, mlp = Attention(self.spec, name="attention"), MLP(self.spec, name="mlp")
-    attention_norm, mlp_norm = RMSNorm(name="attention_norm"), RMSNorm(name="mlp_norm")
+    eps = self.spec.norm_eps
+    attention_norm, mlp_norm = RMSNorm(eps, name="attention_norm"), RMSNorm(eps, name="mlp_norm")
     if self.spec.block == "olmo2":
       h = x + attention_norm(attention(x))
       return h + mlp_norm(mlp(h)), None
@@ -134,7 +142,7 @@ class Decoder(nn.Module):
     layers = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
                      length=spec.shape.num_layers, unroll=unroll_of(spec.shape.num_layers))
     x, _ = layers(spec, name="layers")(x, None)
-    x = RMSNorm(name="final_norm")(x)
+    x = RMSNorm(spec.norm_eps, name="final_norm")(x)
     flat = x.reshape(-1, spec.shape.d_model)
     if spec.tie_embeddings:
       logits = flat @ embedding.T.astype(dtype)
