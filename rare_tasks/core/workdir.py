@@ -175,6 +175,14 @@ def write_text(path: Path, text: str) -> None:
     _atomic_write(path, text)
 
 
+def read_json(path: Path) -> Any:
+  """A JSON file's contents, or None when it is missing or does not parse."""
+  try:
+    return json.loads(Path(path).read_text())
+  except (OSError, ValueError):
+    return None
+
+
 def write_bytes(path: Path, data: bytes) -> None:
   """Writes a whole binary file so that a reader never sees it half written."""
   if is_writer():

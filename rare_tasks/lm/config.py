@@ -18,7 +18,7 @@ from rare_tasks.lm.model import ATTENTION, BLOCKS, DTYPES
 
 STUDIES = ("lm_pretrain",)
 # Fields that do not change what is trained: a resume may change them.
-NOT_IDENTITY = ("checkpoint_interval_s",)
+NOT_IDENTITY = ("checkpoint_interval_s", "data.cache_dir")
 START_FROM = "rare_tasks.lm.config.base_config()"
 # Fields a preset fills in when they are unset (None).
 SHAPE_FIELDS = ("d_model", "num_layers", "num_heads", "mlp_hidden")
@@ -33,14 +33,21 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       preset="cpu_d32", block="olmo2", dtype="auto", tie_embeddings=False, remat=False,
       attention="auto"))
+  # A Hugging Face OLMo-2 checkpoint folder (config.json + *.safetensors) to start from instead
+  # of a random init; its shape, vocabulary and embedding tying must be the run's.
+  c.model.init_from = ""
   for field in SHAPE_FIELDS:
     c.model[field] = placeholder(int)
   # The background text. "synthetic": the order-2 Markov source (rare_tasks.lm.data.markov),
-  # generated on the device; its fields below set its size and how much it takes to learn.
+  # generated on the device; num_states .. eos_probability set its size and how much it takes
+  # to learn. "jsonl": Dolma-format shards under `path`; "python_stdlib": the running Python's
+  # standard library. Real text is tokenised by `tokenizer` (a tokenizer.json; '': a byte-level
+  # BPE of vocab_size trained on the corpus) into a cache under `cache_dir` ('': the user's
+  # cache folder, ~/.cache/rare_tasks).
   c.data = ml_collections.ConfigDict(dict(
       corpus="synthetic", vocab_size=512, seq_len=64, seed=0, num_states=2048,
       context_classes=4, successors=8, zipf_exponent=1.0, eos_probability=0.01,
-      validation_rows=256))
+      validation_rows=256, path="", tokenizer="", cache_dir=""))
   c.train = ml_collections.ConfigDict(dict(
       steps=1000, warmup_steps=100, final_lr_fraction=0.01, weight_decay=0.05, b1=0.9,
       b2=0.95, eps=1e-8, grad_clip=1.0, z_loss=1e-5, steps_per_dispatch=50))
@@ -68,6 +75,7 @@ def _seeds(field: str, v) -> None:
         "a non-empty tuple of distinct integers >= 0 (one ensemble member each)")
 
 
+_text = checks.rule(lambda v: isinstance(v, str), "a string ('' for none)")
 _beta = checks.rule(lambda v: checks.is_real(v) and 0 <= v < 1, "a number in [0, 1)")
 
 FIELD_CHECKS: dict[str, checks.Check] = {
@@ -79,6 +87,7 @@ FIELD_CHECKS: dict[str, checks.Check] = {
     "model.tie_embeddings": checks.boolean,
     "model.remat": checks.boolean,
     "model.attention": checks.choice(ATTENTION),
+    "model.init_from": _text,
     **{f"model.{f}": _optional(checks.positive_int) for f in SHAPE_FIELDS},
     "data.corpus": checks.choice(data.CORPORA),
     "data.vocab_size": checks.int_at_least(3),
@@ -90,6 +99,9 @@ FIELD_CHECKS: dict[str, checks.Check] = {
     "data.zipf_exponent": checks.nonneg_real,
     "data.eos_probability": checks.open_unit,
     "data.validation_rows": checks.positive_int,
+    "data.path": _text,
+    "data.tokenizer": _text,
+    "data.cache_dir": _text,
     "train.steps": checks.positive_int,
     "train.batch_size": _optional(checks.positive_int),
     "train.learning_rate": _optional(checks.positive_real),
@@ -143,6 +155,16 @@ def _check_shape(c: ml_collections.ConfigDict) -> None:
         f"heads whose head_dim (d_model / heads = {head_dim}) is even, for RoPE's pairs")
   check(c.eval_every <= c.train.steps, "eval_every", c.eval_every,
         f"at most train.steps = {c.train.steps}")
+  check_text_fields(c)
+
+
+def check_text_fields(c: ml_collections.ConfigDict) -> None:
+  """ConfigError for a real-text field set where data.corpus does not read it."""
+  d = c.data
+  check(not d.path or d.corpus == "jsonl", "data.path", d.path,
+        f"'' with data.corpus = {d.corpus!r} (only 'jsonl' reads shards from a path)")
+  check(not d.tokenizer or d.corpus in data.TEXT_CORPORA, "data.tokenizer", d.tokenizer,
+        f"'' with data.corpus = {d.corpus!r} (the synthetic source has its own token ids)")
 
 
 def shape_of(c: ml_collections.ConfigDict) -> ladder.Shape:

@@ -70,8 +70,8 @@ class Program:
     split = self.c.mesh.members or sharding.member_axis_size(len(cells), len(devices), fsdp)
     self.mesh = sharding.make_mesh(devices, split, fsdp)
     lm_config.check_batch(self.c, sharding.batch_split(self.mesh), len(devices))
-    self.trainer = Trainer(Model(pretrain.model_spec(self.c)), pretrain.train_spec(self.c),
-                           len(cells), self.mesh)
+    spec = pretrain.model_spec(self.c, self.c.data.vocab_size)
+    self.trainer = Trainer(Model(spec), pretrain.train_spec(self.c), len(cells), self.mesh)
     self.plans = [grid.injection_of(cell, c, self.c.train.batch_size) for cell in cells]
 
   def fits(self, devices: Sequence[jax.Device], total_params: int) -> str:

@@ -31,13 +31,13 @@ from rare_tasks.core.progress import log
 from rare_tasks.core.report import RunReport
 from rare_tasks.core.steps import chunk_bounds, eval_steps
 from rare_tasks.lm import config as lm_config
-from rare_tasks.lm import data, ladder, memory, report, sharding
-from rare_tasks.lm.model import Model, ModelSpec
+from rare_tasks.lm import data, hf, ladder, memory, report, sharding
+from rare_tasks.lm.model import Model, ModelSpec, Params
 from rare_tasks.lm.trainer import Trainer, TrainSpec
 
 CHECKPOINTS_DIR = "checkpoints"
 RUN_FILE = "run.json"
-FILES = (CHECKPOINTS_DIR, RUN_FILE, *report.FILES)
+FILES = (CHECKPOINTS_DIR, RUN_FILE, data.TOKENIZER_FILE, *report.FILES)
 METRICS_KEY = ("member", "step")
 # Called after every chunk with the step reached; a test raises from it to simulate a kill.
 ChunkHook = Callable[[int], None]
@@ -59,7 +59,8 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   mesh = sharding.make_mesh(devices, member_split, c.mesh.fsdp)
   lm_config.check_batch(c, sharding.batch_split(mesh), len(devices))
   source = data.source_of(c)
-  spec = model_spec(c)
+  spec = model_spec(c, source.vocab_size)
+  init_params = initial_params(c, spec)
   info = run_info(c, spec, source, mesh)
   trainer = Trainer(Model(spec), train_spec(c), members, mesh)  # traced, not compiled
   info["memory"] = memory.check_fits(c.model.preset, trainer.abstract_state,
@@ -67,23 +68,45 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   # 2. The work directory.
   wd = workdir.prepare(workdir_path, c, overwrite, defaults=lm_config.base_config(),
                        run_files=run_files, not_identity=lm_config.NOT_IDENTITY)
-  workdir.write_text(wd / RUN_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
+  keep_text(wd, source, info)
   p = info["params"]
   log.info("%s %s: %s parameters (%s non-embedding; the ladder counts it %s), %d member(s), "
            "mesh %s; %s", c.model.preset, c.model.block, f"{p['total']:,}",
            f"{p['non_embedding']:,}", ladder.size_name(p["nominal"]), members,
            dict(mesh.shape), info["memory"])
   # 3. Training.
-  trained = train(c, wd, source, trainer, chunk_hook)
+  trained = train(c, wd, source, trainer, chunk_hook, init_params=init_params)
   # 4. The report.
   summary = report.write(wd, c, info, workdir.read_metrics(wd, METRICS_KEY))
   return RunReport(wd, trained, time.perf_counter() - start, summary)
 
 
-def model_spec(c: ml_collections.ConfigDict) -> ModelSpec:
+def model_spec(c: ml_collections.ConfigDict, vocab_size: int) -> ModelSpec:
+  """The decoder of a resolved config over a source's vocabulary (for real text, the
+  tokenizer's size padded to a multiple of 128; for the synthetic source, data.vocab_size)."""
   m = c.model
-  return ModelSpec(lm_config.shape_of(c), c.data.vocab_size, block=m.block, dtype=m.dtype,
+  return ModelSpec(lm_config.shape_of(c), vocab_size, block=m.block, dtype=m.dtype,
                    tie_embeddings=m.tie_embeddings, remat=m.remat, attention=m.attention)
+
+
+def initial_params(c: ml_collections.ConfigDict, spec: ModelSpec) -> Params | None:
+  """The parameters of model.init_from's checkpoint, refused unless the run's decoder can
+  hold them; None for a random init."""
+  if not c.model.init_from:
+    return None
+  model, params = hf.load(c.model.init_from)
+  hf.check_compatible(model.spec, spec, c.model.init_from)
+  return params
+
+
+def keep_text(wd: Path, source: data.TextSource, info: dict[str, Any]) -> None:
+  """run.json, and for real text the tokenizer, in the work directory; a run resumed on a
+  corpus that changed since its checkpoints were written is refused."""
+  old = workdir.read_json(wd / RUN_FILE)
+  if old is not None and (wd / CHECKPOINTS_DIR).exists():
+    data.check_unchanged(source, old.get("source") or {})
+  data.keep_tokenizer(source, wd)
+  workdir.write_text(wd / RUN_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
 def train_spec(c: ml_collections.ConfigDict) -> TrainSpec:
@@ -115,13 +138,15 @@ def run_info(c: ml_collections.ConfigDict, spec: ModelSpec, source: data.TextSou
 
 def train(c: ml_collections.ConfigDict, wd: Path, source: data.TextSource, trainer: Trainer,
           chunk_hook: ChunkHook | None = None, make_loop: LoopFactory | None = None,
-          checkpoints: str = CHECKPOINTS_DIR, recorded: Callable[[], int] | None = None) -> int:
+          checkpoints: str = CHECKPOINTS_DIR, recorded: Callable[[], int] | None = None,
+          init_params: Params | None = None) -> int:
   """Trains to train.steps from the latest checkpoint; returns the steps run (0 if finished).
 
   make_loop(state, step, checkpoints) builds the chunk loop (default: `Loop`); recorded()
   counts the members whose final record metrics.jsonl holds (default: this study's); fewer than the
   program's members at a finished checkpoint means a damaged metrics.jsonl: the end is
-  measured again.
+  measured again. A fresh start begins from init_params (every member) when given, else from
+  the members' init seeds.
   """
   steps = c.train.steps
   if make_loop is None:
@@ -141,7 +166,9 @@ def train(c: ml_collections.ConfigDict, wd: Path, source: data.TextSource, train
         loop.write(steps, None, loop.measure(state))
       return 0
     if latest is None:
-      state, step = trainer.init(np.asarray(c.init_seeds)), 0
+      step = 0
+      state = (trainer.init(np.asarray(c.init_seeds)) if init_params is None
+               else trainer.start_from(init_params))
     else:
       state, step = _restore(ckpt, trainer), int(latest)
       log.info("resuming from the checkpoint at step %d", step)

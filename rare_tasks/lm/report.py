@@ -71,14 +71,14 @@ def sections(c: ml_collections.ConfigDict, info: dict[str, Any],
       headline, "",
       "## Model", "",
       f"- d_model {m.d_model}, {m.num_layers} layers, {m.num_heads} heads, SwiGLU hidden "
-      f"{m.mlp_hidden}, vocabulary {c.data.vocab_size}, {m.dtype} compute, "
+      f"{m.mlp_hidden}, vocabulary {src['vocab_size']:,}, {m.dtype} compute, "
       f"{'tied' if m.tie_embeddings else 'untied'} embeddings",
       f"- parameters: {p['total']:,} in all, {p['non_embedding']:,} outside the embedding and "
       f"LM head; the ladder's name counts {ladder.size_name(p['nominal'])} "
       f"({p['nominal_counts']})",
       f"- training FLOPs per token {info['flops_per_token']:.4g}; {info['memory']}", "",
       "## Text", "",
-      f"- corpus `{c.data.corpus}`: " + ", ".join(f"{k} {_num(v)}" for k, v in src.items()),
+      text_line(c.data.corpus, src),
       f"- rows of {c.data.seq_len} predicted tokens; best achievable loss on such a row "
       + (f"{fmt(floor)} nats" if floor is not None else "unknown"), "",
       "## Training", "",
@@ -110,6 +110,22 @@ def write(wd: Path, c: ml_collections.ConfigDict, info: dict[str, Any],
   if workdir.is_writer():
     loss_figure(Path(wd) / LOSS_FIGURE, members, info["loss_floor"], title)
   return write_summary(wd, sections(c, info, members))
+
+
+def text_line(corpus: str, src: dict[str, Any]) -> str:
+  """The summary's line on the text: the synthetic source's numbers, or a real corpus's files,
+  tokens, tokenizer and cache."""
+  if "fingerprint" not in src:
+    return f"- corpus `{corpus}`: " + ", ".join(f"{k} {_num(v)}" for k, v in src.items())
+  where = src.get("python") or src["root"]
+  skipped = ", ".join(f"{n:,} {why}" for why, n in sorted(src["skipped_lines"].items()))
+  return (f"- corpus `{corpus}` ({where}): {src['files']:,} files, {src['documents']:,} "
+          f"documents" + (f" (skipped: {skipped})" if skipped else "")
+          + f"; {src['train_tokens']:,} train tokens in {src['train_rows']:,} rows, "
+          f"{src['validation_tokens']:,} validation tokens in {src['validation_rows']:,} rows\n"
+          f"- tokenizer: {src['tokenizer']}, {src['tokenizer_size']:,} tokens (the model's "
+          f"vocabulary {src['vocab_size']:,}), EOS id {src['eos_id']}; cache {src['cache']} "
+          f"({src['cache_bytes'] / 1e6:.1f} MB, fingerprint {src['fingerprint']})")
 
 
 def _num(v: Any) -> str:

@@ -83,6 +83,7 @@ class Trainer:
         self.state_sharding)
     rep = meshes.replicated(mesh)
     self._init = jax.jit(self._init_state, out_shardings=self.state_sharding)
+    self._start = jax.jit(self._state_from, out_shardings=self.state_sharding)
     self._chunk = jax.jit(self._train_chunk, donate_argnums=0,
                           out_shardings=(self.state_sharding, rep))
     self._eval = jax.jit(self._evaluate, static_argnums=2, out_shardings=rep)
@@ -95,6 +96,10 @@ class Trainer:
   def _init_state(self, seeds: jax.Array) -> State:
     params = jax.vmap(lambda s: self.model.init(jax.random.key(s)))(seeds)
     return {"params": params, "opt": jax.vmap(self.tx.init)(params)}
+
+  def _state_from(self, params: lm_model.Params) -> State:
+    stacked = jax.tree.map(lambda a: jnp.broadcast_to(a, (self.num_members, *a.shape)), params)
+    return {"params": stacked, "opt": jax.vmap(self.tx.init)(stacked)}
 
   def _member_loss(self, params, tokens):
     logits = self.model.apply(params, tokens[:, :-1])
@@ -164,6 +169,16 @@ class Trainer:
 
   def init(self, seeds: np.ndarray) -> State:
     return self._init(jnp.asarray(seeds, jnp.uint32))
+
+  def start_from(self, params: lm_model.Params) -> State:
+    """Every member starting from the same parameters (one model's tree, as `Model.init`
+    makes it) with a fresh optimizer state."""
+    like = jax.eval_shape(self.model.init, jax.random.key(0))
+    got = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype), params)
+    if jax.tree.structure(got) != jax.tree.structure(like) or jax.tree.leaves(got) != [
+        jax.ShapeDtypeStruct(a.shape, a.dtype) for a in jax.tree.leaves(like)]:
+      raise ValueError("Trainer.start_from: parameters of another shape than the model's")
+    return self._start(params)
 
   def chunk(self, state: State, batches: jax.Array, heads: jax.Array | None = None
             ) -> tuple[State, dict[str, jax.Array]]:

@@ -54,7 +54,7 @@ def _final_state(wd):
 
 def _abstract():
   c = lm_config.resolve(tiny_config(), "cpu")
-  spec = pretrain.model_spec(c)
+  spec = pretrain.model_spec(c, c.data.vocab_size)
   mesh = sharding.make_mesh(jax.devices()[:1], 1, 1)
   return Trainer(Model(spec), pretrain.train_spec(c), 2, mesh).abstract_state
 
