@@ -17,6 +17,12 @@ setup(
         "ml-collections>=1.1",
         "tensorflow-datasets>=4.9.10",
         "array-record>=0.8",
+        # Real text: seeded random-access shuffles (grain), tokenizer.json files and byte-level
+        # BPE (tokenizers), Hugging Face checkpoints without torch (safetensors), .zst shards.
+        "grain>=0.2.18",
+        "tokenizers>=0.22",
+        "safetensors>=0.5",
+        "zstandard>=0.23",
         "absl-py>=2.5",
         "numpy>=2.0",
         "matplotlib>=3.9",

@@ -27,6 +27,7 @@ import numpy as np
 
 from rare_tasks.core import workdir
 from rare_tasks.core.checkpoints import GroupCheckpoints
+from rare_tasks.core.config import ConfigError
 from rare_tasks.core.progress import log
 from rare_tasks.core.report import RunReport
 from rare_tasks.core.steps import chunk_bounds, eval_steps
@@ -94,7 +95,10 @@ def initial_params(c: ml_collections.ConfigDict, spec: ModelSpec) -> Params | No
   hold them; None for a random init."""
   if not c.model.init_from:
     return None
-  model, params = hf.load(c.model.init_from)
+  try:
+    model, params = hf.load(c.model.init_from)
+  except ConfigError as e:  # name the field that pointed at the checkpoint
+    raise ConfigError(f"config.model.init_from = {c.model.init_from!r}: {e}") from None
   hf.check_compatible(model.spec, spec, c.model.init_from)
   return params
 

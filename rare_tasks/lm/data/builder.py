@@ -2,7 +2,7 @@
 
 Each split's rows come from a raw int32 token stream on disk (memory-mapped, so a corpus of any
 size is written in bounded memory): row i is tokens[i * seq_len : i * seq_len + seq_len + 1].
-A split whose stream is shorter than one row has no rows.
+TFDS refuses a split with no rows: a caller checks first that every stream holds one.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from rare_tasks.lm.data.cache import BUILDER_NAME
+BUILDER_NAME = "rare_tasks_text_rows"
 
 
 def rows_of(tokens: np.ndarray, seq_len: int) -> int:

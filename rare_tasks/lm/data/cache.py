@@ -34,10 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tensorflow_datasets as tfds
 
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.progress import log
 from rare_tasks.lm.data import tokenizer as tokenizers
+from rare_tasks.lm.data.builder import BUILDER_NAME, text_rows_builder
 from rare_tasks.lm.data.corpora import Corpus, Counts
 
 FORMAT = 1
@@ -46,7 +48,6 @@ SPLITS = ("train", "validation")
 ENTRY_FILE = "entry.json"
 TOKENIZER_FILE = "tokenizer.json"
 TFDS_DIR = "tfds"
-BUILDER_NAME = "rare_tasks_text_rows"
 ENCODE_BATCH = 256
 
 
@@ -105,7 +106,6 @@ def _builder_dir(path: Path) -> Path:
 
 def data_sources(path: Path) -> dict[str, Any]:
   """The entry's splits as TFDS array_record data sources (random access, no TensorFlow)."""
-  import tensorflow_datasets as tfds
   builder = tfds.builder_from_directory(str(_builder_dir(path)))
   return {split: builder.as_data_source(split) for split in SPLITS}
 
@@ -175,13 +175,25 @@ def _train_texts(corpus: Corpus):
 
 def _write_tfds(folder: Path, streams: dict[str, Path], seq_len: int) -> dict[str, int]:
   """The rows of each split's token stream as a TFDS array_record dataset; rows per split."""
-  import tensorflow_datasets as tfds
-
-  from rare_tasks.lm.data.builder import text_rows_builder
   tfds.disable_progress_bar()
   builder = text_rows_builder(streams, seq_len, str(folder / TFDS_DIR))
   builder.download_and_prepare()
   return {s: builder.info.splits[s].num_examples for s in SPLITS}
+
+
+def _check_rows(corpus: Corpus, counts: Counts, tokens: dict[str, int], seq_len: int) -> None:
+  """ConfigError naming data.path unless both splits hold at least one row."""
+  where = str(corpus.root)
+  if counts.documents == 0:
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(counts.skipped.items())) or "none"
+    raise ConfigError(f"config.data.path = {where!r}: no document to train on (skipped "
+                      f"lines: {skipped}); allowed: JSON lines with a string `text` field")
+  for split in SPLITS:
+    if tokens[split] <= seq_len:
+      raise ConfigError(
+          f"config.data.path = {where!r}: its {split} split holds {tokens[split]} tokens, not "
+          f"one row of seq_len + 1 = {seq_len + 1} (of {counts.documents} documents, every "
+          f"{VALIDATION_EVERY}th is validation); allowed: a larger corpus")
 
 
 def build(path: Path, corpus: Corpus, tok: tokenizers.TextTokenizer | None, vocab_size: int,
@@ -199,11 +211,7 @@ def build(path: Path, corpus: Corpus, tok: tokenizers.TextTokenizer | None, voca
     tok.save(tmp / TOKENIZER_FILE)
     counts = Counts()
     tokens = _streams(corpus, tok, tmp / "streams", counts)
-    if counts.documents == 0:
-      skipped = ", ".join(f"{n} {why}" for why, n in sorted(counts.skipped.items())) or "none"
-      raise ConfigError(f"config.data.path = {str(corpus.root)!r}: no document to train on "
-                        f"(skipped lines: {skipped}); allowed: JSON lines with a string "
-                        "`text` field")
+    _check_rows(corpus, counts, tokens, seq_len)
     streams = {s: tmp / "streams" / f"{s}.tokens" for s in SPLITS}
     rows = _write_tfds(tmp, streams, seq_len)
     shutil.rmtree(tmp / "streams")
