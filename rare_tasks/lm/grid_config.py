@@ -118,7 +118,7 @@ def size_config(c: ml_collections.ConfigDict, size: str) -> ml_collections.Confi
   p = lm_config.base_config()
   p.init_seeds = tuple(c.grid.seed)
   p.model.preset = size
-  for field in ("block", "dtype", "tie_embeddings", "remat", "attention"):
+  for field in ("block", "dtype", "tie_embeddings", "remat", "attention", "init_from"):
     p.model[field] = c.model[field]
   p.data = ml_collections.ConfigDict(c.data.to_dict())
   for field, value in c.train.items():

@@ -18,7 +18,6 @@ entropy floor.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +31,7 @@ from rare_tasks import injection
 from rare_tasks.core import mesh as meshes
 from rare_tasks.core import workdir
 from rare_tasks.core.checkpoints import GroupCheckpoints
-from rare_tasks.core.config import ConfigError
+from rare_tasks.core.config import ConfigError, check
 from rare_tasks.core.progress import log
 from rare_tasks.core.report import RunReport
 from rare_tasks.lm import config as lm_config
@@ -51,7 +50,7 @@ from rare_tasks.lm.model import Model
 from rare_tasks.lm.trainer import Trainer
 
 FILES = (pretrain.CHECKPOINTS_DIR, injections.MANIFEST_DIR, pretrain.RUN_FILE,
-         *grid_report.FILES)
+         data.TOKENIZER_FILE, *grid_report.FILES)
 METRICS_KEY = ("cell", "step")
 # The label evaluation's logits per dispatch are capped near this many floats.
 LABEL_LOGITS = 1 << 24
@@ -89,11 +88,17 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   # 1. The config, the tasks and every program, checked before any compute.
   c, sizes = grid_config.resolve(config, devices[0].platform)
   source = data.source_of(next(iter(sizes.values())))
+  check(source.vocab_size == c.data.vocab_size, "data.vocab_size", c.data.vocab_size,
+        f"the model's vocabulary on this text, {source.vocab_size:,} (the tokenizer's "
+        f"{source.describe().get('tokenizer_size', 0):,} tokens padded to a multiple of 128): "
+        "the tasks draw their tokens from data.vocab_size")
   task_list = grid.tasks_of(c, source.eos_id)
   cells = grid.cells(c)
   programs, info = [], {"sizes": {}, "tasks": _describe_tasks(task_list)}
+  starts = {}  # model.init_from's parameters, checked against each size
   for size, sc in sizes.items():
     size_programs, size_info = _programs(c, sc, size, cells[size], source, devices)
+    starts[size] = pretrain.initial_params(sc, size_programs[0].trainer.model.spec)
     programs += size_programs
     info["sizes"][size] = size_info
   info.update(source=source.describe(), loss_floor=source.loss_floor(),
@@ -102,13 +107,14 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   # 2. The work directory.
   wd = workdir.prepare(workdir_path, c, overwrite, defaults=grid_config.base_config(),
                        run_files=run_files, not_identity=grid_config.NOT_IDENTITY)
-  workdir.write_text(wd / pretrain.RUN_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
+  pretrain.keep_text(wd, source, info)
   # 3. Training, program by program.
   trained = 0
   for program in programs:
     log.info("%s: %d cell(s), mesh %s", program.name, len(program.cells),
              dict(program.mesh.shape))
-    trained += _train(program, c, wd, source, task_list, chunk_hook)
+    trained += _train(program, c, wd, source, task_list, chunk_hook,
+                      starts[program.c.model.preset])
   # 4. The report.
   records = workdir.read_metrics(wd, METRICS_KEY)
   summary = grid_report.write(wd, c, info, cells, task_list, records)
@@ -146,7 +152,7 @@ def _describe_tasks(task_list: Sequence[tasks.Task]) -> dict[str, Any]:
 
 
 def _train(program: Program, c, wd: Path, source: data.TextSource,
-           task_list: Sequence[tasks.Task], chunk_hook) -> int:
+           task_list: Sequence[tasks.Task], chunk_hook, init_params) -> int:
   pc = program.c
   final = pc.train.steps
   wanted = {cell.index for cell in program.cells}
@@ -159,7 +165,7 @@ def _train(program: Program, c, wd: Path, source: data.TextSource,
     return InjectionLoop(pc, wd, source, program, ckpt, state, step, task_list)
 
   return pretrain.train(pc, wd, source, program.trainer, chunk_hook, make_loop,
-                        f"{pretrain.CHECKPOINTS_DIR}/{program.name}", recorded)
+                        f"{pretrain.CHECKPOINTS_DIR}/{program.name}", recorded, init_params)
 
 
 class InjectionLoop(pretrain.Loop):

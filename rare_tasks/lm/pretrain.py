@@ -27,7 +27,7 @@ import numpy as np
 
 from rare_tasks.core import workdir
 from rare_tasks.core.checkpoints import GroupCheckpoints
-from rare_tasks.core.config import ConfigError
+from rare_tasks.core.config import ConfigError, check
 from rare_tasks.core.progress import log
 from rare_tasks.core.report import RunReport
 from rare_tasks.core.steps import chunk_bounds, eval_steps
@@ -54,6 +54,8 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   devices = list(devices) if devices is not None else jax.devices()
   # 1. The config and everything derived from it, checked before any compute.
   c = lm_config.resolve(config, devices[0].platform)
+  check(not c.model.init_from or len(c.init_seeds) == 1, "init_seeds", c.init_seeds,
+        "one seed with model.init_from (every member would start from the same checkpoint)")
   lm_config.check_mesh(c, len(devices))
   members = len(c.init_seeds)
   member_split = c.mesh.members or sharding.member_axis_size(members, len(devices), c.mesh.fsdp)

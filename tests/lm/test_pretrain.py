@@ -212,3 +212,90 @@ def test_bad_input_is_refused_before_any_compute(change, field, tmp_path):
   with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
     pretrain.run(c, tmp_path / "bad")
   assert not (tmp_path / "bad").exists()
+
+
+def text_config(shards, cache):
+  c = tiny_config()
+  c.data.update(dict(corpus="jsonl", path=str(shards), cache_dir=str(cache), vocab_size=320))
+  return c
+
+
+def test_a_run_on_real_text_keeps_its_tokenizer_and_resumes_bit_identical(shards, text_cache,
+                                                                            tmp_path):
+  full = tmp_path / "full"
+  pretrain.run(text_config(shards, text_cache), full)
+  info = json.loads((full / "run.json").read_text())
+  src = info["source"]
+  assert src["corpus"] == "jsonl" and src["vocab_size"] == 384 and info["loss_floor"] is None
+  assert info["params"]["total"] == ladder.total_params(ladder.PRESETS["cpu_d16"].shape, 384)
+  kept = (full / "tokenizer.json").read_text()
+  assert kept == (Path(src["cache"]) / "tokenizer.json").read_text()
+  summary = (full / "summary.md").read_text()
+  assert f"tokenizer: trained byte-level BPE, {src['tokenizer_size']} tokens" in summary
+  records = workdir.read_metrics(full, pretrain.METRICS_KEY)
+  assert all(r["val_gap"] is None and r["val_loss"] < np.log(384) for r in records)
+
+  def kill(step):
+    if step == 6:
+      raise Killed
+
+  killed = tmp_path / "killed"
+  with pytest.raises(Killed):
+    pretrain.run(text_config(shards, text_cache), killed, chunk_hook=kill)
+  assert pretrain.run(text_config(shards, text_cache), killed).trained_steps == STEPS - 4
+  assert _losses(killed) == _losses(full)
+
+
+def test_a_run_starts_from_a_hugging_face_checkpoint(tmp_path, monkeypatch):
+  from rare_tasks.lm import hf
+  c = lm_config.resolve(tiny_config(), "cpu")
+  spec = pretrain.model_spec(c, c.data.vocab_size)
+  params = jax.jit(Model(spec).init)(jax.random.key(7))
+  hf.save(tmp_path / "ckpt", Model(spec), params)
+  c.model.init_from, c.init_seeds = str(tmp_path / "ckpt"), (3,)
+  loaded = pretrain.initial_params(c, spec)
+  mesh = sharding.make_mesh(jax.devices()[:1], 1, 1)
+  state = Trainer(Model(spec), pretrain.train_spec(c), 1, mesh).start_from(loaded)
+  for a, b in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(params)):
+    np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b))
+  assert all(float(np.abs(x).max()) == 0 for x in jax.tree.leaves(state["opt"])
+             if np.asarray(x).dtype == np.float32)  # a fresh AdamW state
+
+  def no_random_init(*args, **kwargs):
+    raise AssertionError("a run from a checkpoint drew a random init")
+
+  monkeypatch.setattr(Trainer, "init", no_random_init)
+  assert pretrain.run(c, tmp_path / "run").trained_steps == STEPS
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda c: c.data.update(dict(vocab_size=128)), r"init_from = .*vocab_size 64: this run's"),
+    (lambda c: c.model.update(dict(tie_embeddings=True)), "untied embeddings where the run is"),
+    (lambda c: c.update(dict(init_seeds=(0, 1))), r"init_seeds = \(0, 1\)"),
+    (lambda c: c.model.update(dict(init_from="/nonexistent")), r"init_from = '/nonexistent'"),
+])
+def test_a_checkpoint_the_run_cannot_hold_is_refused_before_any_compute(change, match, tmp_path):
+  from rare_tasks.lm import hf
+  c = lm_config.resolve(tiny_config(), "cpu")
+  spec = pretrain.model_spec(c, c.data.vocab_size)
+  hf.save(tmp_path / "ckpt", Model(spec), jax.jit(Model(spec).init)(jax.random.key(0)))
+  c = tiny_config()
+  c.init_seeds = (0,)
+  c.model.init_from = str(tmp_path / "ckpt")
+  change(c)
+  with pytest.raises(ConfigError, match=match):
+    pretrain.run(c, tmp_path / "bad")
+  assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("change,field", [
+    (lambda c: c.data.update(dict(path="/data/dolma")), "data.path"),
+    (lambda c: c.data.update(dict(tokenizer="tok.json")), "data.tokenizer"),
+    (lambda c: c.data.update(dict(corpus="jsonl", path="/nonexistent")), "data.path"),
+])
+def test_real_text_fields_are_checked_before_any_compute(change, field, tmp_path):
+  c = tiny_config()
+  change(c)
+  with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+    pretrain.run(c, tmp_path / "bad")
+  assert not (tmp_path / "bad").exists()
