@@ -1,6 +1,7 @@
 """Runs a study.
 
   python -m experiments.main --config=configs/width_by_frequency.py --workdir=DIR
+  python -m experiments.main --config=configs/lm_pretrain.py --clear_cache   # then exits
 
 Every mistake in a flag, the config or the work directory is one line on stderr and exit code 2.
 """
@@ -14,6 +15,7 @@ from rare_tasks import studies
 from rare_tasks.core import command_line, mesh
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.workdir import WorkdirError, is_writer
+from rare_tasks.lm.data import cache as text_cache
 
 DEFAULT_CONFIG = "configs/width_by_frequency.py"
 # No default here: config_flags would load it, and apply the overrides, at this line; parse()
@@ -27,6 +29,9 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False,
 _CPU_DEVICES = flags.DEFINE_integer(
     "cpu_devices", 0, "On CPU, the number of JAX devices the ensembles are sharded over "
     "(0: one per core). Accelerators are not affected.", lower_bound=0)
+_CLEAR_CACHE = flags.DEFINE_bool(
+    "clear_cache", False, "Delete the language models' real-text dataset cache (the config's "
+    "data.cache_dir, default ~/.cache/rare_tasks), print what it held, and exit.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "One of several processes (jax.distributed.initialize): on TPU "
     "slices, SLURM, MPI and Kubernetes the rest is detected; elsewhere give the three flags "
@@ -52,6 +57,11 @@ def parse(argv):
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
+  if _CLEAR_CACHE.value:
+    data = _CONFIG.value.get("data") or {}
+    root = text_cache.root_of(data.get("cache_dir", ""))
+    print(f"cleared {root}: {text_cache.clear(root) / 1e6:.1f} MB freed")
+    return
   mesh.use_cpu_cores(_CPU_DEVICES.value)
   if _DISTRIBUTED.value:
     mesh.start_processes(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

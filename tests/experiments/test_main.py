@@ -84,6 +84,13 @@ REFUSED = {
     "injection study: a burst larger than the batch": (
         [INJECT, "--config.injection.schedule=bursts", "--config.grid.gap=(1,1000)"],
         "error: config.grid.gap = 1000: allowed: gaps whose bursts fit in the batch's"),
+    "language model: a shard folder that does not exist": (
+        [LM, "--config.data.corpus=jsonl", "--config.data.path={tmp}/no_shards"],
+        "error: config.data.path = '{tmp}/no_shards': no such folder; allowed: a folder of "
+        "Dolma-format shards"),
+    "language model: a tokenizer file that does not parse": (
+        [LM, "--config.data.corpus=python_stdlib", "--config.data.tokenizer={tmp}/file"],
+        "error: config.data.tokenizer = '{tmp}/file': not a Hugging Face tokenizer.json"),
     "work directory that cannot be created": (
         [WIDTHS, "--workdir={tmp}/file/wd"],
         "error: {tmp}/file/wd: cannot create or write the work directory"),
@@ -165,3 +172,14 @@ def test_scaling_fit_command_names_what_is_missing(tmp_path):
                        cwd=ROOT, env=env, capture_output=True, text=True)
   assert out.returncode == 2
   assert f"error: {tmp_path} holds no finished grid run (no config.json)" in out.stderr
+
+
+def test_clear_cache_deletes_the_text_cache_and_says_how_much(tmp_path):
+  entry = tmp_path / "cache" / "text" / "jsonl-0123"
+  entry.mkdir(parents=True)
+  (entry / "rows").write_bytes(b"\0" * 250_000)
+  proc = _main(LM, f"--config.data.cache_dir={tmp_path / 'cache'}", "--clear_cache")
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err
+  assert out.strip() == f"cleared {tmp_path / 'cache'}: 0.2 MB freed"
+  assert not (tmp_path / "cache" / "text").exists()
