@@ -4,6 +4,9 @@ measured in the same run, single models and an ensemble against the same models 
   python -m benchmarks.lm            # CPU: cpu_d32 and cpu_d128, 2 layers, rows of 64, batch 32
   python -m benchmarks.lm --gpu      # GPU: the 4M and 20M presets in bfloat16
 
+Then the share of a training step spent waiting for real text from the dataset cache
+(benchmarks.lm_reader: cpu_d128 on the CPU, --reader_preset to choose; --no_reader to skip).
+
 Every timer trains a chunk of steps exactly as the trainer does (batches generated on the device,
 then one scanned dispatch), compiled and warmed up first; timers are interleaved and repeated,
 and the medians are compared. Utilisation = (training FLOPs per token, 6 N_nonemb + 6 d V +
@@ -25,7 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from benchmarks import timing
+from benchmarks import lm_reader, timing
 from rare_tasks.core import mesh as core_mesh
 from rare_tasks.lm import ladder, sharding
 from rare_tasks.lm.data.markov import MAX_SYMBOLS, MarkovSource
@@ -107,6 +110,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--vocab", type=int, default=512)
   p.add_argument("--layers", type=int, default=2, help="layers (0: the preset's)")
   p.add_argument("--matmul", type=int, default=2048, help="size of the reference matmul")
+  p.add_argument("--no_reader", action="store_true", help="skip the real-text reader timers")
+  lm_reader.arguments(p)
   return p.parse_args(argv)
 
 
@@ -135,10 +140,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     core_mesh.use_cpu_cores()  # before any JAX computation, as experiments.main does
   if args.gpu:
     args.seq_len, args.vocab, args.layers, args.matmul = 2048, 50_304, 0, 8192
+    args.preset = "4M" if args.preset == "cpu_d128" else args.preset  # the reader's model
   device = jax.devices()[0]
   cases = gpu_cases() if args.gpu else cpu_cases()
   r = measure(cases, args)
   r["ratios"] = ratios(r, "4M" if args.gpu else "cpu_d32", "4M" if args.gpu else "cpu_d32")
+  if not args.no_reader:
+    r["reader"] = lm_reader.measure(args)
   r = {**timing.environment(device), "settings": vars(args), **r}
   print(f"matmul {args.matmul}^3 {cases[0].dtype}: {r['matmul_flop_per_s'] / 1e9:.1f} GFLOP/s")
   for name, v in r["cases"].items():
@@ -146,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           f"model-tokens/s  utilisation {v['utilisation']:.1%}")
   for k, v in r["ratios"].items():
     print(f"{k}: {v:.2f}x")
+  if "reader" in r:
+    lm_reader.report(r["reader"])
   RESULTS.mkdir(parents=True, exist_ok=True)
   path = RESULTS / f"lm_{'gpu' if args.gpu else 'cpu'}.json"
   path.write_text(json.dumps(r, indent=2) + "\n")

