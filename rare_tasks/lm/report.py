@@ -71,7 +71,8 @@ def sections(c: ml_collections.ConfigDict, info: dict[str, Any],
       headline, "",
       "## Model", "",
       f"- d_model {m.d_model}, {m.num_layers} layers, {m.num_heads} heads, SwiGLU hidden "
-      f"{m.mlp_hidden}, vocabulary {src['vocab_size']:,}, {m.dtype} compute, "
+      f"{m.mlp_hidden}, vocabulary {src.get('vocab_size', c.data.vocab_size):,}, {m.dtype} "
+      "compute, "
       f"{'tied' if m.tie_embeddings else 'untied'} embeddings",
       f"- parameters: {p['total']:,} in all, {p['non_embedding']:,} outside the embedding and "
       f"LM head; the ladder's name counts {ladder.size_name(p['nominal'])} "

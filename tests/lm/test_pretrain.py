@@ -205,6 +205,9 @@ def test_another_config_in_the_same_work_directory_is_refused(uninterrupted):
     (lambda c: c.train.update(dict(batch_size=6)), "train.batch_size"),
     (lambda c: c.update(dict(init_seeds=tuple(range(8)))) or c.model.update(dict(preset="4B")),
      "model.preset"),
+    (lambda c: c.data.update(dict(path="/data/dolma")), "data.path"),
+    (lambda c: c.data.update(dict(tokenizer="tok.json")), "data.tokenizer"),
+    (lambda c: c.data.update(dict(corpus="jsonl", path="/nonexistent")), "data.path"),
 ])
 def test_bad_input_is_refused_before_any_compute(change, field, tmp_path):
   c = tiny_config()
@@ -284,18 +287,5 @@ def test_a_checkpoint_the_run_cannot_hold_is_refused_before_any_compute(change, 
   c.model.init_from = str(tmp_path / "ckpt")
   change(c)
   with pytest.raises(ConfigError, match=match):
-    pretrain.run(c, tmp_path / "bad")
-  assert not (tmp_path / "bad").exists()
-
-
-@pytest.mark.parametrize("change,field", [
-    (lambda c: c.data.update(dict(path="/data/dolma")), "data.path"),
-    (lambda c: c.data.update(dict(tokenizer="tok.json")), "data.tokenizer"),
-    (lambda c: c.data.update(dict(corpus="jsonl", path="/nonexistent")), "data.path"),
-])
-def test_real_text_fields_are_checked_before_any_compute(change, field, tmp_path):
-  c = tiny_config()
-  change(c)
-  with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
     pretrain.run(c, tmp_path / "bad")
   assert not (tmp_path / "bad").exists()

@@ -221,11 +221,12 @@ def build(path: Path, corpus: Corpus, tok: tokenizers.TextTokenizer | None, voca
                  skipped=counts.skipped, build_s=time.perf_counter() - start,
                  files=_files(tmp))
     (tmp / ENTRY_FILE).write_text(json.dumps(entry, indent=1, sort_keys=True) + "\n")
+    if problem(path, entry["fingerprint"]) is None:  # another process finished first: keep it
+      return json.loads((path / ENTRY_FILE).read_text())
     shutil.rmtree(path, ignore_errors=True)
     try:
       tmp.rename(path)
-    except OSError:  # another process put an entry in place first: keep it
-      shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:  # another process put an entry in place meanwhile: keep it
       return json.loads((path / ENTRY_FILE).read_text())
     return entry
   finally:
