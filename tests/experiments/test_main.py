@@ -97,10 +97,17 @@ REFUSED = {
 }
 
 
+CLEAR = "clear the text cache"
+
+
 @pytest.fixture(scope="module")
 def refused(tmp_path_factory):
   """The refused command lines' processes, all started at once: name -> (Popen, tmp dir)."""
   procs = {}
+  tmp = tmp_path_factory.mktemp("clear")  # --clear_cache, started with the others
+  (tmp / "cache" / "text" / "jsonl-0123").mkdir(parents=True)
+  (tmp / "cache" / "text" / "jsonl-0123" / "rows").write_bytes(b"\0" * 250_000)
+  procs[CLEAR] = (_main(LM, f"--config.data.cache_dir={tmp / 'cache'}", "--clear_cache"), tmp)
   for name, (args, _) in REFUSED.items():
     tmp = tmp_path_factory.mktemp("refused")
     (tmp / "file").write_text("not a folder")
@@ -174,12 +181,9 @@ def test_scaling_fit_command_names_what_is_missing(tmp_path):
   assert f"error: {tmp_path} holds no finished grid run (no config.json)" in out.stderr
 
 
-def test_clear_cache_deletes_the_text_cache_and_says_how_much(tmp_path):
-  entry = tmp_path / "cache" / "text" / "jsonl-0123"
-  entry.mkdir(parents=True)
-  (entry / "rows").write_bytes(b"\0" * 250_000)
-  proc = _main(LM, f"--config.data.cache_dir={tmp_path / 'cache'}", "--clear_cache")
+def test_clear_cache_deletes_the_text_cache_and_says_how_much(refused):
+  proc, tmp = refused[CLEAR]
   out, err = proc.communicate(timeout=120)
   assert proc.returncode == 0, err
-  assert out.strip() == f"cleared {tmp_path / 'cache'}: 0.2 MB freed"
-  assert not (tmp_path / "cache" / "text").exists()
+  assert out.strip() == f"cleared {tmp / 'cache'}: 0.2 MB freed"
+  assert not (tmp / "cache" / "text").exists()

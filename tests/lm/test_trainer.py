@@ -151,11 +151,11 @@ def test_heads_that_keep_every_token_train_as_the_plain_chunk():
 def test_members_with_their_own_heads_equal_the_same_cells_trained_alone():
   heads = _heads(4, 2, seed=0)
   ensemble, parts = _train_heads((0, 0), heads, num_devices=2)
-  for member, seed in enumerate((0, 0)):
-    alone, alone_parts = _train_heads((seed,), heads[:, member:member + 1], num_devices=2)
-    chex.assert_trees_all_close(jax.tree.map(lambda a, m=member: a[m], ensemble),
-                                jax.tree.map(lambda a: a[0], alone), **TOLERANCE)
-    np.testing.assert_allclose(parts["ce"][:, member], alone_parts["ce"][:, 0], **TOLERANCE)
+  # The second member alone (the first's position in the ensemble would hide an offset bug).
+  alone, alone_parts = _train_heads((0,), heads[:, 1:2], num_devices=2)
+  chex.assert_trees_all_close(jax.tree.map(lambda a: a[1], ensemble),
+                              jax.tree.map(lambda a: a[0], alone), **TOLERANCE)
+  np.testing.assert_allclose(parts["ce"][:, 1], alone_parts["ce"][:, 0], **TOLERANCE)
   # Members 0 and 1 share an init and the text; their heads alone make them differ.
   assert not np.allclose(parts["ce"][:, 0], parts["ce"][:, 1])
 
