@@ -1,9 +1,11 @@
 """The pretraining study: an ensemble of decoders of one preset trained on one text source, top
 to bottom.
 
-  1. the config, resolved from its preset and checked, with the mesh and the memory estimate,
-     before any compute;
-  2. the work directory (config.json; a run of another config is refused);
+  1. the config, resolved from its preset and checked, the text source (for real text, its
+     tokenizer and dataset cache, built when missing), the mesh, model.init_from's checkpoint
+     and the memory estimate, before any training;
+  2. the work directory (config.json, run.json and a real corpus's tokenizer.json; a run of
+     another config, or resumed on a changed corpus, is refused);
   3. training in chunks of steps, resumed from the latest checkpoint, or skipped when finished;
   4. the report: figures/loss.png and summary.md.
 
