@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -30,7 +31,7 @@ def tiny_config():
   c = lm_config.base_config()
   c.model.preset = "cpu_d16"
   c.init_seeds = (0, 1)
-  c.data.update(dict(vocab_size=64, seq_len=16, num_states=64, validation_rows=16))
+  c.data.update(dict(vocab_size=384, seq_len=16, num_states=64, validation_rows=16))
   c.train.update(dict(steps=STEPS, warmup_steps=2, steps_per_dispatch=2, batch_size=8))
   c.eval_every = 4
   c.checkpoint_interval_s = 0.0
@@ -83,7 +84,7 @@ def test_a_run_writes_a_self_describing_work_directory(uninterrupted):
   assert config["train"]["learning_rate"] == pytest.approx(
       ladder.default_learning_rate(ladder.PRESETS["cpu_d16"].nominal_size()))
   info = json.loads((wd / "run.json").read_text())
-  assert info["params"]["total"] == ladder.total_params(shape, 64)
+  assert info["params"]["total"] == ladder.total_params(shape, 384)
   assert info["params"]["non_embedding"] == ladder.non_embedding_params(shape)
   records = workdir.read_metrics(wd, pretrain.METRICS_KEY)
   assert [(r["step"], r["member"]) for r in records] == [(4, 0), (8, 0), (4, 1), (8, 1)]
@@ -263,15 +264,25 @@ def test_a_run_starts_from_a_hugging_face_checkpoint(tmp_path, monkeypatch):
   assert all(float(np.abs(x).max()) == 0 for x in jax.tree.leaves(state["opt"])
              if np.asarray(x).dtype == np.float32)  # a fresh AdamW state
 
+  # The study hands exactly these parameters to the trainer, and never draws a random init.
+  started = []
+
+  def start_from(self, params):
+    started.append(params)
+    raise Killed
+
   def no_random_init(*args, **kwargs):
     raise AssertionError("a run from a checkpoint drew a random init")
 
+  monkeypatch.setattr(Trainer, "start_from", start_from)
   monkeypatch.setattr(Trainer, "init", no_random_init)
-  assert pretrain.run(c, tmp_path / "run").trained_steps == STEPS
+  with pytest.raises(Killed):
+    pretrain.run(c, tmp_path / "run")
+  chex.assert_trees_all_equal(started[0], jax.device_get(params))
 
 
 @pytest.mark.parametrize("change,match", [
-    (lambda c: c.data.update(dict(vocab_size=128)), r"init_from = .*vocab_size 64: this run's"),
+    (lambda c: c.data.update(dict(vocab_size=512)), r"init_from = .*vocab_size 384: this run's"),
     (lambda c: c.model.update(dict(tie_embeddings=True)), "untied embeddings where the run is"),
     (lambda c: c.update(dict(init_seeds=(0, 1))), r"init_seeds = \(0, 1\)"),
     (lambda c: c.model.update(dict(init_from="/nonexistent")), r"init_from = '/nonexistent'"),
