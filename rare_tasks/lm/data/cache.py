@@ -120,10 +120,11 @@ def problem(path: Path, wanted: dict[str, Any]) -> str | None:
     return "partial (no entry.json: its build did not finish)"
   built = {k: entry.get("fingerprint", {}).get(k) for k in wanted}
   if built != wanted:
-    old, new = built.get("corpus") or {}, wanted["corpus"]
-    changed = len({tuple(f) for f in old.get("files", [])} ^ {tuple(f) for f in new["files"]})
-    what = (f"{changed} corpus file entries changed" if changed
-            else "the tokenizer or the row length changed")
+    old = {f[0]: tuple(f[1:]) for f in (built.get("corpus") or {}).get("files", [])}
+    new = {f[0]: tuple(f[1:]) for f in wanted["corpus"]["files"]}
+    changed = sum(old.get(name) != new.get(name) for name in old.keys() | new.keys())
+    what = (f"{changed} corpus file(s) added, removed or changed" if changed
+            else "the tokenizer, the row length or the Python changed")
     return f"stale (its fingerprint no longer matches: {what})"
   if _files(path) != entry.get("files"):
     return "corrupted (its files are not those it was built with)"
