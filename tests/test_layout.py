@@ -20,7 +20,7 @@ SYNTHETIC = {"theory": 0, "models": 0, "tasks": 1, "config": 2, "grid": 3, "ense
 # Inside the language-model track, likewise.
 LM = {"ladder": 0, "sharding": 0, "data": 0, "tasks": 0, "model": 1, "memory": 1, "report": 1,
       "injections": 1, "config": 2, "trainer": 2, "grid": 2, "pretrain": 3, "grid_config": 3,
-      "grid_report": 3, "grid_study": 4, "hf": 2}
+      "grid_report": 3, "grid_study": 4, "hf": 2, "export": 4}
 RANKS = {"synthetic": SYNTHETIC, "lm": LM}
 TRACKS = set(RANKS)
 MAX_MODULE_LINES = 400

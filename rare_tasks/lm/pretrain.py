@@ -169,7 +169,7 @@ def train(c: ml_collections.ConfigDict, wd: Path, source: data.TextSource, train
     latest = ckpt.latest_step()
     if latest == steps:
       if recorded() < trainer.num_members:
-        state = _restore(ckpt, trainer)
+        state = restore(ckpt, trainer)
         loop = make_loop(state, steps, ckpt)
         loop.write(steps, None, loop.measure(state))
       return 0
@@ -178,14 +178,15 @@ def train(c: ml_collections.ConfigDict, wd: Path, source: data.TextSource, train
       state = (trainer.init(np.asarray(c.init_seeds)) if init_params is None
                else trainer.start_from(init_params))
     else:
-      state, step = _restore(ckpt, trainer), int(latest)
+      state, step = restore(ckpt, trainer), int(latest)
       log.info("resuming from the checkpoint at step %d", step)
     return make_loop(state, step, ckpt).run(chunk_hook)
   finally:
     ckpt.close()
 
 
-def _restore(ckpt: GroupCheckpoints, trainer: Trainer):
+def restore(ckpt: GroupCheckpoints, trainer: Trainer):
+  """The trainer's state at the latest checkpoint, on the trainer's mesh."""
   like = {"state": trainer.abstract_state, "data_position": np.zeros((), np.int64)}
   restored = ckpt.restore(like)
   assert int(restored["data_position"]) == ckpt.latest_step()
