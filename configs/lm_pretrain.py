@@ -9,6 +9,12 @@ with the source's exact entropy floor. Any preset of the ladder runs from the sa
 
 Presets: `configs/lm_pretrain.py` (cpu_d64, two members, a few minutes on a laptop CPU) and
 `configs/lm_pretrain.py:smoke` (cpu_d32, under a minute, the same on 1, 2 and 8 devices).
+
+Real text instead of the synthetic source: `--config.data.corpus=python_stdlib` (the running
+Python's standard library, on every machine), or `--config.data.corpus=jsonl
+--config.data.path=<Dolma shards>` with `--config.data.tokenizer=<tokenizer.json>` (else a BPE
+of data.vocab_size is trained on the corpus); `--config.model.init_from=<HF checkpoint>` starts
+from a released model (README, "Real text" and "Hugging Face checkpoints").
 """
 
 from rare_tasks.core.config import study_preset
