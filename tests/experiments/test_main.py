@@ -84,13 +84,6 @@ REFUSED = {
     "injection study: a burst larger than the batch": (
         [INJECT, "--config.injection.schedule=bursts", "--config.grid.gap=(1,1000)"],
         "error: config.grid.gap = 1000: allowed: gaps whose bursts fit in the batch's"),
-    "language model: a shard folder that does not exist": (
-        [LM, "--config.data.corpus=jsonl", "--config.data.path={tmp}/no_shards"],
-        "error: config.data.path = '{tmp}/no_shards': no such folder; allowed: a folder of "
-        "Dolma-format shards"),
-    "language model: a tokenizer file that does not parse": (
-        [LM, "--config.data.corpus=python_stdlib", "--config.data.tokenizer={tmp}/file"],
-        "error: config.data.tokenizer = '{tmp}/file': not a Hugging Face tokenizer.json"),
     "work directory that cannot be created": (
         [WIDTHS, "--workdir={tmp}/file/wd"],
         "error: {tmp}/file/wd: cannot create or write the work directory"),
