@@ -19,6 +19,7 @@ as a share of that chunk's training time.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -125,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   report(r)
   path = timing.REPO / "benchmarks" / "results" / "lm_reader_cpu.json"
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(__import__("json").dumps(r, indent=2) + "\n")
+  path.write_text(json.dumps(r, indent=2) + "\n")
   print(f"wrote {path}")
   return r
 

@@ -31,7 +31,7 @@ from rare_tasks import injection
 from rare_tasks.core import mesh as meshes
 from rare_tasks.core import workdir
 from rare_tasks.core.checkpoints import GroupCheckpoints
-from rare_tasks.core.config import ConfigError, check
+from rare_tasks.core.config import ConfigError
 from rare_tasks.core.progress import log
 from rare_tasks.core.report import RunReport
 from rare_tasks.lm import config as lm_config
@@ -88,17 +88,19 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   # 1. The config, the tasks and every program, checked before any compute.
   c, sizes = grid_config.resolve(config, devices[0].platform)
   source = data.source_of(next(iter(sizes.values())))
-  check(source.vocab_size == c.data.vocab_size, "data.vocab_size", c.data.vocab_size,
-        f"the model's vocabulary on this text, {source.vocab_size:,} (the tokenizer's "
-        f"{source.describe().get('tokenizer_size', 0):,} tokens padded to a multiple of 128): "
-        "the tasks draw their tokens from data.vocab_size")
+  if source.vocab_size != c.data.vocab_size:  # only real text's padded tokenizer can differ
+    raise ConfigError(
+        f"config.data.vocab_size = {c.data.vocab_size!r}: allowed: the model's vocabulary on "
+        f"this text, {source.vocab_size:,} (the tokenizer's {source.tokenizer.size:,} tokens "
+        "padded to a multiple of 128): the tasks draw their tokens from data.vocab_size")
   task_list = grid.tasks_of(c, source.eos_id)
   cells = grid.cells(c)
   programs, info = [], {"sizes": {}, "tasks": _describe_tasks(task_list)}
-  starts = {}  # model.init_from's parameters, checked against each size
+  checkpoint = pretrain.checkpoint_of(c)  # model.init_from's, read once, checked per size
+  starts = {}
   for size, sc in sizes.items():
     size_programs, size_info = _programs(c, sc, size, cells[size], source, devices)
-    starts[size] = pretrain.initial_params(sc, size_programs[0].trainer.model.spec)
+    starts[size] = pretrain.initial_params(sc, size_programs[0].trainer.model.spec, checkpoint)
     programs += size_programs
     info["sizes"][size] = size_info
   info.update(source=source.describe(), loss_floor=source.loss_floor(),

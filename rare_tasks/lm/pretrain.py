@@ -94,15 +94,24 @@ def model_spec(c: ml_collections.ConfigDict, vocab_size: int) -> ModelSpec:
                    tie_embeddings=m.tie_embeddings, remat=m.remat, attention=m.attention)
 
 
-def initial_params(c: ml_collections.ConfigDict, spec: ModelSpec) -> Params | None:
-  """The parameters of model.init_from's checkpoint, refused unless the run's decoder can
-  hold them; None for a random init."""
+def checkpoint_of(c: ml_collections.ConfigDict) -> tuple[Model, Params] | None:
+  """model.init_from's checkpoint (None for a random init); ConfigError naming the field for
+  one that cannot be read."""
   if not c.model.init_from:
     return None
   try:
-    model, params = hf.load(c.model.init_from)
+    return hf.load(c.model.init_from)
   except ConfigError as e:  # name the field that pointed at the checkpoint
     raise ConfigError(f"config.model.init_from = {c.model.init_from!r}: {e}") from None
+
+
+def initial_params(c: ml_collections.ConfigDict, spec: ModelSpec,
+                   checkpoint: tuple[Model, Params] | None = None) -> Params | None:
+  """The parameters of model.init_from's checkpoint (read here unless given), refused unless
+  the run's decoder can hold them; None for a random init."""
+  if not c.model.init_from:
+    return None
+  model, params = checkpoint if checkpoint is not None else checkpoint_of(c)
   hf.check_compatible(model.spec, spec, c.model.init_from)
   return params
 

@@ -4,6 +4,7 @@ latest checkpoint, the run's tokenizer and its special ids; what cannot be expor
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import chex
 import jax
@@ -14,7 +15,7 @@ from rare_tasks.core.config import ConfigError
 from rare_tasks.lm import export, hf, pretrain
 from tests.lm.test_pretrain import STEPS, _final_state, text_config
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

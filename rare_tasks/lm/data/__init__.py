@@ -120,8 +120,8 @@ def check_unchanged(source: TextSource, recorded: dict[str, Any]) -> None:
   trained on (`recorded`: the source's describe() when they were written)."""
   if not isinstance(source, CachedText) or "fingerprint" not in recorded:
     return
-  now = source.describe()
-  check(recorded["fingerprint"] == now["fingerprint"], "data.path", now["root"],
+  now = source.fingerprint()
+  check(recorded["fingerprint"] == now, "data.path", str(source.corpus.root),
         f"the corpus this run's checkpoints were trained on (fingerprint "
-        f"{recorded['fingerprint']}, now {now['fingerprint']}: a shard, the tokenizer or the "
-        "row length changed); restore it, or start again with --overwrite")
+        f"{recorded['fingerprint']}, now {now}: a shard, the tokenizer or the row length "
+        "changed); restore it, or start again with --overwrite")

@@ -63,10 +63,9 @@ class TextTokenizer:
     return self.tokenizer.decode(ids, skip_special_tokens=False)
 
   def save(self, path: Path) -> None:
+    """Writes the tokenizer.json (the cache builds into a folder renamed into place whole)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(self.json, encoding="utf-8")
-    tmp.replace(path)
+    path.write_text(self.json, encoding="utf-8")
 
 
 def padded_vocab(size: int) -> int:

@@ -4,6 +4,7 @@ checks of source_of on a corpus."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -16,7 +17,7 @@ from rare_tasks.lm import data
 from rare_tasks.lm.data.text import CachedText
 from tests.lm.conftest import write_shards
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def text_config(shards, cache_dir, **data_fields):
