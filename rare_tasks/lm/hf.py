@@ -294,7 +294,8 @@ def load(path: str | Path) -> tuple[Model, Params]:
   our layout); ConfigError naming the field or tensor for anything it cannot represent."""
   path = Path(path)
   if not path.is_dir():
-    raise ConfigError(f"{path}: no such checkpoint directory")
+    raise ConfigError(f"{path}: no such checkpoint directory; allowed: a Hugging Face checkpoint "
+                      "folder (config.json and *.safetensors)")
   if not (path / CONFIG).is_file():
     raise ConfigError(f"{path}: no {CONFIG}: allowed: a Hugging Face checkpoint directory")
   config = _read_json(path / CONFIG)
