@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 # loss_fn(params, task index, that task's batch) -> scalar loss of the task on its examples.
@@ -113,3 +114,18 @@ def rare_overwrite(grads: Any, task_frequencies: jax.Array, rare: jax.Array,
   without, _ = optimizer.update(jax.tree.map(jnp.zeros_like, common), opt_state, params)
   return sum(jnp.vdot(g, u - u0) for g, u, u0 in zip(
       jax.tree.leaves(rare_g), jax.tree.leaves(with_common), jax.tree.leaves(without)))
+
+
+def gradient_strength(norms: np.ndarray) -> np.ndarray:
+  """A gradient norm relative to its largest value so far: norms (steps,) in step order -> the
+  same shape, norms[t] / max(norms[:t + 1]); NaN while that maximum is zero or not finite.
+
+  A unit-free measure of how much of its strongest gradient a run still has, comparable across
+  models whose parameterisations give gradients of different scales. The reference is the
+  running peak and not the value at initialisation because an encoder with zero-initialised
+  heads gets no gradient from any task at step 0.
+  """
+  norms = np.asarray(norms, dtype=np.float64)
+  peak = np.fmax.accumulate(np.where(np.isnan(norms), -np.inf, norms)) if len(norms) else norms
+  ok = np.isfinite(peak) & (peak > 0)
+  return np.where(ok, norms / np.where(ok, peak, 1.0), np.nan)

@@ -91,6 +91,40 @@ def burst_metrics(signal: np.ndarray, bursts: np.ndarray) -> list[dict]:
   return rows
 
 
+def baseline_starts(first_burst: int, gap: int, start: int | None = None) -> np.ndarray:
+  """Starts s of the burst-free windows s..s + gap that tile start..first_burst backwards from
+  the first burst, ascending int64 (empty when none fits).
+
+  The default start, first_burst // 2, keeps the windows in the second half of the withholding
+  phase, after the common tasks' fastest learning.
+  """
+  if gap < 1 or first_burst < 0:
+    raise ValueError(f"need gap >= 1 and first_burst >= 0; got gap={gap}, "
+                     f"first_burst={first_burst}")
+  start = first_burst // 2 if start is None else max(0, start)
+  return np.arange(first_burst - gap, start - 1, -gap, dtype=np.int64)[::-1]
+
+
+def baseline_gain(signal: np.ndarray, first_burst: int, gap: int,
+                  start: int | None = None) -> float:
+  """The rise of `signal` that training alone gives over a burst's window, without a burst.
+
+  The same statistic as a burst's gain, max(signal[s+1 : s+gap+1]) - signal[s], over the windows
+  of `baseline_starts` (no burst inside: they end at or before the first burst's update); their
+  median. NaN when no window fits or one holds a non-finite value. A burst whose gain is many
+  times this stands out from training noise.
+  """
+  signal = np.asarray(signal, dtype=np.float64)
+  starts = baseline_starts(first_burst, gap, start)
+  if len(starts) == 0 or first_burst > len(signal) - 1:
+    return math.nan
+  window = signal[starts[0]:first_burst + 1]
+  if not np.isfinite(window).all():
+    return math.nan
+  gains = [signal[s + 1:s + gap + 1].max() - signal[s] for s in starts.tolist()]
+  return float(np.median(gains))
+
+
 def _nanmedian(values: list[float]) -> float:
   values = np.asarray(values, dtype=np.float64)
   values = values[~np.isnan(values)]

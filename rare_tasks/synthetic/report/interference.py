@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rare_tasks.analysis import interference
 from rare_tasks.core import tables, workdir
 from rare_tasks.core.plots import plt, save, width_axis
 from rare_tasks.core.report import Section, fmt
@@ -17,10 +18,10 @@ from rare_tasks.synthetic.report.results_view import GridResults, cell_key
 INTERFERENCE_FILE = "interference.csv"
 MATRICES_FILE = "interference.npz"
 FIGURES = ("figures/interference_matrices.png", "figures/common_grad_norm.png",
-           "figures/overwrite.png")
+           "figures/common_grad_strength.png", "figures/overwrite.png")
 FILES = (INTERFERENCE_FILE, MATRICES_FILE) + FIGURES
-COLUMNS = ("width", "rare_frequency", "seed", "step", "common_grad_norm", "rare_grad_norm",
-           "common_rare_cosine", "rare_overwrite", "gap", "cell")
+COLUMNS = ("width", "rare_frequency", "seed", "step", "common_grad_norm", "common_grad_strength",
+           "rare_grad_norm", "common_rare_cosine", "rare_overwrite", "gap", "cell")
 _SCALARS = ("common_grad_norm", "rare_grad_norm", "common_rare_cosine", "rare_overwrite")
 
 
@@ -38,8 +39,11 @@ def _write_tables(run: GridResults) -> tuple[list[dict], list[int], list]:
     recs = {r["step"]: r for r in run.by_cell[c.index]}
     cos.append([np.array(recs[s]["cosine"], dtype=float) for s in steps])
     norms.append([np.array(recs[s]["grad_norm"], dtype=float) for s in steps])
-    for s in steps:
-      rows.append({**cell_key(c), "step": s, **{k: number(recs[s][k]) for k in _SCALARS}})
+    strength = interference.gradient_strength(
+        [number(recs[s]["common_grad_norm"]) for s in steps])
+    for s, g in zip(steps, strength.tolist()):
+      rows.append({**cell_key(c), "step": s, "common_grad_strength": g,
+                   **{k: number(recs[s][k]) for k in _SCALARS}})
   tables.write_csv(run.wd / INTERFERENCE_FILE, COLUMNS, rows)
   buf = io.BytesIO()
   np.savez(buf, cell=np.array([c.index for c in cells]), step=np.array(steps),
@@ -76,6 +80,12 @@ def section(run: GridResults) -> Section:
   norms_figure(run.figure("common_grad_norm.png"), curves,
                f"rare frequency {f_show:g}, {averaged}")
   overwrite_figure(run.figure("overwrite.png"), np.array(widths), overwrite)
+  final = [r for r in rows if r["step"] == steps[-1]]
+  strength_by = tables.mean_by(final, ("rare_frequency", "width"), "common_grad_strength")
+  strength = {f: np.array([strength_by[(f, w)] for w in widths]) for f in freqs}
+  uncaptured = _uncaptured(run, freqs, widths)
+  strength_figure(run.figure("common_grad_strength.png"), np.array(widths), strength,
+                  uncaptured, f"step {steps[-1]}, {averaged}")
   falls = all(a > b for a, b in zip(final_norm, final_norm[1:]))
   lines = [
       "## Gradient interference", "",
@@ -88,10 +98,95 @@ def section(run: GridResults) -> Section:
       "Cosine between the common-task and the rare-task gradient (same mean; negative: the "
       "common tasks pull against the rare one): " +
       ", ".join(f"width {w}: {fmt(cosine[(f_show, w)])}" for w in widths) + ".", ""]
+  lines += _strength_lines(run, widths, freqs, strength, uncaptured, steps[-1], averaged)
   for name, label in zip(FIGURES, ("interference matrices", "common gradient norm",
-                                   "overwrite")):
+                                   "common gradient strength", "overwrite")):
     lines += [f"![{label}]({name})", ""]
   return Section(lines, {}, FILES)
+
+
+def _uncaptured(run: GridResults, freqs: list[float],
+                widths: list[int]) -> dict[float, np.ndarray] | None:
+  """Per rare frequency, the closed form's share of the common tasks' utility that the optimum
+  of each width leaves uncaptured, sum of pi_k lambda_kj over the common features it does not
+  keep / over all common features (NaN-free; None for a family without closed form)."""
+  if run.predictions is None:
+    return None
+  rare = list(run.task.rare_tasks)
+  out = {}
+  for f in freqs:
+    values = []
+    for w in widths:
+      p = run.predictions[run.cell_at(width=w, rare_frequency=f).index]
+      common = np.delete(p.utilities, rare, axis=0)
+      kept = np.delete(p.kept, rare, axis=0)
+      values.append(float((common * ~kept).sum() / common.sum()))
+    out[f] = np.array(values)
+  return out
+
+
+def falling_run(widths: list[int], values: np.ndarray) -> tuple[int, int]:
+  """(first, last) index of the longest run of consecutive widths over which `values` falls
+  strictly at every step up (the first such run on ties; (0, 0) when none falls)."""
+  best, start = (0, 0), 0
+  for i in range(1, len(values) + 1):
+    if i == len(values) or not values[i] < values[i - 1]:
+      if i - 1 - start > best[1] - best[0]:
+        best = (start, i - 1)
+      start = i
+  return best
+
+
+def _strength_lines(run: GridResults, widths: list[int], freqs: list[float],
+                    strength: dict[float, np.ndarray],
+                    uncaptured: dict[float, np.ndarray] | None, step: int,
+                    averaged: str) -> list[str]:
+  """The table of the end-of-training gradient strength beside the closed form, and where it
+  falls with width below full rank."""
+  full_rank = run.task.input_dim
+  capture = None
+  if "feature_capture" in run.task.extra_metric_names:
+    rare_rows = [r for r in run.rows if r["is_rare"]]
+    capture = tables.mean_by(rare_rows, ("rare_frequency", "width"), "feature_capture")
+  head = "| width | " + " | ".join(
+      f"strength (f={f:g})" + (" | uncaptured common utility" if uncaptured else "")
+      + (" | rare feature capture" if capture else "") for f in freqs) + " |"
+  lines = [f"Common-task gradient strength at step {step} (`common_grad_strength`: the "
+           "common-task gradient norm relative to its largest value so far in the same cell, "
+           f"so every width is measured against itself; {averaged})"
+           + (", beside the closed form's share of the common tasks' utility that the optimum "
+              "of the width leaves uncaptured" if uncaptured else "") + ":", "", head,
+           "|---|" + "---|" * (head.count("|") - 2)]
+  for i, w in enumerate(widths):
+    cells = []
+    for f in freqs:
+      cells.append(fmt(strength[f][i]))
+      if uncaptured:
+        cells.append(fmt(uncaptured[f][i]))
+      if capture:
+        cells.append(fmt(capture[(f, w)]))
+    lines.append(f"| {w} | " + " | ".join(cells) + " |")
+  lines.append("")
+  below = [i for i, w in enumerate(widths) if w < full_rank]
+  for f in freqs:
+    values = strength[f][below]
+    if len(values) < 2:
+      continue
+    lo, hi = falling_run([widths[i] for i in below], values)
+    top = int(np.nanargmax(values)) if np.isfinite(values).any() else 0
+    if hi > lo:
+      ratio = values[hi] / values[lo] if values[lo] > 0 else float("nan")
+      lines.append(
+          f"- Rare frequency {f:g}: below full rank (width < {full_rank}) the strength falls "
+          f"with every step up in width over {hi - lo + 1} widths, {widths[below[lo]]} to "
+          f"{widths[below[hi]]} ({fmt(values[lo])} to {fmt(values[hi])}, {fmt(ratio)} of "
+          f"it); the widest width below full rank, {widths[below[-1]]}, keeps "
+          f"{fmt(values[-1] / values[top])} of the largest value below full rank "
+          f"({fmt(values[top])}, width {widths[below[top]]}).")
+    else:
+      lines.append(f"- Rare frequency {f:g}: below full rank (width < {full_rank}) the strength "
+                   "does not fall from any width to the next.")
+  return lines + [""]
 
 
 def matrices_figure(path: Path, matrices: dict[str, list[tuple[int, np.ndarray]]],
@@ -132,6 +227,24 @@ def norms_figure(path: Path, curves: dict[int, tuple[np.ndarray, np.ndarray]],
   ax.set_ylabel("common-task gradient norm")
   ax.legend(fontsize=8)
   ax.set_title(f"common-task gradient, {subtitle}", fontsize=9)
+  save(fig, path)
+
+
+def strength_figure(path: Path, widths: np.ndarray, strength: dict[float, np.ndarray],
+                    uncaptured: dict[float, np.ndarray] | None, subtitle: str) -> None:
+  """The end-of-training common-task gradient strength against width, a line per rare
+  frequency, with the closed form's uncaptured common utility dashed beside it."""
+  fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
+  for color, (f, values) in zip(plt.cm.tab10.colors, sorted(strength.items())):
+    ax.plot(widths, values, marker="o", color=color, label=f"measured, rare frequency {f:g}")
+    if uncaptured:
+      ax.plot(widths, uncaptured[f], ls="--", marker=".", color=color, alpha=0.7,
+              label=f"closed form: uncaptured common utility, {f:g}")
+  width_axis(ax, widths, "encoder width N")
+  ax.set_yscale("log")
+  ax.set_ylabel("common-task gradient / its peak (share)")
+  ax.legend(fontsize=7)
+  ax.set_title(f"common-task gradient strength, {subtitle}", fontsize=9)
   save(fig, path)
 
 

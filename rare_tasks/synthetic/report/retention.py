@@ -19,7 +19,7 @@ RETENTION_FILE = "retention.csv"
 FIGURES = ("figures/retention_traces.png", "figures/retained_fraction.png")
 FILES = (RETENTION_FILE,) + FIGURES
 COLUMNS = ("width", "gap", "rare_frequency", "seed", "burst", "gain", "retained_fraction",
-           "half_life", "signal", "update", "before", "peak", "cell")
+           "half_life", "baseline_gain", "signal", "update", "before", "peak", "cell")
 # Retention signals: name in retention.csv -> (trace array, transform to "higher is better").
 SIGNALS = {"feature_capture": ("rare_capture", lambda a: a),
            "explained_variance": ("rare_fvu", lambda a: 1.0 - a)}
@@ -41,10 +41,13 @@ def _signal_rows(run: GridResults, group: Group, trace: dict[str, np.ndarray]):
         # Mean over the rare tasks; trace step t is the value after t updates.
         signal = transform(trace[array][:, si, pi].mean(-1))
         metrics = retention.burst_metrics(signal, bursts)
-        rows += [{**cell_key(c), "signal": name, **{k: m[k] for k in _BURST_COLUMNS}}
-                 for m in metrics]
+        # The same rise over burst-free windows of the withholding phase: training noise.
+        baseline = retention.baseline_gain(signal, withhold, c.values["gap"])
+        rows += [{**cell_key(c), "signal": name, "baseline_gain": baseline,
+                  **{k: m[k] for k in _BURST_COLUMNS}} for m in metrics]
         summaries.append({**cell_key(c), "signal": name, **retention.cell_summary(metrics),
-                          "final": float(signal[-1]), "burst_size": c.burst_size})
+                          "baseline_gain": baseline, "final": float(signal[-1]),
+                          "burst_size": c.burst_size})
   return rows, summaries
 
 
@@ -101,32 +104,40 @@ def section(run: GridResults) -> Section:
 def _signal_table(name: str, sel: list[dict], widths: list[int], gaps: list[int]) -> list[str]:
   ret = tables.mean_by(sel, ("width", "gap"), "median_retained_fraction")
   gain = tables.mean_by(sel, ("width", "gap"), "median_gain")
+  base = tables.mean_by(sel, ("width", "gap"), "baseline_gain")
   acc = tables.mean_by([{**s, "acc": float(s["accumulates"])} for s in sel], ("width", "gap"),
                        "acc")
-  lines = [f"Signal `{name}`: retained fraction (median gain; fraction of cells that "
-           "accumulate)", "", "| width | " + " | ".join(f"gap {gp}" for gp in gaps) + " |",
+  lines = [f"Signal `{name}`: retained fraction (median gain, baseline_gain; fraction of cells "
+           "that accumulate)", "", "| width | " + " | ".join(f"gap {gp}" for gp in gaps) + " |",
            "|---|" + "---|" * len(gaps)]
   for w in widths:
     lines.append(f"| {w} | " + " | ".join(
-        f"{fmt(ret[(w, gp)])} ({fmt(gain[(w, gp)])}; {fmt(acc[(w, gp)])})" for gp in gaps)
-        + " |")
+        f"{fmt(ret[(w, gp)])} ({fmt(gain[(w, gp)])}, {fmt(base[(w, gp)])}; "
+        f"{fmt(acc[(w, gp)])})" for gp in gaps) + " |")
   return lines + [""]
 
 
 def _capture_lines(sel: list[dict], widths: list[int], gaps: list[int],
                    retained: np.ndarray) -> list[str]:
   gain = tables.mean_by(sel, ("width", "gap"), "median_gain")
+  base = tables.mean_by(sel, ("width", "gap"), "baseline_gain")
   final = tables.mean_by(sel, ("width", "gap"), "final")
   lines = []
   for j, gp in enumerate(gaps):
     if gp == 1:  # steady exposure: nothing decays between bursts
       continue
-    lines.append(f"- Gap {gp}, feature capture: the narrowest width ({widths[0]}) retains "
-                 f"{fmt(retained[0, j])} of a burst's gain (median gain "
-                 f"{fmt(gain[(widths[0], gp)])}), the widest ({widths[-1]}) "
-                 f"{fmt(retained[-1, j])} (median gain {fmt(gain[(widths[-1], gp)])}).")
-  lines += ["", "A median gain far below 0.001 means the bursts barely move the signal: there is "
-            "no spike to retain.", "",
+    ends = []
+    for i, w in ((0, widths[0]), (-1, widths[-1])):
+      g, b = gain[(w, gp)], base[(w, gp)]
+      ratio = f"{fmt(g / b)} times" if np.isfinite(b) and b > 0 else "against"
+      ends.append(f"width {w} jumps by a median {fmt(g)} per burst ({ratio} the rise without "
+                  f"a burst, baseline_gain {fmt(b)}) and retains {fmt(retained[i, j])} of it "
+                  "at the next burst")
+    lines.append(f"- Gap {gp}, feature capture: the narrowest " + ends[0] + "; the widest " +
+                 ends[1] + ".")
+  lines += ["", "baseline_gain is the same rise (peak minus start of a window of gap updates) "
+            "over burst-free windows in the second half of the withholding phase: a gain not "
+            "well above it is training noise, not a spike.", "",
             "Feature capture at the end of the run (same mean), by gap " +
             ", ".join(str(gp) for gp in gaps) + ":", ""]
   for w in widths:
@@ -142,19 +153,35 @@ def _find(group: Group, gap: int, freq: float) -> tuple[int, int]:
   raise KeyError((gap, freq))
 
 
+ZOOM_BURSTS = 3  # the right-hand panels show the last few bursts
+
+
 def traces_figure(path: Path, curves: dict[int, dict[str, np.ndarray]], subtitle: str) -> None:
-  """The rare signal against step around bursts, a panel per width."""
-  fig, axes = plt.subplots(len(curves), 1, figsize=(9, 1.9 * len(curves)), sharex=True,
-                           constrained_layout=True, squeeze=False)
-  for ax, w in zip(axes[:, 0], sorted(curves)):
-    c = curves[w]
-    signal, bursts = c["signal"], c["bursts"]
-    ax.plot(np.arange(len(signal)), signal, color="C3", lw=1)
-    for b in bursts:
-      ax.axvline(b, color="gray", lw=0.4, alpha=0.5)
-    ax.set_ylabel(f"width {w}\ncapture", fontsize=8)
-    ax.set_ylim(-0.02, 1.02)
-  axes[-1, 0].set_xlabel("update (gray: bursts)")
+  """The rare signal against update, a row per width: the whole run on the left (from halfway
+  through the withholding phase), the last bursts on the right; each panel scaled to its own
+  range, so that a narrow model's small spikes show. Bursts are gray lines."""
+  fig, axes = plt.subplots(len(curves), 2, figsize=(11, 1.9 * len(curves)),
+                           constrained_layout=True, squeeze=False,
+                           gridspec_kw={"width_ratios": (3, 1)})
+  for (left, right), w in zip(axes, sorted(curves)):
+    signal, bursts = curves[w]["signal"], curves[w]["bursts"]
+    end = len(signal) - 1
+    first = int(bursts[0]) if len(bursts) else end
+    zoom = int(bursts[-ZOOM_BURSTS]) if len(bursts) >= ZOOM_BURSTS else first
+    for ax, lo in ((left, first // 2), (right, max(0, zoom - 2))):
+      t = np.arange(lo, end + 1)
+      ax.plot(t, signal[lo:], color="C3", lw=1)
+      for b in bursts[bursts >= lo]:
+        ax.axvline(b, color="gray", lw=0.4, alpha=0.6)
+      ax.set_xlim(lo, end)
+      shown = signal[lo:][np.isfinite(signal[lo:])]
+      if len(shown):
+        pad = 0.08 * max(float(shown.max() - shown.min()), 1e-6)
+        ax.set_ylim(float(shown.min()) - pad, float(shown.max()) + pad)
+      ax.tick_params(labelsize=7)
+    left.set_ylabel(f"width {w}\ncapture", fontsize=8)
+  axes[-1, 0].set_xlabel("update (gray: bursts; the withholding phase's second half first)")
+  axes[-1, 1].set_xlabel(f"the last {ZOOM_BURSTS} bursts")
   fig.suptitle(f"rare-task feature capture around bursts, {subtitle}", fontsize=10)
   save(fig, path)
 
