@@ -219,3 +219,14 @@ def test_rare_overwrite_with_adam_matches_finite_difference_of_rare_loss():
   assert abs(float(sgd_like) - float(change)) > 0.2 * abs(float(change))
   # Nor the whole update: the momentum of earlier steps is not the common tasks' doing.
   assert abs(float(full) - float(change)) > 0.2 * abs(float(change))
+
+
+def test_gradient_strength_is_relative_to_the_running_peak():
+  np.testing.assert_allclose(
+      interference.gradient_strength([0.0, 2.0, 1.0, 4.0, 1.0, np.nan, 0.5]),
+      [np.nan, 1.0, 0.5, 1.0, 0.25, np.nan, 0.125])
+  # The same run at any scale has the same strength: a unit-free measure.
+  norms = np.array([0.0, 0.3, 0.6, 0.2, 0.05])
+  np.testing.assert_allclose(interference.gradient_strength(1e-4 * norms),
+                             interference.gradient_strength(norms))
+  assert interference.gradient_strength([]).shape == (0,)

@@ -103,3 +103,28 @@ def test_empty_summary():
   summary = retention.cell_summary([])
   assert summary["bursts"] == 0 and not summary["accumulates"]
   assert math.isnan(summary["median_gain"]) and math.isnan(summary["net_rise"])
+
+
+def test_baseline_windows_tile_the_second_half_of_the_withholding_backwards():
+  np.testing.assert_array_equal(retention.baseline_starts(64, 16), [32, 48])
+  np.testing.assert_array_equal(retention.baseline_starts(70, 16), [38, 54])
+  np.testing.assert_array_equal(retention.baseline_starts(64, 1), np.arange(32, 64))
+  np.testing.assert_array_equal(retention.baseline_starts(64, 8, start=0), np.arange(0, 64, 8))
+  assert len(retention.baseline_starts(64, 40)) == 0  # no window fits in updates 32..64
+  with pytest.raises(ValueError, match="gap"):
+    retention.baseline_starts(64, 0)
+
+
+def test_baseline_gain_is_the_median_burst_free_rise():
+  # A sawtooth of known rises in the withholding phase (updates 0..32), then a burst's spike.
+  signal = np.zeros(49)
+  rises = {16: 0.01, 20: 0.03, 24: 0.02, 28: 0.05}
+  for s, r in rises.items():
+    signal[s + 2] = r  # the peak two updates into the window, back to 0 after it
+  signal[33] = 1.0  # the first burst (update 32) lies outside every baseline window
+  np.testing.assert_allclose(retention.baseline_gain(signal, 32, 4), 0.025, rtol=1e-12)
+  # A window's own start is its reference: a falling signal has a negative baseline.
+  np.testing.assert_allclose(retention.baseline_gain(-np.arange(49.0), 32, 4), -1.0)
+  assert math.isnan(retention.baseline_gain(signal, 32, 40))
+  signal[20] = np.nan
+  assert math.isnan(retention.baseline_gain(signal, 32, 4))

@@ -129,10 +129,12 @@ def _capture_lines(sel: list[dict], widths: list[int], gaps: list[int],
     ends = []
     for i, w in ((0, widths[0]), (-1, widths[-1])):
       g, b = gain[(w, gp)], base[(w, gp)]
-      ratio = f"{fmt(g / b)} times" if np.isfinite(b) and b > 0 else "against"
-      ends.append(f"width {w} jumps by a median {fmt(g)} per burst ({ratio} the rise without "
-                  f"a burst, baseline_gain {fmt(b)}) and retains {fmt(retained[i, j])} of it "
-                  "at the next burst")
+      if np.isfinite(b) and b > 0:
+        against = f"{fmt(g / b)} times the rise without a burst, baseline_gain {fmt(b)}"
+      else:
+        against = f"the rise without a burst, baseline_gain {fmt(b)}, is not positive"
+      ends.append(f"width {w} jumps by a median {fmt(g)} per burst ({against}) and retains "
+                  f"{fmt(retained[i, j])} of it at the next burst")
     lines.append(f"- Gap {gp}, feature capture: the narrowest " + ends[0] + "; the widest " +
                  ends[1] + ".")
   lines += ["", "baseline_gain is the same rise (peak minus start of a window of gap updates) "

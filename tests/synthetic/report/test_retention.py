@@ -16,7 +16,7 @@ def test_a_row_per_burst_inside_the_run_and_signal(mechanism_run):
   rows = tables.read_csv(wd / "retention.csv")
   assert list(rows[0]) == list(retention.COLUMNS) == [
       "width", "gap", "rare_frequency", "seed", "burst", "gain", "retained_fraction",
-      "half_life", "signal", "update", "before", "peak", "cell"]
+      "half_life", "baseline_gain", "signal", "update", "before", "peak", "cell"]
   for gap, n in {1: 32, 4: 8}.items():
     assert len(injection.burst_updates(48, 16, gap)) == n
     for signal in retention.SIGNALS:
@@ -46,8 +46,30 @@ def test_trace_covers_every_step_and_ends_at_the_final_measurement(mechanism_run
                                    atol=1e-7)
 
 
+def test_baseline_gain_is_the_withholding_phase_rise_of_the_same_trace(mechanism_run):
+  wd, _ = mechanism_run
+  rows = tables.read_csv(wd / "retention.csv")
+  groups = {g.name: g for g in group_cells(expand(mechanism_config()))}
+  checked = 0
+  for name, group in groups.items():
+    trace = traces.read_group(wd, name)
+    for s, row in enumerate(group.cells):
+      for p, cell in enumerate(row):
+        gap = cell.values["gap"]
+        signal = trace["rare_capture"][:, s, p].mean(-1)
+        # Withheld for 16 updates: windows of `gap` updates tile updates 8..16.
+        starts = range(16 - gap, 7, -gap)
+        expected = np.median([signal[t + 1:t + gap + 1].max() - signal[t] for t in starts])
+        mine = {float(r["baseline_gain"]) for r in rows
+                if int(r["cell"]) == cell.index and r["signal"] == "feature_capture"}
+        assert len(mine) == 1
+        np.testing.assert_allclose(mine.pop(), expected, rtol=1e-6, atol=1e-12)
+        checked += 1
+  assert checked == 8
+
+
 def test_one_device_equals_eight_and_resume_equals_uninterrupted(mechanism_run,
                                                                   mechanism_run_one_device,
                                                                   mechanism_run_resumed):
-  assert_same_measurements("retention.csv", ("before", "peak"), mechanism_run[0],
+  assert_same_measurements("retention.csv", ("before", "peak", "baseline_gain"), mechanism_run[0],
                            mechanism_run_one_device, mechanism_run_resumed)
