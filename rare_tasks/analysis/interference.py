@@ -10,7 +10,8 @@ From the gradients: the T x T cosine matrix and each task's gradient norm on the
 parameters, the common-task gradient (the frequency-weighted sum of the common tasks' gradients,
 the common part of an expected training batch), the rare-task gradient (per rare example), their
 cosine, and the overwrite: the first-order change of the rare task's loss caused by the common
-tasks' part of an optimiser step, taken by the run's own optimiser from its current state.
+tasks' part of an optimiser step, taken by the run's own optimiser from its current state. On the
+host, a run's gradient norms become unit-free strengths relative to their running peak.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ The schedule itself (which updates are bursts, and how many rare examples each h
 (e.g. the rare task's feature capture) is indexed by updates done: signal[t] is its value after
 t updates, shape (steps + 1,). Burst i at update b_i has the window
 b_i..e_i, where e_i is the next burst's update (so signal[e_i] is the value just before it).
+The baseline is the same gain over windows without a burst, in the withholding phase.
 """
 
 from __future__ import annotations
