@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -62,8 +63,31 @@ def prepare(workdir: str | os.PathLike, config: ml_collections.ConfigDict, overw
 
 def _prepare(path: Path, wanted: dict[str, Any], defaults: dict[str, Any], overwrite: bool,
              run_files: tuple[str, ...], not_identity: tuple[str, ...]) -> Path:
+  existing = _check(path, wanted, defaults, overwrite, not_identity)
+  # Every process checks the directory as it was before process 0 changes it: without the
+  # barrier, another process could find process 0's figures/ before its config.json.
+  _barrier("rare_tasks: work directory checked")
+  if is_writer():
+    existing_file = path / CONFIG_FILE
+    if existing is not None and _diff(_identity(existing, not_identity),
+                                      _identity(wanted, not_identity), defaults):
+      _delete(path, run_files)  # the overwrite _check allowed
+    path.mkdir(parents=True, exist_ok=True)
+    (path / FIGURES_DIR).mkdir(exist_ok=True)
+    # A resume that changes only not_identity fields records their new values.
+    if existing is None or not existing_file.exists() or _diff(
+        _picked(existing, not_identity), _picked(wanted, not_identity),
+        _picked(defaults, not_identity)):
+      _atomic_write(existing_file, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+  _barrier("rare_tasks: work directory written")
+  return path
+
+
+def _check(path: Path, wanted: dict[str, Any], defaults: dict[str, Any], overwrite: bool,
+           not_identity: tuple[str, ...]) -> dict[str, Any] | None:
+  """The config.json of the run in `path` (None for a new or empty directory); WorkdirError
+  for a directory this run may not use. Reads only."""
   existing_file = path / CONFIG_FILE
-  existing: dict[str, Any] = {}
   if path.exists() and not path.is_dir():
     raise WorkdirError(f"{path} is a file, not a work directory; choose a new or empty --workdir")
   if existing_file.exists():
@@ -74,20 +98,17 @@ def _prepare(path: Path, wanted: dict[str, Any], defaults: dict[str, Any], overw
       raise WorkdirError(
           f"{path} holds a run of a different config ({'; '.join(diffs[:5])}); use another "
           "--workdir, or pass --overwrite to delete that run and start again")
-    if diffs and is_writer():
-      _delete(path, run_files)
-  elif path.exists() and any(path.iterdir()):
+    return existing
+  if path.exists() and any(path.iterdir()):
     raise WorkdirError(f"{path} is not empty and holds no rare_tasks run (no {CONFIG_FILE}); "
                        "choose a new or empty --workdir")
-  if is_writer():
-    path.mkdir(parents=True, exist_ok=True)
-    (path / FIGURES_DIR).mkdir(exist_ok=True)
-    # A resume that changes only not_identity fields records their new values.
-    if not existing_file.exists() or _diff(_picked(existing, not_identity),
-                                           _picked(wanted, not_identity),
-                                           _picked(defaults, not_identity)):
-      _atomic_write(existing_file, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
-  return path
+  return None
+
+
+def _barrier(name: str) -> None:
+  """Waits until every process of a multi-process run has got here (nothing for one process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
 
 
 def _delete(path: Path, names: Iterable[str]) -> None:

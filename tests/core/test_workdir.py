@@ -2,7 +2,10 @@
 
 import json
 import math
+import threading
+import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -39,6 +42,33 @@ def test_prepare_refuses_another_config_naming_the_difference(tmp_path):
   prepare(tmp_path, other, overwrite=True)
   assert not (tmp_path / "metrics.jsonl").exists()
   assert json.loads((tmp_path / "config.json").read_text())["train"]["learning_rate"] == 0.1
+
+
+def test_every_process_checks_the_directory_before_process_0_writes_it(tmp_path, monkeypatch):
+  # Two processes of one run, as threads: process 1 must not find process 0's figures/ without
+  # its config.json (which it would refuse as a directory that holds no run).
+  rank = threading.local()
+  monkeypatch.setattr(jax, "process_index", lambda: rank.value)
+  barrier = threading.Barrier(2, timeout=30)
+  monkeypatch.setattr(workdir, "_barrier", lambda name: barrier.wait())
+  errors = []
+
+  def process(i):
+    rank.value = i
+    try:
+      prepare(tmp_path / "run", base_config())
+    except Exception as e:  # noqa: BLE001 -- reported by the assertion below
+      errors.append(e)
+
+  first = threading.Thread(target=process, args=(0,))
+  first.start()
+  time.sleep(0.3)
+  assert not (tmp_path / "run").exists()  # process 0 waits for the others' checks
+  second = threading.Thread(target=process, args=(1,))
+  second.start()
+  first.join(30)
+  second.join(30)
+  assert errors == [] and (tmp_path / "run" / "config.json").exists()
 
 
 def test_metrics_are_appended_and_a_rewrite_wins(tmp_path):
