@@ -152,6 +152,19 @@ def _batch_tasks(spec: EnsembleSpec, uniforms: jax.Array, mixture: jax.Array, ga
   return jnp.where(in_burst, rare_tasks[slot], common_ids)
 
 
+def _drawn_apart(sample: Any, step: jax.Array) -> Any:
+  """sample(), computed on its own and kept in memory for its consumers.
+
+  Left to itself, XLA fuses an elementwise sampler (threefry bits to normals) into every
+  consumer, so each member's loss and gradient draws the batch again, in a slow transposed
+  loop (on CPU, 40% of a narrow model's step). A conditional is a fusion boundary; `step >= 0`
+  is always true but not known to the compiler, so the branch is kept and taken.
+  """
+  return jax.lax.cond(step >= 0, sample,
+                      lambda: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),
+                                           jax.eval_shape(sample)))
+
+
 def _stream_step(spec: EnsembleSpec, params, opt_state, seed, stream, mixture, learning_rate,
                  gap, burst_size, shared, step):
   """One optimiser step for the P members of one stream; returns their losses (P,)."""
@@ -159,7 +172,7 @@ def _stream_step(spec: EnsembleSpec, params, opt_state, seed, stream, mixture, l
   kx, ku = jax.random.split(key)
   task = spec.task
   # Drawn once per stream: members differ only in which task each example belongs to.
-  data = task.sample(kx, stream, shared, spec.train.batch_size)
+  data = _drawn_apart(partial(task.sample, kx, stream, shared, spec.train.batch_size), step)
   uniforms = sample_task_uniforms(ku, spec.train.batch_size)
 
   def member(p, o, mix, lr, g, n):

@@ -57,6 +57,23 @@ def test_first_loss_is_target_energy_because_heads_start_at_zero():
   np.testing.assert_allclose(float(loss[0, 0]), float(expected), rtol=1e-6)
 
 
+def test_a_chunk_trains_exactly_as_its_steps_one_at_a_time():
+  # The scanned chunk and single steps are different programs; the batch is drawn apart from
+  # the members' losses in both, so the chunk length (eval_every, a resume) changes no bit.
+  _, spec, consts = _setup(16, 16, 8, [0, 1], [0.01, 0.05, 0.2], [3e-3], batch_size=256)
+  start = ensemble.init_state(spec, consts, 3)
+  one = jax.jit(partial(ensemble.train_step, spec))
+  whole, _ = jax.jit(partial(ensemble.train_chunk, spec, num_steps=6))(start, consts)
+  pieces = start
+  for n in (1, 2, 3):
+    pieces, _ = jax.jit(partial(ensemble.train_chunk, spec, num_steps=n))(pieces, consts)
+  steps = start
+  for _ in range(6):
+    steps, _ = one(steps, consts)
+  chex.assert_trees_all_equal(whole, pieces)
+  chex.assert_trees_all_equal(whole, steps)
+
+
 def test_member_trajectory_does_not_depend_on_its_ensemble():
   seeds, freqs, rates = [0, 3], [0.05, 0.2, 0.4], [1e-2, 3e-3, 1e-3]
   _, spec, consts = _setup(6, 4, 2, seeds, freqs, rates)
