@@ -12,7 +12,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from rare_tasks import studies
-from rare_tasks.core import command_line, mesh
+from rare_tasks.core import command_line, compilation_cache, mesh
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.workdir import WorkdirError, is_writer
 from rare_tasks.lm.data import cache as text_cache
@@ -32,6 +32,12 @@ _CPU_DEVICES = flags.DEFINE_integer(
 _CLEAR_CACHE = flags.DEFINE_bool(
     "clear_cache", False, "Delete the language models' real-text dataset cache (the config's "
     "data.cache_dir, default ~/.cache/rare_tasks), print what it held, and exit.")
+_COMPILATION_CACHE = flags.DEFINE_bool(
+    "compilation_cache", True, "Keep compiled programs on disk and reuse them in later runs "
+    "(JAX's persistent compilation cache); --nocompilation_cache compiles everything afresh.")
+_COMPILATION_CACHE_DIR = flags.DEFINE_string(
+    "compilation_cache_dir", "", "Folder of the compilation cache (default "
+    "$XDG_CACHE_HOME/rare_tasks/compiled, else ~/.cache/rare_tasks/compiled).")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "One of several processes (jax.distributed.initialize): on TPU "
     "slices, SLURM, MPI and Kubernetes the rest is detected; elsewhere give the three flags "
@@ -63,6 +69,10 @@ def main(argv):
     print(f"cleared {root}: {text_cache.clear(root) / 1e6:.1f} MB freed")
     return
   mesh.use_cpu_cores(_CPU_DEVICES.value)
+  if _COMPILATION_CACHE.value:
+    compilation_cache.enable(_COMPILATION_CACHE_DIR.value)
+  else:
+    compilation_cache.disable()
   if _DISTRIBUTED.value:
     mesh.start_processes(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
