@@ -2,6 +2,7 @@
 device-count invariance, resume, re-report, overwrite, refusals, divergence."""
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -93,6 +94,17 @@ def test_finished_run_reinvoked_does_not_retrain(reference):
   report = grid_study.run(tiny_config(), wd)
   assert report.trained_steps == 0
   assert (wd / "metrics.jsonl").read_text() == before
+
+
+def test_a_finished_run_re_reported_builds_no_program(reference, caplog):
+  wd, _ = reference
+  with jax.log_compiles(True), caplog.at_level(logging.WARNING, logger="jax"):
+    jax.jit(lambda x: x * 3)(1.0)  # the logs see a program built...
+    seen = len(caplog.records)
+    grid_study.run(tiny_config(), wd)  # ...and none while a finished run is re-reported
+  assert seen >= 2
+  assert [r.getMessage() for r in caplog.records[seen:]
+          if r.name.startswith("jax")] == []
 
 
 def test_workdir_with_another_config_is_refused_unless_overwrite(tmp_path):
