@@ -1,6 +1,7 @@
 """Speed of the grid study's compiled ensembles, on the default width x frequency grid.
 
-  python -m benchmarks.grid [--repeats 5] [--steps 200] [--skip_main_job] [--out PATH]
+  python -m benchmarks.grid [--repeats 5] [--steps 200] [--skip_main_job] [--end_to_end_rounds 3]
+                           [--torch_python auto|none|PATH] [--out PATH]
 
 Measures, in one process, and writes benchmarks/results/grid.json:
 
@@ -14,6 +15,19 @@ Measures, in one process, and writes benchmarks/results/grid.json:
    jitted float32 2048 x 2048 @ 2048 x 2048 matmul timed beside it.
 3. Wall time of the default main job (`experiments.main` on configs/width_by_frequency.py in a
    fresh temporary work directory), end to end as a subprocess; --skip_main_job leaves it out.
+4. The grid end to end (--end_to_end_rounds rounds, default 3; 0 leaves it out): END_TO_END_GRID,
+   16 tasks x 8 features, batch 512, widths 16 to 128, 3 rare frequencies x 2 seeds, 2,000
+   steps, as `experiments.main` subprocesses. Each round: a first invocation with an empty
+   compilation cache and a fresh work directory, a second with the cache it left and another
+   fresh work directory, then the second run invoked again (a re-report). Medians of the wall
+   times, whole-run model-steps/s, and the whole invocation's model FLOP/s as a fraction of the
+   matmul rate of section 2; the two invocations' results.csv must be identical. Beside them,
+   first in each round, the same grid written the straightforward eager PyTorch way
+   (benchmarks/reference/grid_torch.py: one model per cell in turn, vectorised sampler), run by
+   --torch_python (auto: this Python, if it has torch); the ratios of the medians.
+5. Where the time goes: the same grid's first and second invocation under
+   benchmarks.grid_profile (imports, trace, lower, compile or load, train steps, evaluation, host
+   measurement, checkpoints, reports), --end_to_end_rounds rounds, medians per phase.
 
 The ensemble is timed twice: on one device, and as the trainer places it, sharded over all local
 devices (on CPU, one device per core, as `experiments.main` sets up). The loop of single cells
@@ -23,6 +37,8 @@ runs on one device: a single cell has no ensemble axis to shard.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import statistics
 import subprocess
 import sys
@@ -45,6 +61,7 @@ from rare_tasks.synthetic.tasks import task_of
 REPO = timing.REPO
 CONFIG_FILE = "configs/width_by_frequency.py"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "grid.json"
+TORCH_REFERENCE = REPO / "benchmarks" / "reference" / "grid_torch.py"
 MATMUL_SIZE = 2048
 FLOP_FORMULA = ("per member step: 3 * (2*B*d*N + 2*B*N*(K*m)) = forward (encoder 2*B*d*N, heads "
                 "2*B*N*(K*m)) plus backward counted as twice the forward; input sampling "
@@ -157,6 +174,132 @@ def run_main_job() -> dict[str, Any]:
           "stdout_tail": proc.stdout[-2000:], "stderr_tail": proc.stderr[-2000:]}
 
 
+END_TO_END_GRID = ("--config.train.batch_size=512", "--config.grid.width=(16,32,64,128)",
+                   "--config.grid.rare_frequency=(1e-2,2.4e-2,5.7e-2)", "--config.grid.seed=(0,1)",
+                   "--config.train.steps=2000")
+
+
+def _invocation(workdir: Path, cache: Path) -> float:
+  cmd = [sys.executable, "-m", "experiments.main", f"--config={CONFIG_FILE}", *END_TO_END_GRID,
+         f"--workdir={workdir}", f"--compilation_cache_dir={cache}"]
+  return _timed_subprocess(cmd)
+
+
+def _timed_subprocess(cmd: list[str]) -> float:
+  start = time.perf_counter()
+  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+  wall = time.perf_counter() - start
+  if proc.returncode != 0:
+    raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+  return wall
+
+
+def torch_python(choice: str) -> str | None:
+  """The Python that runs the PyTorch reference: `choice`, or with "auto" this one if it has
+  torch; None when there is none ("none", or "auto" without torch)."""
+  if choice == "none":
+    return None
+  if choice == "auto":
+    return sys.executable if importlib.util.find_spec("torch") is not None else None
+  return choice
+
+
+def _torch_reference(python: str, out: Path) -> float:
+  cmd = [python, str(TORCH_REFERENCE), "--widths=16,32,64,128",
+         "--rare_frequencies=0.01,0.024,0.057", "--seeds=0,1", "--steps=2000",
+         "--batch_size=512", f"--out={out}"]
+  return _timed_subprocess(cmd)
+
+
+def run_end_to_end(rounds: int, matmul_flop_per_s: float, python: str | None) -> dict[str, Any]:
+  """The END_TO_END_GRID study end to end: the eager PyTorch reference (when `python` is
+  given), a first and a second invocation and a re-report, in turn each round."""
+  config = timing.load_config(CONFIG_FILE)
+  config.train.batch_size = 512
+  config.grid.width, config.grid.seed = (16, 32, 64, 128), (0, 1)
+  config.grid.rare_frequency = (1e-2, 2.4e-2, 5.7e-2)
+  config.train.steps = 2000
+  task = task_of(config)
+  cells = expand(config, task)
+  outputs = task.num_tasks * task.block_size
+  flops = sum(model_flops_per_member_step(512, task.input_dim, c.values["width"], outputs)
+              for c in cells) * config.train.steps
+  walls: dict[str, list[float]] = {"first": [], "second": [], "re_report": []}
+  if python is not None:
+    walls["torch_eager"] = []
+  identical = []
+  for r in range(rounds):
+    with tempfile.TemporaryDirectory(prefix="bench_grid_e2e_") as tmp:
+      t = Path(tmp)
+      if python is not None:
+        walls["torch_eager"].append(_torch_reference(python, t / "torch.json"))
+      walls["first"].append(_invocation(t / "first", t / "cache"))
+      walls["second"].append(_invocation(t / "second", t / "cache"))
+      walls["re_report"].append(_invocation(t / "second", t / "cache"))
+      identical.append((t / "first" / "results.csv").read_bytes()
+                       == (t / "second" / "results.csv").read_bytes())
+    print(f"end to end, round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s"
+                                                     for k, v in walls.items()), flush=True)
+  med = {k: statistics.median(v) for k, v in walls.items()}
+  model_steps = len(cells) * config.train.steps
+  out = {
+      "grid": list(END_TO_END_GRID), "cells": len(cells), "rounds": rounds, "raw_s": walls,
+      "median_s": med, "results_identical_first_vs_second": identical,
+      "model_steps_per_s": {k: model_steps / med[k] for k in ("first", "second")},
+      "model_flops": flops,
+      "ideal_s_at_matmul_rate": flops / matmul_flop_per_s,
+      "fraction_of_matmul_rate": {k: flops / med[k] / matmul_flop_per_s
+                                  for k in ("first", "second")},
+      "timing": "wall of each subprocess, start-up included; medians over rounds; in each "
+                "round the PyTorch reference, the first, the second invocation and the "
+                "re-report run in turn"}
+  if python is not None:
+    out["torch_reference"] = {"script": str(TORCH_REFERENCE.relative_to(REPO)),
+                              "python": python}
+    out["speedup_over_torch_eager"] = {k: med["torch_eager"] / med[k]
+                                       for k in ("first", "second")}
+  return out
+
+
+def run_profile(rounds: int) -> dict[str, Any]:
+  """Where the time goes (benchmarks.grid_profile) in a first and a second invocation of
+  END_TO_END_GRID, each round with a fresh cache; medians per phase."""
+  runs: dict[str, list[dict[str, Any]]] = {"first": [], "second": []}
+  for _ in range(rounds):
+    with tempfile.TemporaryDirectory(prefix="bench_grid_profile_") as tmp:
+      t = Path(tmp)
+      for name in runs:
+        cmd = [sys.executable, "-m", "benchmarks.grid_profile", f"--out={t / name}.json", "--",
+               f"--config={CONFIG_FILE}", *END_TO_END_GRID, f"--workdir={t / name}",
+               f"--compilation_cache_dir={t / 'cache'}"]
+        wall = _timed_subprocess(cmd)
+        result = json.loads((t / f"{name}.json").read_text())
+        result["seconds"]["interpreter_start"] = wall - result["in_process_wall_s"]
+        result["wall_s"] = wall
+        runs[name].append(result)
+  table = {name: {phase: statistics.median(r["seconds"][phase] for r in rs)
+                  for phase in ("interpreter_start", *rs[0]["phases"])}
+           for name, rs in runs.items()}
+  return {"median_s": table,
+          "wall_median_s": {n: statistics.median(r["wall_s"] for r in rs)
+                            for n, rs in runs.items()},
+          "cache_read_median_s": {n: statistics.median(r["cache_read_s"] for r in rs)
+                                  for n, rs in runs.items()},
+          "rounds": rounds, "raw": runs,
+          "timing": "benchmarks.grid_profile: every device call waited for where it is made, "
+                    "so phases do not overlap (the profiled run is a little slower than an "
+                    "unprofiled one); medians per phase over rounds"}
+
+
+def _print_profile(profile: dict[str, Any]) -> None:
+  table = profile["median_s"]
+  print(f"where the time goes (medians of {profile['rounds']}, seconds): first | second")
+  for phase in table["first"]:
+    print(f"  {phase:>20}: {table['first'][phase]:6.2f} | {table['second'][phase]:6.2f}")
+  w = profile["wall_median_s"]
+  print(f"  {'wall':>20}: {w['first']:6.2f} | {w['second']:6.2f}")
+
+
 def _print_table(results: dict[str, Any]) -> None:
   rows = results["ensemble_vs_loop"]
   n = jax.local_device_count()
@@ -181,10 +324,17 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--repeats", type=int, default=5, help="timed runs of each (median)")
   parser.add_argument("--steps", type=int, default=200, help="training steps per timed call")
   parser.add_argument("--skip_main_job", action="store_true", help="do not run the main job")
+  parser.add_argument("--end_to_end_rounds", type=int, default=3,
+                      help="rounds of the end-to-end grid and of its profile (0: leave out)")
+  parser.add_argument("--torch_python", default="auto",
+                      help="Python with torch for the eager reference (auto: this one if it "
+                           "has torch; none: leave it out)")
   parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
   args = parser.parse_args(argv)
   if args.repeats < 1 or args.steps < 1:
     parser.error("--repeats and --steps must be at least 1")
+  if args.end_to_end_rounds < 0:
+    parser.error("--end_to_end_rounds must be at least 0")
   return args
 
 
@@ -259,6 +409,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ratios = {k: round(v[key], 2) for k, v in results["ensemble_vs_loop"].items()}
     print(f"ensemble ({label}) / loop, model-steps/s by width: {ratios}")
   timing.write_json(args.out, results)
+  if args.end_to_end_rounds:
+    python = torch_python(args.torch_python)
+    if python is None:
+      print("no PyTorch reference: this Python has no torch (--torch_python PATH names one)")
+    e2e = run_end_to_end(args.end_to_end_rounds, results["flops"]["matmul_flop_per_s"], python)
+    results["end_to_end"] = e2e
+    m, f = e2e["median_s"], e2e["fraction_of_matmul_rate"]
+    print(f"end to end (medians of {e2e['rounds']}): first {m['first']:.1f} s, second "
+          f"{m['second']:.1f} s, re-report {m['re_report']:.1f} s; whole run at "
+          f"{f['first']:.2f} (first) and {f['second']:.2f} (second) of the matmul rate; "
+          f"results identical: {all(e2e['results_identical_first_vs_second'])}")
+    if python is not None:
+      x = e2e["speedup_over_torch_eager"]
+      print(f"eager PyTorch {m['torch_eager']:.1f} s: first {x['first']:.2f}x, second "
+            f"{x['second']:.2f}x as fast")
+    timing.write_json(args.out, results)
+    results["profile"] = run_profile(args.end_to_end_rounds)
+    _print_profile(results["profile"])
+    timing.write_json(args.out, results)
   results["main_job"] = {"skipped": True} if args.skip_main_job else run_main_job()
   timing.write_json(args.out, results, final=True)
   return results
