@@ -10,7 +10,7 @@ line would, and writes a JSON table of seconds per phase:
   every invocation, cache or not: the cache key is computed from the lowered program);
 - compile or load: XLA compiling each program, or reading it back from the persistent
   compilation cache (of which cache_read, the reading alone);
-- train steps: the training chunks on the devices, waited for;
+- train steps: the training chunks on the devices, waited for (also per group);
 - evaluation: the evaluation programs on the devices, waited for;
 - host measurement: the host side of each evaluation (the measurements read off the arrays,
   metrics.jsonl and trace records);
@@ -76,6 +76,7 @@ class _Clock:
   def __init__(self):
     self.build: dict[str, list[tuple[float, float]]] = defaultdict(list)
     self.timed_calls: list[tuple[str, float, float]] = []
+    self.train_by_group: dict[str, list[tuple[float, float]]] = defaultdict(list)
     self.cache_read_s = 0.0
     self.calls: dict[str, int] = defaultdict(int)
     self._depth = 0
@@ -108,6 +109,8 @@ class _Clock:
       if outer:
         self.timed_calls.append((phase, start, time.time()))
         self.calls[phase] += 1
+        if phase == "train_steps":  # a GroupRun's chunk: args[0] is the GroupRun
+          self.train_by_group[args[0].group.name].append(self.timed_calls[-1][1:])
       return out
     return wrapper
 
@@ -124,6 +127,11 @@ class _Clock:
     for phase, a, b in self.timed_calls:
       out[phase] = out.get(phase, 0.0) + (b - a) - _overlap((a, b), building)
     return out
+
+  def train_seconds_by_group(self) -> dict[str, float]:
+    building = _merged([s for spans in self.build.values() for s in spans])
+    return {name: sum((b - a) - _overlap((a, b), building) for a, b in calls)
+            for name, calls in self.train_by_group.items()}
 
 
 def _patch(clock: _Clock) -> None:
@@ -178,6 +186,7 @@ def profile(main_args: list[str]) -> dict[str, Any]:
   seconds["imports"] = imports_s
   seconds["other"] = total - sum(seconds.values())
   return {"seconds": {p: seconds.get(p, 0.0) for p in PHASES},
+          "train_steps_by_group": clock.train_seconds_by_group(),
           "cache_read_s": clock.cache_read_s, "calls": dict(clock.calls),
           "in_process_wall_s": total, "phases": list(PHASES)}
 
