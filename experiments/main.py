@@ -15,7 +15,6 @@ from rare_tasks import studies
 from rare_tasks.core import command_line, compilation_cache, mesh
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.workdir import WorkdirError, is_writer
-from rare_tasks.lm.data import cache as text_cache
 
 DEFAULT_CONFIG = "configs/width_by_frequency.py"
 # No default here: config_flags would load it, and apply the overrides, at this line; parse()
@@ -64,6 +63,8 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
   if _CLEAR_CACHE.value:
+    from rare_tasks.lm.data import cache as text_cache  # only here: a synthetic run skips it
+
     data = _CONFIG.value.get("data") or {}
     root = text_cache.root_of(data.get("cache_dir", ""))
     print(f"cleared {root}: {text_cache.clear(root) / 1e6:.1f} MB freed")

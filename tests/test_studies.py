@@ -1,5 +1,10 @@
 """Tests of rare_tasks/studies.py: config.study -> its study, with every study's files for
---overwrite, and an unknown study refused before anything is written."""
+--overwrite, an unknown study refused before anything is written, and a study's module imported
+only when it runs."""
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,8 +24,7 @@ def test_every_study_is_dispatched_with_the_files_of_all_studies(monkeypatch, tm
       calls.append((config.study, workdir_path, kwargs))
       return "report"
 
-  for name in studies.STUDIES:
-    monkeypatch.setitem(studies.STUDIES, name, Fake)
+  monkeypatch.setattr(studies, "study_module", lambda name: Fake)
   c = base_config()
   for study in ("grid", "mixture_design"):
     c.study = study
@@ -46,3 +50,23 @@ def test_an_unknown_study_is_refused_before_anything_is_written(tmp_path):
     studies.run(c, tmp_path / "wd")
   assert not (tmp_path / "wd").exists()
 
+
+
+def test_run_files_hold_the_language_model_studies_files_too():
+  from rare_tasks.lm import grid_study, pretrain
+
+  assert set(pretrain.FILES) | set(grid_study.FILES) <= set(studies.RUN_FILES)
+  assert len(studies.RUN_FILES) == len(set(studies.RUN_FILES)) == len(list(studies.RUN_FILES))
+  assert studies.RUN_FILES[0] == list(studies.RUN_FILES)[0]
+
+
+def test_a_synthetic_run_does_not_import_the_language_model_track():
+  probe = (
+      "import sys, experiments.main\n"
+      "from rare_tasks import studies\n"
+      "studies.study_module('grid'); studies.study_module('mixture_design')\n"
+      "print(sorted(m for m in sys.modules if m.startswith('rare_tasks.lm')))\n"
+      "print('checkpoints' in studies.RUN_FILES, 'rare_tasks.lm.pretrain' in sys.modules)\n")
+  out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                       cwd=Path(__file__).resolve().parents[1]).stdout.splitlines()
+  assert out == ["[]", "True True"]  # reading RUN_FILES imports every study

@@ -53,8 +53,8 @@ def prepare(workdir: str | os.PathLike, config: ml_collections.ConfigDict, overw
   """
   path = Path(workdir)
   try:
-    return _prepare(path, config_json(config), config_json(defaults), overwrite,
-                    tuple(BASE_FILES) + tuple(run_files), tuple(not_identity))
+    return _prepare(path, config_json(config), config_json(defaults), overwrite, run_files,
+                    tuple(not_identity))
   except OSError as e:
     raise WorkdirError(f"{path}: cannot create or write the work directory "
                        f"({e.strerror or e}{': ' + str(e.filename) if e.filename else ''})"
@@ -62,7 +62,7 @@ def prepare(workdir: str | os.PathLike, config: ml_collections.ConfigDict, overw
 
 
 def _prepare(path: Path, wanted: dict[str, Any], defaults: dict[str, Any], overwrite: bool,
-             run_files: tuple[str, ...], not_identity: tuple[str, ...]) -> Path:
+             run_files: Collection[str], not_identity: tuple[str, ...]) -> Path:
   existing = _check(path, wanted, defaults, overwrite, not_identity)
   # Every process checks the directory as it was before process 0 changes it: without the
   # barrier, another process could find process 0's figures/ before its config.json.
@@ -71,7 +71,8 @@ def _prepare(path: Path, wanted: dict[str, Any], defaults: dict[str, Any], overw
     existing_file = path / CONFIG_FILE
     if existing is not None and _diff(_identity(existing, not_identity),
                                       _identity(wanted, not_identity), defaults):
-      _delete(path, run_files)  # the overwrite _check allowed
+      # The overwrite _check allowed; run_files is read only here (it may import every study).
+      _delete(path, (*BASE_FILES, *run_files))
     path.mkdir(parents=True, exist_ok=True)
     (path / FIGURES_DIR).mkdir(exist_ok=True)
     # A resume that changes only not_identity fields records their new values.
