@@ -174,9 +174,20 @@ def run_main_job() -> dict[str, Any]:
           "stdout_tail": proc.stdout[-2000:], "stderr_tail": proc.stderr[-2000:]}
 
 
-END_TO_END_GRID = ("--config.train.batch_size=512", "--config.grid.width=(16,32,64,128)",
-                   "--config.grid.rare_frequency=(1e-2,2.4e-2,5.7e-2)", "--config.grid.seed=(0,1)",
-                   "--config.train.steps=2000")
+# The end-to-end grid, once: the config overrides, the flags and the reference's arguments are
+# all derived from it.
+END_TO_END = {"train.batch_size": 512, "grid.width": (16, 32, 64, 128),
+              "grid.rare_frequency": (1e-2, 2.4e-2, 5.7e-2), "grid.seed": (0, 1),
+              "train.steps": 2000}
+END_TO_END_GRID = tuple(f"--config.{k}={v}".replace(" ", "") for k, v in END_TO_END.items())
+
+
+def _end_to_end_config():
+  config = timing.load_config(CONFIG_FILE)
+  for key, value in END_TO_END.items():
+    section, field = key.split(".")
+    config[section][field] = value
+  return config
 
 
 def _invocation(workdir: Path, cache: Path) -> float:
@@ -205,24 +216,24 @@ def torch_python(choice: str) -> str | None:
 
 
 def _torch_reference(python: str, out: Path) -> float:
-  cmd = [python, str(TORCH_REFERENCE), "--widths=16,32,64,128",
-         "--rare_frequencies=0.01,0.024,0.057", "--seeds=0,1", "--steps=2000",
-         "--batch_size=512", f"--out={out}"]
+  listed = {name: ",".join(map(str, END_TO_END[key])) for name, key in (
+      ("widths", "grid.width"), ("rare_frequencies", "grid.rare_frequency"),
+      ("seeds", "grid.seed"))}
+  cmd = [python, str(TORCH_REFERENCE), *(f"--{k}={v}" for k, v in listed.items()),
+         f"--steps={END_TO_END['train.steps']}",
+         f"--batch_size={END_TO_END['train.batch_size']}", f"--out={out}"]
   return _timed_subprocess(cmd)
 
 
 def run_end_to_end(rounds: int, matmul_flop_per_s: float, python: str | None) -> dict[str, Any]:
   """The END_TO_END_GRID study end to end: the eager PyTorch reference (when `python` is
   given), a first and a second invocation and a re-report, in turn each round."""
-  config = timing.load_config(CONFIG_FILE)
-  config.train.batch_size = 512
-  config.grid.width, config.grid.seed = (16, 32, 64, 128), (0, 1)
-  config.grid.rare_frequency = (1e-2, 2.4e-2, 5.7e-2)
-  config.train.steps = 2000
+  config = _end_to_end_config()
   task = task_of(config)
   cells = expand(config, task)
   outputs = task.num_tasks * task.block_size
-  flops = sum(model_flops_per_member_step(512, task.input_dim, c.values["width"], outputs)
+  flops = sum(model_flops_per_member_step(config.train.batch_size, task.input_dim,
+                                          c.values["width"], outputs)
               for c in cells) * config.train.steps
   walls: dict[str, list[float]] = {"first": [], "second": [], "re_report": []}
   if python is not None:

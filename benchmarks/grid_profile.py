@@ -115,23 +115,25 @@ class _Clock:
       return out
     return wrapper
 
+  def _net(self, a: float, b: float) -> float:
+    """Seconds of [a, b] not spent building programs."""
+    return (b - a) - _overlap((a, b), _merged([s for v in self.build.values() for s in v]))
+
   def seconds(self) -> dict[str, float]:
     """Seconds per phase; program building (innermost first: compile, lower, trace) is taken
     out of the timed calls it happened in."""
     compile_ = _merged(self.build["compile_or_load"])
     lower = _merged(self.build["lower"])
     trace = _merged(self.build["trace"])
-    building = _merged(compile_ + lower + trace)
     out = {"compile_or_load": _measure_minus(compile_, []),
            "lower": _measure_minus(lower, compile_),
            "trace": _measure_minus(trace, _merged(compile_ + lower))}
     for phase, a, b in self.timed_calls:
-      out[phase] = out.get(phase, 0.0) + (b - a) - _overlap((a, b), building)
+      out[phase] = out.get(phase, 0.0) + self._net(a, b)
     return out
 
   def train_seconds_by_group(self) -> dict[str, float]:
-    building = _merged([s for spans in self.build.values() for s in spans])
-    return {name: sum((b - a) - _overlap((a, b), building) for a, b in calls)
+    return {name: sum(self._net(a, b) for a, b in calls)
             for name, calls in self.train_by_group.items()}
 
 

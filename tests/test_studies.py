@@ -51,7 +51,6 @@ def test_an_unknown_study_is_refused_before_anything_is_written(tmp_path):
   assert not (tmp_path / "wd").exists()
 
 
-
 def test_run_files_hold_the_language_model_studies_files_too():
   from rare_tasks.lm import grid_study, pretrain
 
