@@ -1,4 +1,4 @@
-"""Progress lines for long grid runs: group, step, cells finished, rate and time left."""
+"""Progress lines for long runs: program, step, models finished, rate, time left and a note."""
 
 from __future__ import annotations
 
@@ -53,8 +53,9 @@ class Progress:
     """Marks the start of a group's training (its first rate line includes compilation)."""
     self._group_clock[name] = (time.perf_counter(), 0)
 
-  def advance(self, name: str, step: int, num_steps: int) -> None:
-    """Records `num_steps` steps of every cell of group `name`, now at `step`."""
+  def advance(self, name: str, step: int, num_steps: int, note: str = "") -> None:
+    """Records `num_steps` steps of every cell of group `name`, now at `step`; `note` (the
+    latest measurements in a few words) ends the line."""
     cells, steps, cost = self._groups[name]
     started, group_steps = self._group_clock.get(name, (time.perf_counter(), 0))
     self._group_clock[name] = (started, group_steps + num_steps)
@@ -72,5 +73,6 @@ class Progress:
     eta = (self._total - self._done) / rate if rate > 0 else float("nan")
     model_steps = cells * (group_steps + num_steps) / max(now - started, 1e-9)
     log.info("%s step %d/%d | cells %d/%d finished | %.0f model-steps/s in this group "
-                 "| elapsed %s | ETA %s", name, step, steps, self._cells_done, self._num_cells,
-                 model_steps, _clock(elapsed), _clock(eta) if eta == eta else "?")
+             "| elapsed %s | ETA %s%s", name, step, steps, self._cells_done, self._num_cells,
+             model_steps, _clock(elapsed), _clock(eta) if eta == eta else "?",
+             f" | {note}" if note else "")

@@ -20,24 +20,24 @@ from pathlib import Path
 import jax
 import ml_collections
 
+from rare_tasks.core import engine, workdir
 from rare_tasks.core import mesh as meshes
 from rare_tasks.core import report as reports
-from rare_tasks.core import workdir
 from rare_tasks.core.progress import log
 from rare_tasks.synthetic import config as schema
 from rare_tasks.synthetic import training
 from rare_tasks.synthetic.grid import expand, group_cells
 from rare_tasks.synthetic.report import (
-    agreement,
-    allocation,
-    interference,
-    learning_order,
-    overview,
-    predictions,
-    results,
-    retention,
-    scaling,
-    tasks_learned,
+  agreement,
+  allocation,
+  interference,
+  learning_order,
+  overview,
+  predictions,
+  results,
+  retention,
+  scaling,
+  tasks_learned,
 )
 from rare_tasks.synthetic.report.results_view import GridResults
 from rare_tasks.synthetic.tasks import task_of
@@ -54,12 +54,13 @@ FILES = reports.declared_files(training.FILES, predictions.FILES, results.FILES,
 
 def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: bool = False,
         devices: Sequence[jax.Device] | None = None,
-        chunk_hook: training.ChunkHook | None = None,
+        callbacks: Sequence[engine.Callback] = (),
         run_files: Collection[str] = FILES) -> reports.RunReport:
   """Runs (or resumes, or reports) the grid study of `config` in `workdir_path`.
 
-  devices: the devices to shard the ensembles over (default: all). chunk_hook: called after
-  every training chunk. run_files: what --overwrite deletes (default: what this study writes).
+  devices: the devices to shard the ensembles over (default: all). callbacks: the engine's
+  callbacks (rare_tasks.core.engine.Callback), run beside the study's own. run_files: what
+  --overwrite deletes (default: what this study writes).
   """
   start = time.perf_counter()
   # 1. The config and its cells.
@@ -78,7 +79,7 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   mesh = meshes.ensemble_mesh(devices)
   log.info("%d cells in %d ensemble groups, %d steps each, on %d device(s); workdir %s",
            len(cells), len(groups), config.train.steps, mesh.devices.size, wd)
-  trained = training.train_groups(config, wd, groups, task, mesh, chunk_hook)
+  trained = training.train_groups(config, wd, groups, task, mesh, callbacks)
   if trained == 0:
     log.info("Finished run found in %s: nothing retrained; report regenerated.", wd)
   # 5. Results.

@@ -28,9 +28,9 @@ import ml_collections
 import numpy as np
 
 from rare_tasks.analysis import frequency_search
+from rare_tasks.core import engine, workdir
 from rare_tasks.core import mesh as meshes
 from rare_tasks.core import report as reports
-from rare_tasks.core import workdir
 from rare_tasks.core.progress import log
 from rare_tasks.core.tables import number
 from rare_tasks.synthetic import config as schema
@@ -82,7 +82,8 @@ def _learned(config: ml_collections.ConfigDict, task: TaskFamily, cells: list[Ce
 
 
 def _train_round(config: ml_collections.ConfigDict, wd: Path, index: int, cells: list[Cell],
-                 task: TaskFamily, mesh, chunk_hook) -> tuple[list[dict[str, Any]], int]:
+                 task: TaskFamily, mesh, callbacks: Sequence[engine.Callback]
+                 ) -> tuple[list[dict[str, Any]], int]:
   """Trains (or resumes, or finds finished) one round; returns its metrics and steps trained."""
   rd = wd / ROUNDS_DIR / f"round{index}"
   rd.mkdir(parents=True, exist_ok=True)
@@ -95,7 +96,7 @@ def _train_round(config: ml_collections.ConfigDict, wd: Path, index: int, cells:
         f"closed form has changed since); use another --workdir, or delete {rd.parent} to search "
         "again")
   workdir.write_text(stored, text)
-  trained = training.train_groups(config, rd, group_cells(cells), task, mesh, chunk_hook)
+  trained = training.train_groups(config, rd, group_cells(cells), task, mesh, callbacks)
   return workdir.read_metrics(rd), trained
 
 
@@ -116,7 +117,7 @@ def _start_search(config: ml_collections.ConfigDict, task: TaskFamily, widths: l
 
 def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: bool = False,
         devices: Sequence[jax.Device] | None = None,
-        chunk_hook: training.ChunkHook | None = None,
+        callbacks: Sequence[engine.Callback] = (),
         run_files: Collection[str] = FILES) -> reports.RunReport:
   """Runs (or resumes, or reports) the mixture design study of `config` in `workdir_path`.
 
@@ -140,7 +141,8 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
     cells = _round_cells(config, task, base, candidates)
     log.info("round %d: %d cells (%s)", search.round_index, len(cells), ", ".join(
         f"width {w}: {len(f)} candidates {f[0]:.3g}..{f[-1]:.3g}" for w, f in candidates.items()))
-    metrics, ran = _train_round(config, wd, search.round_index, cells, task, mesh, chunk_hook)
+    metrics, ran = _train_round(config, wd, search.round_index, cells, task, mesh,
+                                  callbacks)
     trained += ran
     search.record(_learned(config, task, cells, metrics, candidates, seeds))
 

@@ -1,17 +1,18 @@
-"""Training groups of cells: compiled ensemble programs, padding and sharding, the chunk loop,
-metrics records and checkpoints.
+"""Training groups of cells: each group one compiled ensemble program for the engine
+(`rare_tasks.core.engine`), padded and sharded over a mesh, with its records and checkpoints.
 
-A group (cells of one shape) is one compiled ensemble, trained `eval_every` steps per dispatch.
-After each chunk its measurements are appended to metrics.jsonl; checkpoints are written at
-evaluation steps, so a killed run restarted with the same command resumes from the last one and
-ends with the same results as an uninterrupted run. The loop forwards the arrays the task
-family measures (`TaskFamily.finish_metrics`, `finish_trace`) without reading them.
+A group (cells of one shape) is one compiled ensemble, trained `eval_every` steps per dispatch;
+step 0 is measured too. Every evaluation's measurements go to metrics.jsonl; checkpoints are
+unpadded host arrays written by process 0, so a run resumes on any device count. The per-step
+rare trace (measure.trace_rare) is an output of the scanned chunk that an evaluation callback
+writes to traces/. The program forwards the arrays the task family measures
+(`TaskFamily.finish_metrics`, `finish_trace`) without reading them.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Collection, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,10 @@ import jax
 import ml_collections
 import numpy as np
 
+from rare_tasks.core import engine, traces, workdir
 from rare_tasks.core import mesh as meshes
-from rare_tasks.core import traces, workdir
 from rare_tasks.core.checkpoints import GroupCheckpoints
-from rare_tasks.core.progress import Progress, log
+from rare_tasks.core.progress import Progress
 from rare_tasks.core.steps import eval_steps
 from rare_tasks.synthetic import ensemble
 from rare_tasks.synthetic.grid import Cell, Group
@@ -33,9 +34,6 @@ from rare_tasks.synthetic.tasks import TaskFamily
 CHECKPOINTS_DIR = "checkpoints"
 # What training writes into a work directory.
 FILES = (CHECKPOINTS_DIR, traces.TRACES_DIR)
-
-# Called after every chunk with (group name, step); a test raises from it to simulate a kill.
-ChunkHook = Callable[[str, int], None]
 
 
 def train_spec_of(config: ml_collections.ConfigDict) -> ensemble.TrainSpec:
@@ -74,11 +72,19 @@ def group_constants(task: TaskFamily, rows: Sequence[Sequence[Cell]]) -> ensembl
 
 
 class GroupRun:
-  """Device arrays and compiled programs of one group, padded and sharded over a mesh."""
+  """The engine's program of one group: device arrays and compiled programs, padded and
+  sharded over a mesh. `measured`: the cells whose final record metrics.jsonl holds."""
 
-  def __init__(self, config: ml_collections.ConfigDict, group: Group, task: TaskFamily, mesh):
+  measures_start = True
+
+  def __init__(self, config: ml_collections.ConfigDict, group: Group, task: TaskFamily, mesh,
+               measured: Collection[int] = ()):
     self.group = group
     self.task = task
+    self.name, self.steps = group.name, config.train.steps
+    self.checkpoint_dir = f"{CHECKPOINTS_DIR}/{group.name}"
+    self._evals = eval_steps(config.train.steps, config.eval_every)
+    self._measured = measured
     self.spec = spec_of(config, group, task)
     s, p = group.num_streams, group.num_members
     self.axis, self.s_pad, self.p_pad = meshes.choose_layout(s, p, mesh.devices.size)
@@ -95,17 +101,64 @@ class GroupRun:
     const_shardings = dict(seeds=per_stream, stream=per_stream, shared=rep,
                            **{name: ens for name in per_member})
     self.consts = {k: jax.device_put(v, const_shardings[k]) for k, v in consts.items()}
-    init = partial(ensemble.init_state, self.spec, num_members=self.p_pad)
-    abstract = jax.eval_shape(init, self.consts)
-    self.state_sharding = jax.tree.map(lambda a: ens if a.ndim >= 2 else rep, abstract)
-    self._init = jax.jit(init, out_shardings=self.state_sharding)
+    self._rep = rep
     self._ens = ens
     self._chunks: dict[int, Any] = {}
     self._eval = jax.jit(partial(ensemble.evaluate, self.spec), out_shardings=ens)
     self._trace = jax.jit(partial(ensemble.rare_trace, self.spec))
 
+  @functools.cached_property
+  def _init_fn(self) -> Callable[..., Any]:
+    return partial(ensemble.init_state, self.spec, num_members=self.p_pad)
+
+  # Built on first use, so that a finished group re-reported traces nothing.
+  @functools.cached_property
+  def state_sharding(self) -> Any:
+    abstract = jax.eval_shape(self._init_fn, self.consts)
+    return jax.tree.map(lambda a: self._ens if a.ndim >= 2 else self._rep, abstract)
+
+  @functools.cached_property
+  def _init(self) -> Callable[..., Any]:
+    return jax.jit(self._init_fn, out_shardings=self.state_sharding)
+
+  # -- the engine's program ------------------------------------------------------------------
+
+  def boundaries(self) -> list[int]:
+    return self._evals
+
+  def evaluation_steps(self) -> list[int]:
+    return self._evals
+
   def init(self):
     return self._init(self.consts)
+
+  def restore(self, checkpoints: GroupCheckpoints):
+    return self.from_host(checkpoints.restore(self.host_like()))
+
+  def start(self, step: int) -> None:
+    del step
+
+  def train(self, state, first_step: int, num_steps: int):
+    """-> (state, (mean loss (S, P), per-step rare trace or None))."""
+    del first_step
+    state, loss, trace = self.chunk(state, num_steps)
+    return state, (loss, trace)
+
+  def start_outputs(self, state):
+    return None, (self.initial_trace(state) if self.spec.measure.trace_rare else None)
+
+  def checkpoint(self, state, step: int):
+    del step
+    return self.to_host(state) if workdir.is_writer() else None
+
+  def final_recorded(self) -> bool:
+    return all(c.index in self._measured for c in self.group.flat_cells())
+
+  def describe(self, records: list[dict]) -> str:
+    del records
+    return ""
+
+  # -- compiled programs and host copies -----------------------------------------------------
 
   def chunk(self, state, num_steps: int):
     """Trains num_steps: -> (state, mean loss (S, P), per-step rare trace or None)."""
@@ -161,8 +214,11 @@ class GroupRun:
         lambda a: meshes.pad_leading(a, self.s_pad, self.p_pad) if np.ndim(a) >= 2 else a, host)
     return jax.device_put(padded, self.state_sharding)
 
-  def records(self, step: int, loss, metrics) -> list[dict[str, Any]]:
-    """One metrics.jsonl record per real (unpadded) cell; NaN is written as null."""
+  def records(self, step: int, outputs: Sequence[Any] | None, metrics) -> list[dict[str, Any]]:
+    """One metrics.jsonl record per real (unpadded) cell; NaN is written as null. outputs: the
+    chunk outputs since the last evaluation, whose last mean loss is the train loss (None, or
+    a step-0 output, for none)."""
+    loss = outputs[-1][0] if outputs else None
     loss = None if loss is None else self._unpad(loss)
     metrics = self.task.finish_metrics(self._unpad(metrics), self._stream(lambda v: v[:, None]),
                                        self.host_consts["shared"])
@@ -179,95 +235,28 @@ class GroupRun:
 
 
 def train_groups(config: ml_collections.ConfigDict, wd: Path, groups: list[Group],
-                 task: TaskFamily, mesh, chunk_hook: ChunkHook | None = None) -> int:
-  """Trains every group in `wd` to the end (resuming, or skipping finished ones), with one
-  progress line; returns the steps trained, summed over groups."""
+                 task: TaskFamily, mesh, callbacks: Sequence[engine.Callback] = ()) -> int:
+  """Trains every group in `wd` to the end with the engine (resuming, or skipping finished
+  ones), with one progress line; returns the steps trained, summed over groups."""
   steps = config.train.steps
   progress = Progress([(g.name, len(g.flat_cells()), steps,
                         g.static["width"] * (1 + g.static["num_hidden_layers"]) + task.input_dim)
                        for g in groups])
   measured = {r["cell"] for r in workdir.read_metrics(wd) if r["step"] == steps}
-  return sum(train_group(config, wd, g, task, mesh, progress, chunk_hook, measured)
+  callbacks = tuple(callbacks)
+  if config.measure.trace_rare:
+    callbacks = (engine.Callback(partial(_write_trace, wd), when="evaluation"), *callbacks)
+  return sum(engine.run(GroupRun(config, g, task, mesh, measured), wd, callbacks, progress,
+                        config.checkpoint_interval_s)
              for g in groups)
 
 
-def train_group(config: ml_collections.ConfigDict, wd: Path, group: Group, task: TaskFamily,
-                mesh, progress: Progress, chunk_hook: ChunkHook | None,
-                measured: set[int]) -> int:
-  """Trains one group to the end from its latest checkpoint; returns the steps it ran.
-
-  `measured`: the cells whose final-step record is in metrics.jsonl. A finished group with a
-  record missing (a damaged file) is measured again from its final checkpoint.
-  """
-  steps = config.train.steps
-  ckpt = GroupCheckpoints(wd / CHECKPOINTS_DIR / group.name)
-  try:
-    latest = ckpt.latest_step()
-    if latest == steps:
-      progress.skip(group.name, steps)
-      if any(c.index not in measured for c in group.flat_cells()):
-        g = GroupRun(config, group, task, mesh)
-        state = g.from_host(ckpt.restore(g.host_like()))
-        workdir.append_metrics(wd, g.records(steps, None, g.evaluate(state)))
-        log.info("%s: final measurements were missing; measured again from the checkpoint",
-                 group.name)
-      return 0
-    g = GroupRun(config, group, task, mesh)
-    if latest is None:
-      state, step = _start(config, wd, g), 0
-    else:
-      state, step = g.from_host(ckpt.restore(g.host_like())), int(latest)
-      progress.skip(group.name, step)
-      log.info("%s: resuming from the checkpoint at step %d", group.name, step)
-    return _chunk_loop(config, wd, g, ckpt, state, step, progress, chunk_hook)
-  finally:
-    ckpt.close()
-
-
-def _start(config: ml_collections.ConfigDict, wd: Path, g: GroupRun):
-  """The initial state of a group, its step-0 measurements and (when traced) trace."""
-  state = g.init()
-  workdir.append_metrics(wd, g.records(0, None, g.evaluate(state)))
-  if config.measure.trace_rare:
-    traces.write_chunk(wd, g.group.name, np.array([0]), g.trace_arrays(g.initial_trace(state)))
-  return state
-
-
-def _chunk_loop(config: ml_collections.ConfigDict, wd: Path, g: GroupRun,
-                ckpt: GroupCheckpoints, state, step: int, progress: Progress,
-                chunk_hook: ChunkHook | None) -> int:
-  """Trains from `step` to the end, a chunk per evaluation; returns the steps it ran.
-
-  A chunk's records are written while the next chunk runs, and at the latest with the next
-  checkpoint: a checkpoint never runs ahead of the metrics it follows.
-  """
-  steps, name = config.train.steps, g.group.name
-  progress.start(name)
-  last_save = time.perf_counter()
-  pending = None
-  ran = 0
-
-  def flush(boundary, first, loss, metrics, trace):
-    workdir.append_metrics(wd, g.records(boundary, loss, metrics))
-    if trace is not None:
-      traces.write_chunk(wd, name, np.arange(first, boundary + 1), g.trace_arrays(trace))
-
-  for boundary in [b for b in eval_steps(steps, config.eval_every) if b > step]:
-    num = boundary - step
-    state, loss, trace = g.chunk(state, num)
-    metrics = g.evaluate(state)
-    if pending is not None:  # written while this chunk runs
-      flush(*pending)
-    pending = (boundary, step + 1, loss, metrics, trace)
-    step = boundary
-    ran += num
-    if step == steps or time.perf_counter() - last_save >= config.checkpoint_interval_s:
-      flush(*pending)
-      pending = None
-      if workdir.is_writer():
-        ckpt.save(step, g.to_host(state))
-      last_save = time.perf_counter()
-    progress.advance(name, step, num)
-    if chunk_hook is not None:
-      chunk_hook(name, step)
-  return ran
+def _write_trace(wd: Path, event: engine.Event) -> None:
+  """The per-step rare trace of the steps an evaluation covers (traces/<group>/)."""
+  if event.outputs is None:  # the end measured again: nothing was trained
+    return
+  run = event.program
+  trace = jax.tree.map(lambda *chunks: np.concatenate(chunks),
+                       *[jax.device_get(out[1]) for out in event.outputs])
+  traces.write_chunk(wd, run.group.name, np.arange(event.first_step, event.step + 1),
+                     run.trace_arrays(trace))

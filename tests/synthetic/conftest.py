@@ -7,6 +7,7 @@ import pytest
 
 from rare_tasks.synthetic import grid_study
 from rare_tasks.synthetic.config import base_config
+from tests.callbacks import after_chunk
 
 
 def tiny_config():
@@ -86,6 +87,6 @@ def mechanism_run_resumed(tmp_path_factory):
       raise _Killed
 
   with pytest.raises(_Killed):
-    grid_study.run(mechanism_config(), wd, chunk_hook=kill)
+    grid_study.run(mechanism_config(), wd, callbacks=[after_chunk(kill)])
   grid_study.run(mechanism_config(), wd)
   return wd

@@ -14,6 +14,7 @@ from rare_tasks.core import tables, workdir
 from rare_tasks.synthetic import grid_study
 from rare_tasks.synthetic.config import ConfigError, base_config
 from rare_tasks.synthetic.report.results import read_results
+from tests.callbacks import after_chunk
 from tests.synthetic.conftest import mechanism_config, tiny_config
 
 
@@ -81,7 +82,7 @@ def test_resume_after_interruption_equals_uninterrupted(reference, tmp_path):
       raise _Killed
 
   with pytest.raises(_Killed):
-    grid_study.run(tiny_config(), tmp_path, chunk_hook=kill_in_second_group)
+    grid_study.run(tiny_config(), tmp_path, callbacks=[after_chunk(kill_in_second_group)])
   assert not (tmp_path / "results.csv").exists()
   report = grid_study.run(tiny_config(), tmp_path)
   assert report.trained_steps == 40  # only the rest of the second group

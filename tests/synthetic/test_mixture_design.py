@@ -15,6 +15,7 @@ from rare_tasks.core.workdir import WorkdirError
 from rare_tasks.synthetic import mixture_design
 from rare_tasks.synthetic.config import ConfigError, base_config
 from rare_tasks.synthetic.report import mixture_design as design_report
+from tests.callbacks import after_chunk
 
 
 def tiny_design():
@@ -90,7 +91,8 @@ def test_killed_design_resumes_to_the_same_answer(design, tmp_path):
       raise KeyboardInterrupt
 
   with pytest.raises(KeyboardInterrupt):
-    studies.run(tiny_design(), tmp_path, devices=jax.devices()[:1], chunk_hook=kill)
+    studies.run(tiny_design(), tmp_path, devices=jax.devices()[:1],
+                callbacks=[after_chunk(kill)])
   studies.run(tiny_design(), tmp_path, devices=jax.devices()[:1])
   assert (tmp_path / "mixture_design.csv").read_text() == (wd / "mixture_design.csv").read_text()
 
