@@ -182,13 +182,14 @@ def check_batch(c: ml_collections.ConfigDict, split: int, num_devices: int) -> N
         f"a multiple of {split} (split like the batch)")
 
 
-def check_mesh(c: ml_collections.ConfigDict, num_devices: int) -> None:
-  members = len(c.init_seeds)
-  check(num_devices % c.mesh.fsdp == 0, "mesh.fsdp", c.mesh.fsdp,
+def check_mesh(c: ml_collections.ConfigDict, num_devices: int, members: int, fsdp: int) -> None:
+  """ConfigError unless `members` models with each weight over `fsdp` devices fit the mesh
+  fields on `num_devices` devices (mesh.fsdp is named for a bad fsdp: the value comes from it,
+  or from a study that needs every device)."""
+  check(num_devices % fsdp == 0, "mesh.fsdp", fsdp,
         f"a divisor of the device count {num_devices}")
   if c.mesh.members:
-    free = num_devices // c.mesh.fsdp
+    free = num_devices // fsdp
     check(free % c.mesh.members == 0 and members % c.mesh.members == 0, "mesh.members",
           c.mesh.members, f"0 (automatic) or a divisor of both the members ({members}) and "
           f"the devices fsdp leaves ({free})")
-

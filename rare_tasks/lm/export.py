@@ -19,9 +19,10 @@ from rare_tasks.core import workdir
 from rare_tasks.core.checkpoints import GroupCheckpoints
 from rare_tasks.core.config import ConfigError
 from rare_tasks.lm import config as lm_config
-from rare_tasks.lm import data, hf, pretrain, sharding
+from rare_tasks.lm import data, hf, sharding, specs
 from rare_tasks.lm.data import tokenizer as tokenizers
 from rare_tasks.lm.model import Model
+from rare_tasks.lm.program import restore
 from rare_tasks.lm.trainer import Trainer, trained_params
 
 
@@ -40,17 +41,17 @@ def export(workdir_path: str | Path, member: int, out: str | Path) -> tuple[Path
   if not 0 <= member < members:
     raise ConfigError(f"--member = {member}: allowed: 0 .. {members - 1} (the run's members)")
   c = lm_config.resolve(c, jax.devices()[0].platform)
-  info = workdir.read_json(wd / pretrain.RUN_FILE) or {}
-  spec = pretrain.model_spec(c, (info.get("source") or {}).get("vocab_size", c.data.vocab_size))
+  info = workdir.read_json(wd / specs.RUN_FILE) or {}
+  spec = specs.model_spec(c, (info.get("source") or {}).get("vocab_size", c.data.vocab_size))
   mesh = sharding.make_mesh(jax.devices()[:1], 1, 1)
-  trainer = Trainer(Model(spec), pretrain.train_spec(c), members, mesh)
-  ckpt = GroupCheckpoints(wd / pretrain.CHECKPOINTS_DIR)
+  trainer = Trainer(Model(spec), specs.train_spec(c), members, mesh)
+  ckpt = GroupCheckpoints(wd / specs.CHECKPOINTS_DIR)
   try:
     step = ckpt.latest_step()
     if step is None:
       raise ConfigError(f"--workdir = {str(wd)!r}: no checkpoint yet; allowed: a run that has "
                         "written one")
-    state = pretrain.restore(ckpt, trainer)
+    state = restore(ckpt, trainer)
   finally:
     ckpt.close()
   out = Path(out)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from rare_tasks import injection
@@ -190,3 +191,41 @@ def read_manifest(path: Path) -> tuple[np.ndarray, np.ndarray]:
   cols = [ln.split(",") for ln in lines]
   return (np.array([[int(c) for c in r[:3]] for r in cols], np.int64),
           np.array([r[3] for r in cols]))
+
+
+# -- one program's injected rows, as the engine's input ----------------------------------------
+
+class Injector:
+  """The injected rows of one program's cells, chunk by chunk, each chunk's rows appended to
+  the cells' manifests as they are planned (an `Inputs` of `rare_tasks.lm.program`).
+
+  names: the cells' manifest names; plans: their injections; sharding: where the rows go
+  (k, P, B, HEAD), split like the members and the batch.
+  """
+
+  def __init__(self, wd: Path, names: Sequence[str], plans: Sequence[Injection],
+               tasks: Sequence[Task], batch_size: int, eos_id: int, sharding):
+    self.paths = [manifest_path(wd, name) for name in names]
+    self.plans, self.tasks = tuple(plans), tuple(tasks)
+    self.task_names = [t.name for t in tasks]
+    self.batch_size, self.eos_id, self.sharding = batch_size, eos_id, sharding
+    self.injecting = any(plan.rate > 0 for plan in plans)
+
+  def start(self, step: int) -> None:
+    """A resumed run rewrites what its manifests hold from `step` on."""
+    for path in self.paths:
+      truncate_manifest(path, step)
+
+  def rows(self, first_step: int, num_steps: int):
+    """The rows of these updates on the device (None when no cell injects anything)."""
+    heads, manifests = plan_chunk(self.plans, self.tasks, first_step, num_steps,
+                                  self.batch_size, self.eos_id)
+    for path, rows in zip(self.paths, manifests):
+      append_manifest(path, rows, self.task_names)
+    return jax.device_put(heads, self.sharding) if self.injecting else None
+
+  def record(self, member: int, step: int) -> dict[str, int]:
+    """instances_per_task: the instances of each task the member has trained on by `step`."""
+    plan = self.plans[member]
+    return {"instances_per_task": 0 if plan.rate == 0 else injection.examples_before(
+        step, plan.withhold_steps, plan.gap, plan.rate)}

@@ -78,7 +78,7 @@ def test_an_explicit_dtype_is_kept(dtype, platform):
 
 def test_the_default_config_resolves_and_is_checked_clean():
   r = config.resolve(config.base_config(), "cpu")
-  config.check_mesh(r, 8)
+  config.check_mesh(r, 8, len(r.init_seeds), r.mesh.fsdp)
   config.check_batch(r, 8, 8)
   assert r.train.batch_size % 8 == 0
 
@@ -196,10 +196,10 @@ def test_check_mesh_refuses_fsdp_not_dividing_the_devices():
   c = _resolved()
   c.mesh.fsdp = 3
   with pytest.raises(ConfigError, match=re.escape("config.mesh.fsdp = 3")) as e:
-    config.check_mesh(c, 8)
+    config.check_mesh(c, 8, len(c.init_seeds), c.mesh.fsdp)
   assert "8" in str(e.value)
   c.mesh.fsdp = 4
-  config.check_mesh(c, 8)
+  config.check_mesh(c, 8, len(c.init_seeds), c.mesh.fsdp)
 
 
 def test_check_mesh_refuses_members_not_dividing_the_members():
@@ -207,9 +207,9 @@ def test_check_mesh_refuses_members_not_dividing_the_members():
   c.init_seeds = (0, 1, 2)
   c.mesh.members = 2  # divides the 8 devices but not the 3 members
   with pytest.raises(ConfigError, match=re.escape("config.mesh.members = 2")):
-    config.check_mesh(c, 8)
+    config.check_mesh(c, 8, len(c.init_seeds), c.mesh.fsdp)
   c.init_seeds = (0, 1, 2, 3)
-  config.check_mesh(c, 8)
+  config.check_mesh(c, 8, len(c.init_seeds), c.mesh.fsdp)
 
 
 def test_check_mesh_refuses_members_not_dividing_the_devices_fsdp_leaves():
@@ -217,11 +217,11 @@ def test_check_mesh_refuses_members_not_dividing_the_devices_fsdp_leaves():
   c.init_seeds = (0, 1, 2, 3)
   c.mesh.members, c.mesh.fsdp = 4, 4  # fsdp leaves 2 devices
   with pytest.raises(ConfigError, match=re.escape("config.mesh.members = 4")):
-    config.check_mesh(c, 8)
+    config.check_mesh(c, 8, len(c.init_seeds), c.mesh.fsdp)
   c.mesh.members = 2
-  config.check_mesh(c, 8)
+  config.check_mesh(c, 8, len(c.init_seeds), c.mesh.fsdp)
   c.mesh.members = 0  # automatic: always allowed
-  config.check_mesh(c, 8)
+  config.check_mesh(c, 8, len(c.init_seeds), c.mesh.fsdp)
 
 
 def test_every_preset_of_the_pretraining_study_file_resolves():

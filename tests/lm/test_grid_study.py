@@ -22,6 +22,7 @@ from rare_tasks.lm import (
   tasks,
 )
 from rare_tasks.lm.trainer import Trainer, with_heads
+from tests.callbacks import after_chunk
 
 STEPS = 8
 TIMING = ("tokens_per_s", "model_tokens_per_s")
@@ -137,7 +138,7 @@ def test_a_killed_run_resumes_bit_identical(uninterrupted, tmp_path):
       raise Killed
 
   with pytest.raises(Killed):
-    grid_study.run(tiny_config(), killed, chunk_hook=kill)
+    grid_study.run(tiny_config(), killed, callbacks=[after_chunk(lambda _, step: kill(step))])
   assert _manifests(killed) != _manifests(wd)
   resumed = grid_study.run(tiny_config(), killed)
   assert resumed.trained_steps == STEPS - 4
@@ -200,11 +201,12 @@ def test_a_size_whose_ensemble_does_not_fit_trains_one_cell_per_program_with_fsd
   monkeypatch.setattr(memory, "check_fits", only_one_member)
   c, sizes = grid_config.resolve(tiny_config(), "cpu")
   cells = grid.cells(c)["cpu_d16"]
-  programs, info = grid_study._programs(c, sizes["cpu_d16"], "cpu_d16", cells,
-                                        data.source_of(sizes["cpu_d16"]), jax.devices())
+  programs, info = grid_study._plans(c, sizes["cpu_d16"], "cpu_d16", cells,
+                                     data.source_of(sizes["cpu_d16"]), jax.devices())
   assert seen == [len(cells), 1] and info["programs"] == len(cells)
   assert [p.name for p in programs][:2] == ["cpu_d16-m0", "cpu_d16-m1"]
-  assert all(dict(p.mesh.shape) == {"member": 1, "data": 1, "fsdp": 8} for p in programs)
+  assert all(dict(p.trainer.mesh.shape) == {"member": 1, "data": 1, "fsdp": 8}
+             for p in programs)
   assert [p.cells for p in programs] == [[x] for x in cells]
 
 

@@ -19,9 +19,10 @@ from rare_tasks.core.checkpoints import GroupCheckpoints
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.workdir import WorkdirError
 from rare_tasks.lm import config as lm_config
-from rare_tasks.lm import ladder, pretrain, sharding
+from rare_tasks.lm import ladder, pretrain, sharding, specs
 from rare_tasks.lm.model import Model
 from rare_tasks.lm.trainer import Trainer
+from tests.callbacks import after_chunk
 
 STEPS = 8
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +44,7 @@ class Killed(Exception):
 
 
 def _final_state(wd):
-  ckpt = GroupCheckpoints(wd / pretrain.CHECKPOINTS_DIR)
+  ckpt = GroupCheckpoints(wd / specs.CHECKPOINTS_DIR)
   try:
     assert ckpt.latest_step() == STEPS
     like = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype),
@@ -55,9 +56,9 @@ def _final_state(wd):
 
 def _abstract():
   c = lm_config.resolve(tiny_config(), "cpu")
-  spec = pretrain.model_spec(c, c.data.vocab_size)
+  spec = specs.model_spec(c, c.data.vocab_size)
   mesh = sharding.make_mesh(jax.devices()[:1], 1, 1)
-  return Trainer(Model(spec), pretrain.train_spec(c), 2, mesh).abstract_state
+  return Trainer(Model(spec), specs.train_spec(c), 2, mesh).abstract_state
 
 
 def _losses(wd):
@@ -108,7 +109,7 @@ def test_a_killed_run_resumes_bit_identical(uninterrupted, tmp_path):
       raise Killed
 
   with pytest.raises(Killed):
-    pretrain.run(tiny_config(), killed, chunk_hook=kill)
+    pretrain.run(tiny_config(), killed, callbacks=[after_chunk(lambda _, step: kill(step))])
   resumed = pretrain.run(tiny_config(), killed)
   assert resumed.trained_steps == STEPS - 4
   assert _losses(killed) == _losses(wd)
@@ -252,13 +253,13 @@ def test_a_run_on_real_text_keeps_its_tokenizer_and_reports_the_corpus(shards, t
 def test_a_run_starts_from_a_hugging_face_checkpoint(tmp_path, monkeypatch):
   from rare_tasks.lm import hf
   c = lm_config.resolve(tiny_config(), "cpu")
-  spec = pretrain.model_spec(c, c.data.vocab_size)
+  spec = specs.model_spec(c, c.data.vocab_size)
   params = jax.jit(Model(spec).init)(jax.random.key(7))
   hf.save(tmp_path / "ckpt", Model(spec), params)
   c.model.init_from, c.init_seeds = str(tmp_path / "ckpt"), (3,)
-  loaded = pretrain.initial_params(c, spec)
+  loaded = specs.initial_params(c, spec)
   mesh = sharding.make_mesh(jax.devices()[:1], 1, 1)
-  state = Trainer(Model(spec), pretrain.train_spec(c), 1, mesh).start_from(loaded)
+  state = Trainer(Model(spec), specs.train_spec(c), 1, mesh).start_from(loaded)
   for a, b in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(params)):
     np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b))
   assert all(float(np.abs(x).max()) == 0 for x in jax.tree.leaves(state["opt"])
@@ -290,7 +291,7 @@ def test_a_run_starts_from_a_hugging_face_checkpoint(tmp_path, monkeypatch):
 def test_a_checkpoint_the_run_cannot_hold_is_refused_before_any_compute(change, match, tmp_path):
   from rare_tasks.lm import hf
   c = lm_config.resolve(tiny_config(), "cpu")
-  spec = pretrain.model_spec(c, c.data.vocab_size)
+  spec = specs.model_spec(c, c.data.vocab_size)
   hf.save(tmp_path / "ckpt", Model(spec), jax.jit(Model(spec).init)(jax.random.key(0)))
   c = tiny_config()
   c.init_seeds = (0,)
