@@ -1,0 +1,155 @@
+"""Tests of rare_tasks/core/engine.py with a program of numpy arithmetic: the records and
+checkpoints of a fresh run, resume after a kill equal to the uninterrupted run, a finished run
+trained no further and its lost final record measured again, when each kind of callback runs,
+and evaluations written while the next chunk trains."""
+
+import numpy as np
+import pytest
+
+from rare_tasks.core import engine, workdir
+from rare_tasks.core.checkpoints import GroupCheckpoints
+
+
+class Counter:
+  """A program whose state is the sum of the updates trained (update t adds t + 1)."""
+
+  name = "counter"
+  checkpoint_dir = "checkpoints/counter"
+
+  def __init__(self, wd, steps=10, bounds=(2, 4, 6, 8, 10), evals=(4, 8, 10),
+               measures_start=True):
+    self.wd, self.steps, self._bounds, self._evals = wd, steps, bounds, evals
+    self.measures_start = measures_start
+    self.log = []
+
+  def boundaries(self):
+    return list(self._bounds)
+
+  def evaluation_steps(self):
+    return list(self._evals)
+
+  def init(self):
+    return np.zeros((), np.int64)
+
+  def restore(self, checkpoints: GroupCheckpoints):
+    return checkpoints.restore({"x": np.zeros((), np.int64)})["x"]
+
+  def start(self, step):
+    self.log.append(("start", step))
+
+  def train(self, state, first_step, num_steps):
+    self.log.append(("train", first_step, num_steps))
+    updates = np.arange(first_step, first_step + num_steps) + 1
+    return state + updates.sum(), updates
+
+  def start_outputs(self, state):
+    return np.zeros(0, np.int64)
+
+  def evaluate(self, state):
+    return np.array(state)
+
+  def records(self, step, outputs, measured):
+    self.log.append(("records", step))
+    trained = None if outputs is None else int(sum(len(o) for o in outputs))
+    return [{"cell": 0, "step": step, "sum": int(measured), "trained": trained}]
+
+  def checkpoint(self, state, step):
+    self.log.append(("checkpoint", step))
+    return {"x": np.asarray(state)}
+
+  def final_recorded(self):
+    return any(r["step"] == self.steps for r in workdir.read_metrics(self.wd))
+
+  def describe(self, records):
+    return ""
+
+
+def _sums(wd):
+  return [(r["step"], r["sum"], r["trained"]) for r in workdir.read_metrics(wd)]
+
+
+def test_a_fresh_run_records_every_evaluation_and_checkpoints_the_end(tmp_path):
+  p = Counter(tmp_path)
+  assert engine.run(p, tmp_path) == 10
+  # Sums of 1..t at each evaluation; the chunk outputs since the previous one counted.
+  assert _sums(tmp_path) == [(0, 0, 0), (4, 10, 4), (8, 36, 4), (10, 55, 2)]
+  # interval 0: every evaluation is checkpointed
+  assert [e[1] for e in p.log if e[0] == "checkpoint"] == [4, 8, 10]
+  ckpt = GroupCheckpoints(tmp_path / p.checkpoint_dir)
+  assert ckpt.latest_step() == 10
+  ckpt.close()
+
+
+def test_without_a_start_measurement_step_zero_is_not_recorded(tmp_path):
+  engine.run(Counter(tmp_path, measures_start=False), tmp_path)
+  assert [s for s, _, _ in _sums(tmp_path)] == [4, 8, 10]
+
+
+class Killed(Exception):
+  pass
+
+
+def _kill_at(step):
+  def fn(event):
+    if event.step == step:
+      raise Killed
+  return engine.Callback(fn)
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_records(tmp_path):
+  engine.run(Counter(tmp_path / "ref"), tmp_path / "ref")
+  with pytest.raises(Killed):
+    engine.run(Counter(tmp_path / "wd"), tmp_path / "wd", [_kill_at(6)])
+  p = Counter(tmp_path / "wd")
+  assert engine.run(p, tmp_path / "wd") == 6  # from the checkpoint at 4
+  assert p.log[0] == ("start", 4) and p.log[1] == ("train", 4, 2)
+  assert _sums(tmp_path / "wd") == _sums(tmp_path / "ref")
+
+
+def test_a_finished_run_trains_nothing_and_measures_a_lost_final_record_again(tmp_path):
+  engine.run(Counter(tmp_path), tmp_path)
+  p = Counter(tmp_path)
+  assert engine.run(p, tmp_path) == 0
+  assert not any(e[0] in ("train", "records") for e in p.log)
+  lines = (tmp_path / workdir.METRICS_FILE).read_text().splitlines()
+  (tmp_path / workdir.METRICS_FILE).write_text("\n".join(lines[:-1]) + "\n")
+  p = Counter(tmp_path)
+  assert engine.run(p, tmp_path) == 0
+  assert p.log == [("start", 10), ("records", 10)]
+  assert _sums(tmp_path)[-1] == (10, 55, None)  # re-measured: nothing trained since
+
+
+def test_callbacks_run_after_chunks_every_n_steps_at_evaluations_and_at_the_end(tmp_path):
+  seen = {"chunk": [], "every": [], "evaluation": [], "end": []}
+
+  def spy(kind):
+    def fn(event):
+      outs = None if event.outputs is None else [list(o) for o in event.outputs]
+      seen[kind].append((event.step, event.first_step, outs))
+    return fn
+
+  callbacks = [engine.Callback(spy("chunk")), engine.Callback(spy("every"), "every", 3),
+               engine.Callback(spy("evaluation"), "evaluation"),
+               engine.Callback(spy("end"), "end")]
+  engine.run(Counter(tmp_path), tmp_path, callbacks)
+  assert [s for s, _, _ in seen["chunk"]] == [2, 4, 6, 8, 10]
+  assert seen["chunk"][1] == (4, 3, [[3, 4]])
+  assert [s for s, _, _ in seen["every"]] == [4, 6, 10]  # first ends at or past 3, 6, 9
+  assert seen["evaluation"] == [(0, 0, [[]]), (4, 1, [[1, 2], [3, 4]]),
+                                (8, 5, [[5, 6], [7, 8]]), (10, 9, [[9, 10]])]
+  assert seen["end"] == [(10, 1, None)]
+
+
+def test_an_evaluation_is_written_while_the_next_chunk_trains(tmp_path):
+  p = Counter(tmp_path)
+  engine.run(p, tmp_path, checkpoint_interval_s=1e9)  # only the final checkpoint
+  order = [e for e in p.log if e[0] != "start"]
+  assert order == [("records", 0), ("train", 0, 2), ("train", 2, 2), ("train", 4, 2),
+                   ("train", 6, 2), ("records", 4), ("train", 8, 2), ("records", 8),
+                   ("records", 10), ("checkpoint", 10)]
+
+
+@pytest.mark.parametrize("when,every", [("sometimes", 0), ("every", 0), ("chunk", 5)])
+def test_a_callback_with_an_unknown_or_inconsistent_schedule_is_refused(when, every):
+  with pytest.raises(ValueError, match="Callback"):
+    engine.Callback(lambda e: None, when, every)
