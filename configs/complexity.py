@@ -1,5 +1,5 @@
-"""Complexity against frequency (PAPER.md section 2, appendix): which tasks are learned, and in
-what order, when a frequent task is complex and a rare one simple.
+"""Complexity against frequency (docs/science.md, "Complexity against frequency"): which tasks
+are learned, and in what order, when a frequent task is complex and a rare one simple.
 
 Tasks alternate between complex (beta = 0: variance spread evenly over all 16 features) and simple
 (beta = 3: nearly all of it in the top feature); spectra have unit trace, so every task has the
@@ -8,8 +8,10 @@ and the rare one simple. Utility (frequency x eigenvalue) predicts the rare simp
 before the frequent complex one, at a narrow width and earlier in training; frequency alone
 predicts the opposite. summary.md and learning_order.csv compare the measured order with both.
 
-Presets: `configs/complexity.py` (about a minute on a laptop CPU) and
-`configs/complexity.py:smoke` (seconds).
+Presets (wall time on a 2-core CPU):
+  default  widths 8, 24 and 64 x 2 seeds, 2000 steps: 22 s.
+  :smoke   widths 8 and 64, one seed, 300 steps: seconds.
+How the widths were chosen: docs/lab_notes.md, "The complexity study".
 """
 
 from rare_tasks.core.config import study_preset

@@ -1,14 +1,12 @@
-"""The injection study on one GPU: the paper's two smallest sizes, 4M (d 64, 8 layers) and 20M
-(d 192, 16 layers), with their 50,304-token vocabulary, pretrained on the built-in synthetic
-background with T_CMP injected at five frequencies (PAPER.md sections 3 and 5).
+"""The injection study on one GPU (docs/language_models.md, "On a GPU and at the paper's scale"):
+the paper's two smallest sizes, 4M (d 64, 8 layers) and 20M (d 192, 16 layers), with their
+50,304-token vocabulary, pretrained on the built-in synthetic background with T_CMP injected at
+five frequencies per sequence, 0.2 down to 0.0125.
 
 Per size one ensemble of 6 members (5 frequencies and the control) trains 600 steps of 64 rows
-of 512 tokens (19.7M tokens per member) in bfloat16. Planned from the ladder's FLOP counts for
-one H100/H200-class GPU: 4M at 25.6 MFLOP/token and 20M at 134 MFLOP/token make 1.9e16 FLOP in
-all, about 3 minutes at 10% of the bfloat16 peak (the 4M size's 64-wide matmuls run far below
-it), within 5 minutes with compilation. Not yet measured on a GPU.
-Frequencies per sequence 0.2 .. 0.0125 give 60 .. 3.75 exposures of each of the 128 train
-instances (p = 16), the range over which the CPU default separates its sizes.
+of 512 tokens in bfloat16. Cost: planned from the ladder's FLOP counts at about 3 minutes on one
+H100/H200-class GPU, within 5 minutes with compilation; not yet measured on a GPU. The plan is
+in docs/lab_notes.md, "The injection study on one GPU".
 
   python -m experiments.main --config=configs/lm_gpu.py --workdir=workdirs/lm_gpu
 """

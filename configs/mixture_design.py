@@ -1,15 +1,17 @@
-"""Mixture design (the paper's practical question): for each width, the smallest rare-task
-frequency at which the rare task is learned within the training budget, and the inverse, the
-smallest width that learns a given frequency.
+"""Mixture design (the paper's practical question; docs/synthetic.md, "Mixture design"): for each
+width, the smallest rare-task frequency at which the rare task is learned within the training
+budget, and the inverse, the smallest width that learns a given frequency.
 
 The linear setting of the width x frequency study (K = 16 tasks of 8 features, common tasks at
 power-law exponent 1.5). Each width's search starts at its closed-form critical frequency and
 trains 8 candidate frequencies x 2 seeds per round as one ensemble. summary.md gives the fitted
 slope of frequency needed against width beside the closed form's; mixture_design.csv and
-min_width.csv hold the numbers.
+min_width.csv hold the numbers. Measured: the minimum fell from 0.0775 at width 8 to 0.0085 at
+width 48, at 0.94-1.00 of the closed-form critical frequency; slope -1.27 against -1.26.
 
-Presets: `configs/mixture_design.py` (6 widths, under 10 minutes on 2 CPU cores) and
-`configs/mixture_design.py:smoke` (seconds).
+Presets (wall time on a 2-core CPU):
+  default  widths 8 to 48 x 2 seeds, 3000 steps per candidate: 2 min 47 s (2 rounds of 96 cells).
+  :smoke   8 tasks of 4 features, widths 4, 8 and 16, one seed: seconds.
 """
 
 from rare_tasks.core.config import study_preset

@@ -1,9 +1,13 @@
-"""The width x frequency study (PAPER.md section 2): which encoder widths learn a rare task at
-which training frequency, measured beside the closed-form optimum.
+"""The width x frequency study (docs/science.md, "The synthetic setting"): which encoder widths
+learn a rare task at which training frequency, measured beside the closed-form optimum and its
+critical width.
 
-Presets: `configs/width_by_frequency.py` (the headline grid, a few minutes on a laptop CPU) and
-`configs/width_by_frequency.py:smoke` (under a minute). Any field can be overridden on the command
-line, e.g. `--config.train.steps=20000` or `--config.grid.width=(16,64)`.
+Presets (wall time on a 2-core CPU):
+  default  6 widths (4 to 128) x 6 rare frequencies x 2 seeds, 8000 steps: 101 s; it reproduces
+           the closed form's learned/not-learned map in all 72 cells.
+  :smoke   8 tasks of 4 features, widths 2, 8 and 32 x 3 frequencies, 600 steps: about 20 s.
+Any field can be overridden on the command line, e.g. `--config.train.steps=20000` or
+`--config.grid.width=(16,64)`.
 """
 
 from rare_tasks.core.config import study_preset

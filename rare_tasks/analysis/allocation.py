@@ -1,6 +1,7 @@
 """Neuron allocation: how the neurons of a model's last hidden layer are divided among tasks.
 
-Two measures (PAPER.md section 2), both a (N, K) matrix of shares whose rows sum to one:
+Two measures (docs/science.md, "Measurements"), both a (N, K) matrix of shares whose rows sum
+to one:
 - linear encoders: the lambda-weighted share of neuron i's input weights (through the whole
   linear encoder) that lies in task k's block: the fraction of the neuron's pre-activation
   variance that task k's features cause;

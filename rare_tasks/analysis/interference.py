@@ -1,4 +1,4 @@
-"""Gradient interference between tasks (PAPER.md section 2, the gradient fact).
+"""Gradient interference between tasks (docs/science.md, "The gradient fact" and "Measurements").
 
 Per-task gradients come from one compiled call: each task's loss is taken on its own examples
 (a balanced batch, task t's examples at index t of a leading axis), and `jax.vmap` of `jax.grad`

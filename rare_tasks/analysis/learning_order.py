@@ -1,5 +1,5 @@
-"""The order in which tasks are learned, measured and compared with a prediction (PAPER.md
-section 2, appendix).
+"""The order in which tasks are learned, measured and compared with a prediction (docs/science.md,
+"Complexity against frequency").
 
 Measured: the first evaluation step at which a task's loss is at or below the learned threshold.
 A prediction is any per-task number whose order is the predicted learning order: the task

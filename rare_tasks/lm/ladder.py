@@ -1,10 +1,11 @@
 """The size ladder by name: each preset's shape, its nominal size, the ladder's default learning
 rate and batch, and the parameter and FLOP counts of a decoder shape.
 
-The paper's sizes (4M .. 4B) and the DataDecide sizes between them (PAPER.md section 3) keep
-their names; a name counts the non-embedding parameters plus one embedding matrix at the 50,304
-rows of a 50K vocabulary (so at 4M, 86% of the count is that embedding). The CPU presets are
-named by width. Head counts follow the OLMo model ladder (d_model / heads even, for RoPE).
+The paper's sizes (4M .. 4B) and the DataDecide sizes between them (docs/science.md, "The
+decoders") keep their names; a name counts the non-embedding parameters plus one embedding
+matrix at the 50,304 rows of a 50K vocabulary (so at 4M, 86% of the count is that embedding).
+The CPU presets are named by width. Head counts follow the OLMo model ladder (d_model / heads
+even, for RoPE).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The OLMo-style decoder (PAPER.md section 5) in Flax Linen, behind a pure init/apply with
-plain-dict parameters, and its loss (cross-entropy plus z-loss).
+"""The OLMo-style decoder (docs/science.md, "The decoders") in Flax Linen, behind a pure
+init/apply with plain-dict parameters, and its loss (cross-entropy plus z-loss).
 
 Block "olmo2" (reordered norm, OLMo-2):  h = x + RMSNorm(Attn(x));  y = h + RMSNorm(MLP(h)),
   with QK-norm: one RMSNorm over the whole q projection (heads x head_dim) and one over k, before

@@ -1,5 +1,5 @@
-"""The novel tasks injected into pretraining (PAPER.md section 5): comparison (T_CMP) and modular
-addition (T_ADD) over random tokens.
+"""The novel tasks injected into pretraining (docs/science.md, "The injected tasks"): comparison
+(T_CMP) and modular addition (T_ADD) over random tokens.
 
 A task draws a set S of p token ids from the vocabulary (never EOS) and a hidden bijection
 S -> 0..p-1: the i-th drawn token has hidden value i, and the draw is a seeded permutation, so

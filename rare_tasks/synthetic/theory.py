@@ -1,4 +1,5 @@
-"""Closed-form optimum of the linear setting (PAPER.md section 2, Theorem 3 and Proposition 6).
+"""Closed-form optimum of the linear setting (docs/science.md, "The closed form": the paper's
+Theorem 3 and Proposition 6).
 
 M = sum_k pi_k C_k has eigenvalues u_{k,j} = pi_k lambda_{k,j}, the utility of feature j of task
 k. A linear encoder of width N keeps the N features of highest utility (ties broken by task, then

@@ -1,4 +1,4 @@
-"""Shared width-N encoder with one linear head per task (PAPER.md section 2).
+"""Shared width-N encoder with one linear head per task (docs/science.md, "The model").
 
 h = phi(E x) (optionally followed by further hidden layers of width N), yhat_k = D_k h. The K heads
 are stored as one kernel of shape (N, K * m): column block k is D_k^T. Computing every head at

@@ -1,4 +1,5 @@
-"""The phenomenological argument (PAPER.md section 1) on a grid run: power-law fits over width.
+"""The phenomenological argument (docs/science.md, "The phenomenological argument") on a grid run:
+power-law fits over width.
 
 For each setting of the grid other than width and seed (e.g. each rare frequency), the final loss
 of every cell is fitted with L(N) = L0 + A N^-alpha over the width grid, with bootstrap

@@ -1,4 +1,5 @@
-"""The linear-regression task mixture of the study (PAPER.md section 2).
+"""The linear-regression task mixture of the study (docs/science.md, "Tasks, features and
+frequencies").
 
 K tasks own mutually orthogonal blocks of m features in R^d, d = K * m. Every input carries every
 task's features, x = sum_k B_k z_k with z_k ~ N(0, diag(lambda_k)) and lambda_{k,j} = j^(-beta_k).

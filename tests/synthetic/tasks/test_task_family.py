@@ -123,7 +123,7 @@ def test_default_ablation_of_a_parity_mlp_matches_explicit_ablation():
   assert np.abs(increase).max() > 0.01
 
 
-# The README's example of a third family, run through the grid study.
+# The example of a third family in docs/synthetic.md ("Task families"), run through the grid study.
 @dataclasses.dataclass(frozen=True)
 class TeacherRegression(TaskFamily):
   """Task k: y = w_k . g for Gaussian g (block_size,); the input is [one-hot(k), g]."""
