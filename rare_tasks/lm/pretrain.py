@@ -34,8 +34,9 @@ from rare_tasks.core.progress import log
 from rare_tasks.core.report import RunReport
 from rare_tasks.core.steps import chunk_bounds, eval_steps
 from rare_tasks.lm import config as lm_config
-from rare_tasks.lm import data, hf, ladder, memory, report, sharding
+from rare_tasks.lm import data, hf, ladder, memory, sharding
 from rare_tasks.lm.model import Model, ModelSpec, Params
+from rare_tasks.lm.report import pretraining as report
 from rare_tasks.lm.trainer import Trainer, TrainSpec
 
 CHECKPOINTS_DIR = "checkpoints"
