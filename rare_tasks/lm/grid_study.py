@@ -39,7 +39,6 @@ from rare_tasks.lm import (
   data,
   grid,
   grid_config,
-  grid_report,
   injections,
   memory,
   pretrain,
@@ -47,6 +46,7 @@ from rare_tasks.lm import (
   tasks,
 )
 from rare_tasks.lm.model import Model
+from rare_tasks.lm.report import injection as grid_report
 from rare_tasks.lm.trainer import Trainer
 
 FILES = (pretrain.CHECKPOINTS_DIR, injections.MANIFEST_DIR, pretrain.RUN_FILE,

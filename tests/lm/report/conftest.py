@@ -1,10 +1,13 @@
 """What the language-model report tests share: a pretraining run's records and run.json written
-by hand, with the report written from them."""
+by hand, with the report written from them; an injection grid's config, planted records and
+run.json, and the view of them."""
 
 import random
+from pathlib import Path
 
-from rare_tasks.lm import config
-from rare_tasks.lm.report import pretraining
+from rare_tasks.lm import config, grid, grid_config, tasks
+from rare_tasks.lm.report import pretraining, results_table
+from rare_tasks.lm.report.injection_view import InjectionRun
 
 FLOOR = 1.2345
 # (member, step) -> (val_loss, train_loss, tokens_per_s)
@@ -52,3 +55,55 @@ def write_pretraining(tmp_path, records, info=None):
   (tmp_path / "figures").mkdir(exist_ok=True)
   numbers = pretraining.write(tmp_path, c, info or pretraining_info(), records)
   return c, numbers, (tmp_path / "summary.md").read_text()
+
+
+# Planted final train accuracies per (size, frequency): the large size learns 0.01 and 0.004,
+# the small one only 0.01.
+ACCURACY = {("cpu_d16", 0.01): 0.95, ("cpu_d16", 0.004): 0.5, ("cpu_d16", 0.001): 0.0,
+            ("cpu_d64", 0.01): 1.0, ("cpu_d64", 0.004): 0.92, ("cpu_d64", 0.001): 0.1}
+# The step each frequency first reaches 0.9 (where it does): higher frequency first.
+FIRST = {("cpu_d16", 0.01): 20, ("cpu_d64", 0.01): 10, ("cpu_d64", 0.004): 20}
+INFO = {"sizes": {"cpu_d16": {"params": {"total": 100}, "tokens_per_step": 64 * 32},
+                  "cpu_d64": {"params": {"total": 1000}, "tokens_per_step": 64 * 32}}}
+
+
+def injection_config():
+  """Sizes cpu_d16 and cpu_d64 x frequencies 0.01, 0.004, 0.001 of one task at one gap, one
+  seed, evaluated at steps 10, 20 and 30."""
+  c = grid_config.base_config()
+  c.grid.update(dict(size=("cpu_d16", "cpu_d64"), frequency=(0.01, 0.004, 0.001), gap=(1,),
+                     task=("comparison",), seed=(0,)))
+  c.train.steps = 30
+  c.eval_every = 10
+  return c
+
+
+def injection_records(c, cells, first=FIRST):
+  """Every cell's records at steps 10, 20, 30: the planted final accuracy (test accuracy half
+  of it), 0.9 from the planted first learned step on before that, else 0.1."""
+  out = []
+  for size, size_cells in cells.items():
+    for cell in size_cells:
+      final = ACCURACY.get((size, cell.frequency), 0.0)
+      for step in (10, 20, 30):
+        reached = (size, cell.frequency) in first and step >= first[(size, cell.frequency)]
+        acc = final if step == 30 else (0.9 if reached else 0.1)
+        out.append(cell.record() | {"step": step, "val_loss": 3.0, "val_gap": 1.0,
+                                    "comparison_train_loss": 1.0 - acc,
+                                    "comparison_train_accuracy": acc,
+                                    "comparison_test_loss": 2.0,
+                                    "comparison_test_accuracy": acc / 2})
+  return out
+
+
+def injection_tasks():
+  return tasks.make_tasks(("comparison",), 4, 64, seed=0)
+
+
+def injection_run(c=None, wd=Path("."), records=None) -> InjectionRun:
+  """The view of the planted grid (of `c`, default injection_config())."""
+  c = c or injection_config()
+  cells = grid.cells(c)
+  records = injection_records(c, cells) if records is None else records
+  rows = results_table.result_rows(c, INFO, cells, records)
+  return InjectionRun(c, Path(wd), INFO, cells, injection_tasks(), records, rows)
