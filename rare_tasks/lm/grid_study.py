@@ -32,14 +32,15 @@ from rare_tasks.core import engine, workdir
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.progress import Progress, log
 from rare_tasks.core.report import RunReport
-from rare_tasks.lm import data, grid, grid_config, grid_report, injections, memory, sharding, specs
+from rare_tasks.lm import data, grid, grid_config, injections, memory, sharding, specs
 from rare_tasks.lm import tasks as lm_tasks
 from rare_tasks.lm.program import TextProgram
+from rare_tasks.lm.report import injection as report
 from rare_tasks.lm.task_metrics import TaskEvaluation
 from rare_tasks.lm.trainer import Trainer
 
 FILES = (specs.CHECKPOINTS_DIR, injections.MANIFEST_DIR, specs.RUN_FILE, data.TOKENIZER_FILE,
-         *grid_report.FILES)
+         *report.FILES)
 METRICS_KEY = ("cell", "step")
 
 
@@ -95,7 +96,7 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
     trained += engine.run(program, wd, callbacks, progress, c.checkpoint_interval_s)
   # 4. The report.
   records = workdir.read_metrics(wd, METRICS_KEY)
-  summary = grid_report.write(wd, c, info, cells, task_list, records)
+  summary = report.write(wd, c, info, cells, task_list, records)
   return RunReport(wd, trained, time.perf_counter() - start, summary)
 
 

@@ -29,8 +29,9 @@ from rare_tasks.core.config import check
 from rare_tasks.core.progress import Progress, log
 from rare_tasks.core.report import RunReport
 from rare_tasks.lm import config as lm_config
-from rare_tasks.lm import data, ladder, memory, report, specs
+from rare_tasks.lm import data, ladder, memory, specs
 from rare_tasks.lm.program import TextProgram
+from rare_tasks.lm.report import pretraining as report
 
 FILES = (specs.CHECKPOINTS_DIR, specs.RUN_FILE, data.TOKENIZER_FILE, *report.FILES)
 METRICS_KEY = ("member", "step")

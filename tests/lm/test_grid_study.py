@@ -15,12 +15,12 @@ from rare_tasks.lm import (
   data,
   grid,
   grid_config,
-  grid_report,
   grid_study,
   injections,
   memory,
   tasks,
 )
+from rare_tasks.lm.report import results_table
 from rare_tasks.lm.trainer import Trainer, with_heads
 from tests.callbacks import after_chunk
 
@@ -81,7 +81,7 @@ def test_a_run_writes_results_manifests_figures_and_a_summary(uninterrupted):
                "figures/gap_comparison.png"):
     assert (wd / name).exists(), name
   rows = tables.read_csv(wd / "results.csv")
-  assert tuple(rows[0]) == grid_report.COLUMNS
+  assert tuple(rows[0]) == results_table.COLUMNS
   # 2 frequencies x 2 gaps x 2 tasks (one row each) + a control with a row per task.
   assert len(rows) == 2 * 2 * 2 + 2
   assert {(r["task"], r["frequency"]) for r in rows if r["frequency"] == "0.0"} == {

@@ -1,0 +1,83 @@
+"""What every section of the injection study's report reads: the run's config, run.json, cells,
+tasks, records and results.csv's rows.
+
+Built once after training, from metrics.jsonl and the rows built from it
+(`results_table.result_rows`); a section never reads the work directory's files back itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from rare_tasks.core import tables, workdir
+from rare_tasks.lm.grid import Cell
+from rare_tasks.lm.tasks import Task
+
+FIGURES = workdir.FIGURES_DIR
+
+
+@dataclasses.dataclass(frozen=True)
+class InjectionRun:
+  """A finished (or partly trained) injection study.
+
+  Attributes:
+    config: the run's resolved config.
+    wd: its work directory.
+    info: run.json: per size its parameters and tokens per step, the source, the tasks...
+    cells: size -> that size's cells, in grid order.
+    task_list: the injected tasks, in config order.
+    records: every metrics.jsonl record, in any order.
+    rows: results.csv's rows (one per finished cell and task it injects, numbers as numbers).
+  """
+
+  config: ml_collections.ConfigDict
+  wd: Path
+  info: dict[str, Any]
+  cells: dict[str, list[Cell]]
+  task_list: tuple[Task, ...]
+  records: list[dict[str, Any]]
+  rows: list[dict[str, Any]]
+
+  @functools.cached_property
+  def histories(self) -> dict[int, list[dict[str, Any]]]:
+    """Each cell's records in step order, by cell index."""
+    return histories(self.records)
+
+  @functools.cached_property
+  def sizes(self) -> list[str]:
+    """The grid's sizes, in config order."""
+    return list(self.config.grid.size)
+
+  @functools.cached_property
+  def params(self) -> dict[str, int]:
+    """Each size's parameter count."""
+    return {s: self.info["sizes"][s]["params"]["total"] for s in self.sizes}
+
+  def figure(self, kind: str, task: str) -> str:
+    """The work-directory path of a task's figure of one kind: figures/<kind>_<task>.png."""
+    return f"{FIGURES}/{kind}_{task}.png"
+
+
+def histories(records: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+  """Each cell's records in step order, by cell index."""
+  out: dict[int, list[dict[str, Any]]] = {}
+  for r in sorted(records, key=lambda r: (r["cell"], r["step"])):
+    out.setdefault(r["cell"], []).append(r)
+  return out
+
+
+def seed_mean(rows: list[dict[str, Any]], task: str, gap: int, column: str,
+              sizes: Sequence[str], freqs: Sequence[float]) -> np.ndarray:
+  """(sizes, frequencies) seed means of a column at one gap (the control at frequency 0 for
+  every gap); NaN where no cell finished."""
+  means = tables.mean_by([r for r in rows if r["task"] == task
+                          and (r["gap"] == gap or r["frequency"] == 0)],
+                         ("size", "frequency"), column)
+  return np.array([[means.get((s, f), np.nan) for f in freqs] for s in sizes], float)
