@@ -55,10 +55,10 @@ class Timed:
       batch = p.c.train.batch_size
       text = self.source.train_batches(self.step, self.steps, batch,
                                        sharding.batch_sharding(p.mesh, leading=1))
-      heads, _ = injections.plan_chunk(p.plans, self.tasks, self.step, self.steps, batch,
+      injected, _ = injections.plan_chunk(p.plans, self.tasks, self.step, self.steps, batch,
                                        self.source.eos_id)
-      heads = jax.device_put(heads, sharding.heads_sharding(p.mesh))
-      self.states[k], parts = p.trainer.chunk(self.states[k], text, heads)
+      injected = jax.device_put(injected, sharding.injected_sharding(p.mesh))
+      self.states[k], parts = p.trainer.chunk(self.states[k], text, injected)
       jax.block_until_ready((self.states[k], parts))
     self.step += self.steps
     return time.perf_counter() - start

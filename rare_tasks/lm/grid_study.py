@@ -141,7 +141,7 @@ def _program(plan: Plan, c: ml_collections.ConfigDict, wd: Path, source: data.Te
   injector = injections.Injector(
       wd, [cell.name for cell in plan.cells],
       [grid.injection_of(cell, c, batch_size) for cell in plan.cells], task_list, batch_size,
-      source.eos_id, sharding.heads_sharding(mesh))
+      source.eos_id, sharding.injected_sharding(mesh))
   evaluation = TaskEvaluation(task_list, len(plan.cells), c.data.vocab_size, mesh)
   return TextProgram(plan.name, plan.c, wd, source, plan.trainer,
                      members=[cell.record() for cell in plan.cells],

@@ -35,8 +35,8 @@ from rare_tasks.lm.tasks import INSTANCE, Task
 
 UNITS = ("per_token", "per_sequence")
 SCHEDULES = ("steady", "bursts")
-HEAD = INSTANCE + 1  # TOK1 TOK2 LABEL EOS
-KEEP = -1  # a head token that leaves the row's own token in place
+INJECTED_TOKENS = INSTANCE + 1  # TOK1 TOK2 LABEL EOS
+KEEP = -1  # an injected token that leaves the row's own token in place
 MANIFEST_DIR = "injections"
 MANIFEST_COLUMNS = ("step", "row", "instance", "task")
 
@@ -110,13 +110,13 @@ def draws(seed: int, task_index: int, train: np.ndarray, start: int, stop: int) 
 def plan_chunk(plans: Sequence[Injection], tasks: Sequence[Task], first_step: int,
                num_steps: int, batch_size: int, eos_id: int
                ) -> tuple[np.ndarray, list[np.ndarray]]:
-  """The heads of updates first_step .. first_step + num_steps - 1 for every cell.
+  """The injected rows of updates first_step .. first_step + num_steps - 1 for every cell.
 
-  Returns heads (num_steps, cells, batch_size, 4) int32, the tokens replacing each row's first
-  4 (KEEP where a row is not injected), and per cell its manifest rows (n, 4) int64: update,
-  row, instance, task index.
+  Returns the injected rows (num_steps, cells, batch_size, 4) int32, the tokens replacing each
+  row's first 4 (KEEP where a row is not injected), and per cell its manifest rows (n, 4)
+  int64: update, row, instance, task index.
   """
-  heads = np.full((num_steps, len(plans), batch_size, HEAD), KEEP, np.int32)
+  injected = np.full((num_steps, len(plans), batch_size, INJECTED_TOKENS), KEEP, np.int32)
   manifests = []
   steps = np.arange(first_step, first_step + num_steps)
   for m, plan in enumerate(plans):
@@ -132,23 +132,23 @@ def plan_chunk(plans: Sequence[Injection], tasks: Sequence[Task], first_step: in
                                                                    - per_step, per_step))
       rows_used += per_step
       inst = tasks[t].instances[ids]
-      heads[step_of, m, row, :INSTANCE] = inst
-      heads[step_of, m, row, INSTANCE] = eos_id
+      injected[step_of, m, row, :INSTANCE] = inst
+      injected[step_of, m, row, INSTANCE] = eos_id
       parts.append(np.stack([steps[step_of], row, ids, np.full(len(ids), t)], axis=1))
     manifests.append(np.concatenate(parts) if parts else np.zeros((0, 4), np.int64))
-  return heads, [_by_step_and_row(x) for x in manifests]
+  return injected, [_by_step_and_row(x) for x in manifests]
 
 
 def _by_step_and_row(rows: np.ndarray) -> np.ndarray:
   return rows[np.lexsort((rows[:, 1], rows[:, 0]))].astype(np.int64) if len(rows) else rows
 
 
-def apply_heads(rows: np.ndarray, heads: np.ndarray) -> np.ndarray:
+def apply_injected(rows: np.ndarray, injected: np.ndarray) -> np.ndarray:
   """Host reference of the trainer's injection: rows (..., B, T+1) with the first 4 tokens of
-  each row replaced where heads (..., B, 4) is not KEEP."""
+  each row replaced where the injected rows (..., B, 4) is not KEEP."""
   out = np.array(rows, copy=True)
-  h = heads.shape[-1]
-  out[..., :h] = np.where(heads != KEEP, heads, out[..., :h])
+  h = injected.shape[-1]
+  out[..., :h] = np.where(injected != KEEP, injected, out[..., :h])
   return out
 
 
@@ -200,7 +200,7 @@ class Injector:
   the cells' manifests as they are planned (an `Inputs` of `rare_tasks.lm.program`).
 
   names: the cells' manifest names; plans: their injections; sharding: where the rows go
-  (k, P, B, HEAD), split like the members and the batch.
+  (k, P, B, INJECTED_TOKENS), split like the members and the batch.
   """
 
   def __init__(self, wd: Path, names: Sequence[str], plans: Sequence[Injection],
@@ -218,11 +218,11 @@ class Injector:
 
   def rows(self, first_step: int, num_steps: int):
     """The rows of these updates on the device (None when no cell injects anything)."""
-    heads, manifests = plan_chunk(self.plans, self.tasks, first_step, num_steps,
+    injected, manifests = plan_chunk(self.plans, self.tasks, first_step, num_steps,
                                   self.batch_size, self.eos_id)
     for path, rows in zip(self.paths, manifests):
       append_manifest(path, rows, self.task_names)
-    return jax.device_put(heads, self.sharding) if self.injecting else None
+    return jax.device_put(injected, self.sharding) if self.injecting else None
 
   def record(self, member: int, step: int) -> dict[str, int]:
     """instances_per_task: the instances of each task the member has trained on by `step`."""

@@ -74,6 +74,6 @@ def batch_split(mesh: Mesh) -> int:
   return mesh.shape["data"] * mesh.shape["fsdp"]
 
 
-def heads_sharding(mesh: Mesh) -> NamedSharding:
-  """Per-member row heads (k, P, B, H): members over "member", rows like the batch's."""
+def injected_sharding(mesh: Mesh) -> NamedSharding:
+  """Per-member injected rows (k, P, B, H): members over "member", rows like the batch's."""
   return NamedSharding(mesh, PartitionSpec(None, "member", BATCH_AXES, None))

@@ -7,9 +7,9 @@ axis and are sharded over the mesh (`rare_tasks.lm.sharding`); a chunk of steps 
 `lax.scan` in one dispatch, its batches passed in (generated on the device, or read from disk
 by a text source).
 
-A chunk may also take per-member heads: tokens that replace the first few tokens of some rows
-for one member only (the injection study's instances), so that members sharing a batch differ
-in exactly those tokens.
+A chunk may also take per-member injected rows: tokens that replace the first few tokens of
+some rows for one member only (the injection study's instances), so that members sharing a
+batch differ in exactly those tokens.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class Trainer:
     self._chunk = jax.jit(self._train_chunk, donate_argnums=0,
                           out_shardings=(self.state_sharding, rep))
     self._eval = jax.jit(self._evaluate, static_argnums=2, out_shardings=rep)
-    self._chunk_heads = jax.jit(self._train_chunk_with_heads, donate_argnums=0,
+    self._chunk_injected = jax.jit(self._train_chunk_injected, donate_argnums=0,
                                 out_shardings=(self.state_sharding, rep))
     self._labels = jax.jit(self._label_metrics, static_argnums=3, out_shardings=rep)
 
@@ -121,12 +121,12 @@ class Trainer:
 
     return jax.lax.scan(body, state, batches)
 
-  def _train_chunk_with_heads(self, state: State, batches: jax.Array, heads: jax.Array
+  def _train_chunk_injected(self, state: State, batches: jax.Array, injected: jax.Array
                               ) -> tuple[State, dict[str, jax.Array]]:
-    """Like _train_chunk, member m training on batches with heads[:, m] (k, P, B, H) in place
+    """Like _train_chunk, member m training on batches with injected[:, m] (k, P, B, H) in place
     of each row's first H tokens where they are >= 0."""
-    def member(params, opt, tokens, head):
-      return self._member_step(params, opt, with_heads(tokens, head))
+    def member(params, opt, tokens, injected_row):
+      return self._member_step(params, opt, with_injected(tokens, injected_row))
 
     step = jax.vmap(member, in_axes=(0, 0, None, 0))
 
@@ -134,7 +134,7 @@ class Trainer:
       params, opt, parts = step(carry["params"], carry["opt"], *xs)
       return {"params": params, "opt": opt}, parts
 
-    return jax.lax.scan(body, state, (batches, heads))
+    return jax.lax.scan(body, state, (batches, injected))
 
   def _evaluate(self, params, rows: jax.Array, rows_per_batch: int) -> jax.Array:
     """Mean next-token cross-entropy of every member over `rows` (N, T+1) -> (P,)."""
@@ -180,13 +180,13 @@ class Trainer:
       raise ValueError("Trainer.start_from: parameters of another shape than the model's")
     return self._start(params)
 
-  def chunk(self, state: State, batches: jax.Array, heads: jax.Array | None = None
+  def chunk(self, state: State, batches: jax.Array, injected: jax.Array | None = None
             ) -> tuple[State, dict[str, jax.Array]]:
     """Trains k steps on batches (k, B, T+1), shared by the members, each member's rows headed
-    by heads[:, m] (k, P, B, H) when given (a negative token keeps the row's own)."""
-    if heads is None:
+    by injected[:, m] (k, P, B, H) when given (a negative token keeps the row's own)."""
+    if injected is None:
       return self._chunk(state, batches)
-    return self._chunk_heads(state, batches, heads)
+    return self._chunk_injected(state, batches, injected)
 
   def evaluate(self, state: State, rows: jax.Array, rows_per_batch: int) -> jax.Array:
     return self._eval(state["params"], rows, rows_per_batch)
@@ -202,10 +202,11 @@ class Trainer:
     return float(schedule(self.spec)(count))
 
 
-def with_heads(tokens: jax.Array, heads: jax.Array) -> jax.Array:
-  """tokens (B, T+1) with its first H tokens replaced by heads (B, H) where heads >= 0."""
-  h = heads.shape[-1]
-  return tokens.at[:, :h].set(jnp.where(heads >= 0, heads, tokens[:, :h]))
+def with_injected(tokens: jax.Array, injected: jax.Array) -> jax.Array:
+  """tokens (B, T+1) with its first H tokens replaced by the injected tokens (B, H) where they
+  are >= 0."""
+  h = injected.shape[-1]
+  return tokens.at[:, :h].set(jnp.where(injected >= 0, injected, tokens[:, :h]))
 
 
 def trained_params(state: State, member: int) -> lm_model.Params:

@@ -21,7 +21,7 @@ from rare_tasks.lm import (
   tasks,
 )
 from rare_tasks.lm.report import results_table
-from rare_tasks.lm.trainer import Trainer, with_heads
+from rare_tasks.lm.trainer import Trainer, with_injected
 from tests.callbacks import after_chunk
 
 STEPS = 8
@@ -56,14 +56,14 @@ def _manifests(wd):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-  """The tiny study, with every chunk's batches and heads as the trainer received them."""
+  """The tiny study, with every chunk's batches and injected as the trainer received them."""
   wd = tmp_path_factory.mktemp("lm_grid") / "run"
   seen = []
   original = Trainer.chunk
 
-  def spy(self, state, batches, heads=None):
-    seen.append((np.asarray(batches), None if heads is None else np.asarray(heads)))
-    return original(self, state, batches, heads)
+  def spy(self, state, batches, injected=None):
+    seen.append((np.asarray(batches), None if injected is None else np.asarray(injected)))
+    return original(self, state, batches, injected)
 
   Trainer.chunk = spy
   try:
@@ -103,13 +103,14 @@ def test_the_manifest_matches_the_batches_actually_trained(uninterrupted):
   wd, _, seen = uninterrupted
   info = json.loads((wd / "run.json").read_text())
   batches = np.concatenate([b for b, _ in seen])
-  heads = np.concatenate([h for _, h in seen])
+  injected = np.concatenate([h for _, h in seen])
   assert batches.shape[0] == STEPS
   c = tiny_config()
   task_list = tasks.make_tasks(tuple(c.grid.task), c.task.num_symbols, c.data.vocab_size,
                                c.task.seed)
   by_name = {t.name: t for t in task_list}
-  trained = np.stack([np.asarray(jax.vmap(jax.vmap(with_heads, (None, 0)))(batches, heads))])[0]
+  trained = np.stack([np.asarray(jax.vmap(jax.vmap(with_injected, (None, 0)))(batches,
+                                                                                injected))])[0]
   for cell in info["cells"]:
     rows, names = injections.read_manifest(injections.manifest_path(wd, cell["name"]))
     member = cell["member"]

@@ -1,4 +1,4 @@
-"""The injection plan: exact long-run frequency in either unit, burst sizes, heads consistent
+"""The injection plan: exact long-run frequency in either unit, burst sizes, injected consistent
 with the manifest, per-epoch permutations of the train split, chunking invariance, the manifest
 files, and frequencies or gaps that do not fit the batch refused with the field."""
 
@@ -9,7 +9,7 @@ import pytest
 
 from rare_tasks.core.config import ConfigError
 from rare_tasks.lm import injections, tasks
-from rare_tasks.lm.injections import HEAD, KEEP, Injection
+from rare_tasks.lm.injections import INJECTED_TOKENS, KEEP, Injection
 
 TASKS = tasks.make_tasks(("comparison", "addition"), 6, 64, seed=0)  # 18 train instances each
 BATCH = 8
@@ -24,8 +24,8 @@ def test_rates_in_both_units():
 def test_the_long_run_frequency_is_exact_and_bursts_have_the_stated_size(rate, gap):
   plan = Injection(tasks=(0,), rate=rate, gap=gap, withhold_steps=3)
   steps = 3 + 20 * gap
-  heads, (manifest,) = injections.plan_chunk([plan], TASKS, 0, steps, BATCH, eos_id=0)
-  per_step = (heads[:, 0, :, 0] != KEEP).sum(axis=1)
+  injected, (manifest,) = injections.plan_chunk([plan], TASKS, 0, steps, BATCH, eos_id=0)
+  per_step = (injected[:, 0, :, 0] != KEEP).sum(axis=1)
   assert per_step[:3].sum() == 0
   assert per_step.sum() == rate * 20 * gap  # whole periods: exact
   burst = per_step[3::gap]
@@ -37,18 +37,18 @@ def test_the_long_run_frequency_is_exact_and_bursts_have_the_stated_size(rate, g
 def test_heads_hold_the_manifests_instances_and_eos():
   plans = [Injection(tasks=(0, 1), rate=Fraction(3, 2), seed=4),
            Injection(tasks=(1,), rate=Fraction(1), seed=4), Injection(tasks=(), rate=Fraction(0))]
-  heads, manifests = injections.plan_chunk(plans, TASKS, 5, 12, BATCH, eos_id=0)
-  assert heads.shape == (12, 3, BATCH, HEAD)
+  injected, manifests = injections.plan_chunk(plans, TASKS, 5, 12, BATCH, eos_id=0)
+  assert injected.shape == (12, 3, BATCH, INJECTED_TOKENS)
   for m, manifest in enumerate(manifests):
     marked = np.zeros((12, BATCH), bool)
     for step, row, inst, task in manifest:
-      np.testing.assert_array_equal(heads[step - 5, m, row],
+      np.testing.assert_array_equal(injected[step - 5, m, row],
                                     [*TASKS[task].instances[inst], 0])
       assert inst in TASKS[task].train  # only train instances are injected
       marked[step - 5, row] = True
-    assert np.all((heads[:, m, :, 0] != KEEP) == marked)  # nothing outside the manifest
-    assert np.all(heads[:, m][~marked] == KEEP)
-  assert len(manifests[2]) == 0 and np.all(heads[:, 2] == KEEP)
+    assert np.all((injected[:, m, :, 0] != KEEP) == marked)  # nothing outside the manifest
+    assert np.all(injected[:, m][~marked] == KEEP)
+  assert len(manifests[2]) == 0 and np.all(injected[:, 2] == KEEP)
   # A cell injecting two tasks fills its rows in task order: comparison first.
   first = manifests[0][manifests[0][:, 0] == 5]
   assert list(first[:, 3]) == sorted(first[:, 3]) and list(first[:, 1]) == list(range(len(first)))
@@ -76,9 +76,9 @@ def test_plans_do_not_depend_on_how_steps_are_chunked():
 
 def test_apply_heads_changes_only_the_first_four_tokens_of_injected_rows():
   rows = np.arange(2 * BATCH * 10).reshape(2, BATCH, 10)
-  heads = np.full((2, BATCH, HEAD), KEEP)
-  heads[0, 3] = [1, 2, 3, 0]
-  out = injections.apply_heads(rows, heads)
+  injected = np.full((2, BATCH, INJECTED_TOKENS), KEEP)
+  injected[0, 3] = [1, 2, 3, 0]
+  out = injections.apply_injected(rows, injected)
   np.testing.assert_array_equal(out[0, 3, :4], [1, 2, 3, 0])
   changed = out != rows
   assert changed.sum() == 4 and changed[0, 3, :4].all()

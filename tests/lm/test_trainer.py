@@ -1,5 +1,5 @@
 """The trainer: golden losses, 1 vs 8 devices, FSDP vs data parallel, ensemble members vs the same
-models alone (with clipping active, and with each member's own row heads), the schedule, where
+models alone (with clipping active, and with each member's own row injected), the schedule, where
 weight decay applies, and the label metrics of a planted lookup-table model."""
 
 import functools
@@ -13,7 +13,7 @@ import pytest
 from rare_tasks.lm import sharding
 from rare_tasks.lm.ladder import Shape
 from rare_tasks.lm.model import Model, ModelSpec
-from rare_tasks.lm.trainer import Trainer, TrainSpec, decay_mask, optimizer, schedule, with_heads
+from rare_tasks.lm.trainer import Trainer, TrainSpec, decay_mask, optimizer, schedule, with_injected
 
 SPEC = ModelSpec(Shape(16, 1, 2, 32), vocab_size=64)
 # A small clip: every step is clipped, so a clip over the stacked members would show.
@@ -111,30 +111,30 @@ def test_learning_rate_of_an_update(count):
 
 
 def _heads(steps: int, members: int, seed: int) -> np.ndarray:
-  """Random heads: about a third of the rows of each member replaced by 4 random tokens."""
+  """Random injected: about a third of the rows of each member replaced by 4 random tokens."""
   rng = np.random.default_rng(seed)
-  heads = rng.integers(0, 64, (steps, members, 8, 4)).astype(np.int32)
-  heads[rng.random((steps, members, 8)) > 0.33] = -1
-  return heads
+  injected = rng.integers(0, 64, (steps, members, 8, 4)).astype(np.int32)
+  injected[rng.random((steps, members, 8)) > 0.33] = -1
+  return injected
 
 
-def _train_heads(seeds: tuple[int, ...], heads: np.ndarray, num_devices: int = 8):
+def _train_heads(seeds: tuple[int, ...], injected: np.ndarray, num_devices: int = 8):
   devices = jax.devices()[:num_devices]
   mesh = sharding.make_mesh(devices, sharding.member_axis_size(len(seeds), num_devices, 1), 1)
   trainer = Trainer(Model(SPEC), TRAIN, len(seeds), mesh)
   state = trainer.init(np.array(seeds))
   batches = jax.device_put(_batches(), sharding.batch_sharding(mesh, leading=1))
-  state, parts = trainer.chunk(state, batches, jax.device_put(heads,
-                                                              sharding.heads_sharding(mesh)))
+  state, parts = trainer.chunk(state, batches, jax.device_put(injected,
+                                                              sharding.injected_sharding(mesh)))
   return jax.device_get(state), jax.device_get(parts)
 
 
 def test_an_injected_row_differs_from_its_twin_only_in_its_first_four_tokens():
   tokens = jax.random.randint(jax.random.key(1), (8, 17), 0, 64)
-  heads = np.full((8, 4), -1, np.int32)
-  heads[2] = [9, 8, 7, 0]
-  heads[5, :2] = [1, 1]  # a partial head keeps the rest of the row's own tokens
-  out = np.asarray(with_heads(tokens, jnp.asarray(heads)))
+  injected = np.full((8, 4), -1, np.int32)
+  injected[2] = [9, 8, 7, 0]
+  injected[5, :2] = [1, 1]  # a partial injection keeps the rest of the row's own tokens
+  out = np.asarray(with_injected(tokens, jnp.asarray(injected)))
   differs = out != np.asarray(tokens)
   assert not differs[:, 4:].any() and not differs[[0, 1, 3, 4, 6, 7]].any()
   np.testing.assert_array_equal(out[2, :4], [9, 8, 7, 0])
@@ -149,14 +149,14 @@ def test_heads_that_keep_every_token_train_as_the_plain_chunk():
 
 
 def test_members_with_their_own_heads_equal_the_same_cells_trained_alone():
-  heads = _heads(4, 2, seed=0)
-  ensemble, parts = _train_heads((0, 0), heads, num_devices=2)
+  injected = _heads(4, 2, seed=0)
+  ensemble, parts = _train_heads((0, 0), injected, num_devices=2)
   # The second member alone (the first's position in the ensemble would hide an offset bug).
-  alone, alone_parts = _train_heads((0,), heads[:, 1:2], num_devices=2)
+  alone, alone_parts = _train_heads((0,), injected[:, 1:2], num_devices=2)
   chex.assert_trees_all_close(jax.tree.map(lambda a: a[1], ensemble),
                               jax.tree.map(lambda a: a[0], alone), **TOLERANCE)
   np.testing.assert_allclose(parts["ce"][:, 1], alone_parts["ce"][:, 0], **TOLERANCE)
-  # Members 0 and 1 share an init and the text; their heads alone make them differ.
+  # Members 0 and 1 share an init and the text; their injected alone make them differ.
   assert not np.allclose(parts["ce"][:, 0], parts["ce"][:, 1])
 
 
