@@ -2,7 +2,7 @@
 the same cells trained one at a time, side by side in one run.
 
   python -m benchmarks.lm_injection                     # the smallest size of the CPU default
-  python -m benchmarks.lm_injection --size=cpu_d64 --config=configs/lm_width_by_frequency.py
+  python -m benchmarks.lm_injection --size=cpu_d64 --config=configs/lm_size_by_frequency.py
 
 Two measurements, each side by side:
 - steady state: one chunk of steps, exactly as the study trains it (every chunk's text batch
@@ -132,7 +132,7 @@ def whole_runs(args: argparse.Namespace, size: str) -> dict[str, Any]:
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--config", default="configs/lm_width_by_frequency.py")
+  p.add_argument("--config", default="configs/lm_size_by_frequency.py")
   p.add_argument("--preset", default="default")
   p.add_argument("--size", default="", help="a size of the grid (default: the smallest)")
   p.add_argument("--steps", type=int, default=0, help="steps per chunk (0: the config's)")

@@ -25,7 +25,7 @@ from rare_tasks.core.report import RunReport, declared_files
 STUDIES = {"grid": "rare_tasks.synthetic.grid_study",
            "mixture_design": "rare_tasks.synthetic.mixture_design",
            "lm_pretrain": "rare_tasks.lm.pretrain",
-           "lm_width_by_frequency": "rare_tasks.lm.grid_study"}
+           "lm_size_by_frequency": "rare_tasks.lm.grid_study"}
 
 
 def study_module(study: str) -> ModuleType:

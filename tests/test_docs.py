@@ -17,10 +17,6 @@ TEXT_SUFFIXES = {".py", ".md", ".txt", ".toml", ".cfg", ".ini", ".yaml", ".yml",
 TEXT_FOLDERS = (".ci/",)
 # A document no longer in the repository, spelt in pieces so that this file does not name it.
 GONE = "PAPER" + ".md"
-# Files whose docstrings still name GONE. An entry that no longer does fails, so the set only
-# shrinks; it goes, with the references, as those modules are revised.
-KNOWN_STALE = {"configs/lm_width_by_frequency.py", "rare_tasks/lm/__init__.py",
-               "rare_tasks/lm/grid_study.py", "rare_tasks/synthetic/config.py"}
 
 FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.M | re.S)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
@@ -100,8 +96,6 @@ def test_no_text_file_names_a_markdown_document_the_repository_lacks():
   missing = {}
   for name in _tracked_text_files():
     found = missing_documents(ROOT / name)
-    if name in KNOWN_STALE:
-      found = [f for f in found if f != GONE]
     if found:
       missing[name] = found
   assert missing == {}
@@ -110,8 +104,7 @@ def test_no_text_file_names_a_markdown_document_the_repository_lacks():
 def test_no_text_file_names_the_document_that_is_gone():
   naming = {f for f in _tracked_text_files()
             if GONE.lower() in (ROOT / f).read_text(errors="replace").lower()}
-  assert naming - KNOWN_STALE == set(), "name the relevant section of docs/science.md instead"
-  assert KNOWN_STALE - naming == set(), "no longer stale: remove from KNOWN_STALE"
+  assert naming == set(), "name the relevant section of docs/science.md instead"
 
 
 def test_the_checks_catch_a_broken_link_an_unknown_anchor_and_a_missing_document(tmp_path):

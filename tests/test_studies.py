@@ -45,7 +45,7 @@ def test_an_unknown_study_is_refused_before_anything_is_written(tmp_path):
   c = base_config()
   c.study = "grdi"
   with pytest.raises(ConfigError, match=r"config.study = 'grdi': allowed: one of \['grid', "
-                                        r"'lm_pretrain', 'lm_width_by_frequency', "
+                                        r"'lm_pretrain', 'lm_size_by_frequency', "
                                         r"'mixture_design'\]"):
     studies.run(c, tmp_path / "wd")
   assert not (tmp_path / "wd").exists()

@@ -1,7 +1,8 @@
-"""The language-model track (PAPER.md sections 3 and 5): OLMo-style decoders pretrained with
-injected rare tasks.
+"""The language-model track (docs/science.md, "The language-model study"): OLMo-style decoders
+pretrained on a synthetic or real text source, with novel tasks injected at controlled
+frequencies.
 
-Reserved: the track lands here, beside `rare_tasks.synthetic`, and builds on the layers below it
-(`rare_tasks.core`, `rare_tasks.analysis`, `rare_tasks.injection`); the two tracks never import
-each other, and only `rare_tasks.studies` sees both. See docs/architecture.md.
+It builds on the layers below it (`rare_tasks.core`, whose engine trains its programs,
+`rare_tasks.analysis`, `rare_tasks.injection`); the two tracks never import each other, and only
+`rare_tasks.studies` sees both. See docs/architecture.md.
 """

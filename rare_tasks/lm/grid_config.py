@@ -1,4 +1,4 @@
-"""The config of the injection study (`lm_width_by_frequency`): a size x frequency x gap x task x
+"""The config of the injection study (`lm_size_by_frequency`): a size x frequency x gap x task x
 seed grid of decoders pretrained on one text source with novel tasks injected, every field, its
 checks, and its resolution into one pretraining config per size.
 
@@ -19,7 +19,7 @@ from rare_tasks.core.config import check, is_int, is_real
 from rare_tasks.lm import config as lm_config
 from rare_tasks.lm import injections, ladder, tasks
 
-STUDY = "lm_width_by_frequency"
+STUDY = "lm_size_by_frequency"
 START_FROM = "rare_tasks.lm.grid_config.base_config()"
 GRID_AXES = ("size", "frequency", "gap", "task", "seed")
 NOT_IDENTITY = ("checkpoint_interval_s", "learned_accuracy")

@@ -1,6 +1,6 @@
-"""The injection study (`lm_width_by_frequency`, PAPER.md sections 3 and 5, paper Figs. 5 and 6):
-decoders of several sizes pretrained on one text source with novel tasks injected at controlled
-frequencies, top to bottom.
+"""The injection study (`lm_size_by_frequency`; docs/science.md, "The language-model study";
+paper Figs. 5 and 6): decoders of several sizes pretrained on one text source with novel tasks
+injected at controlled frequencies, top to bottom.
 
   1. the config, resolved per size and checked, the tasks drawn, and every program's mesh and
      memory estimate, before any compute;

@@ -103,8 +103,9 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def linear_study_config() -> ml_collections.ConfigDict:
-  """base_config() in the studies' linear setting (PAPER.md section 2): K = 16 tasks of m = 8
-  features, one rare, common tasks at power-law exponent 1.5, spectra j^-1, batch 256."""
+  """base_config() in the studies' linear setting (docs/science.md, "The synthetic setting"):
+  K = 16 tasks of m = 8 features, one rare, common tasks at power-law exponent 1.5, spectra
+  j^-1, batch 256."""
   c = base_config()
   c.task.num_tasks = 16
   c.task.block_size = 8

@@ -19,7 +19,7 @@ SMALL = ["--config=configs/width_by_frequency.py:smoke", "--config.train.steps=4
          "--config.grid.rare_frequency=(0.03,0.2)"]
 WIDTHS = "--config.grid.width=(2,8)"
 LM = "--config=configs/lm_pretrain.py:smoke"
-INJECT = "--config=configs/lm_width_by_frequency.py:smoke"
+INJECT = "--config=configs/lm_size_by_frequency.py:smoke"
 
 
 def _main(*args, file_size_kb=None):

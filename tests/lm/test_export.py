@@ -48,9 +48,9 @@ def test_what_cannot_be_exported_is_refused(text_run, tmp_path):
   with pytest.raises(ConfigError, match="no checkpoint yet"):
     export.export(fresh, 0, tmp_path / "hf")
   config = json.loads((text_run / "config.json").read_text())
-  config["study"] = "lm_width_by_frequency"
+  config["study"] = "lm_size_by_frequency"
   (fresh / "config.json").write_text(json.dumps(config))
-  with pytest.raises(ConfigError, match="'lm_width_by_frequency' run; allowed: an lm_pretrain"):
+  with pytest.raises(ConfigError, match="'lm_size_by_frequency' run; allowed: an lm_pretrain"):
     export.export(fresh, 0, tmp_path / "hf")
 
 

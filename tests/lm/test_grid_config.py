@@ -64,18 +64,32 @@ def test_withholding_every_step_is_refused():
     grid_config.resolve(c, "cpu")
 
 
-@pytest.mark.parametrize("study", ["lm_width_by_frequency", "lm_gpu", "lm_paper"])
-def test_every_preset_of_the_injection_study_files_resolves(study):
+def _config_file(study):
   path = pathlib.Path(__file__).resolve().parents[2] / "configs" / f"{study}.py"
   spec = importlib.util.spec_from_file_location(f"_study_{study}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize("study", ["lm_size_by_frequency", "lm_gpu", "lm_paper"])
+def test_every_preset_of_the_injection_study_files_resolves(study):
+  module = _config_file(study)
   for preset in module.PRESETS:
     for platform in ("cpu", "gpu"):
       c, sizes = grid_config.resolve(module.get_config(preset), platform)
-      assert c.study == "lm_width_by_frequency" and set(sizes) == set(c.grid.size)
+      assert c.study == "lm_size_by_frequency" and set(sizes) == set(c.grid.size)
   with pytest.raises(ConfigError, match=f"configs/{study}.py:nope: unknown preset"):
     module.get_config("nope")
+
+
+def test_the_renamed_config_path_says_so_and_gives_the_new_config(capsys):
+  old, new = _config_file("lm_width_by_frequency"), _config_file("lm_size_by_frequency")
+  for preset in new.PRESETS:
+    assert old.get_config(preset).to_dict() == new.get_config(preset).to_dict()
+    assert "was renamed configs/lm_size_by_frequency.py" in capsys.readouterr().err
+  with pytest.raises(ConfigError, match="configs/lm_size_by_frequency.py:nope: unknown preset"):
+    old.get_config("nope")
 
 
 def test_the_paper_config_caps_its_frequencies_at_one_instance_per_row():
