@@ -24,38 +24,62 @@ START_FROM = "rare_tasks.lm.config.base_config()"
 SHAPE_FIELDS = ("d_model", "num_layers", "num_heads", "mlp_hidden")
 
 
+def model_schema(preset: bool = True) -> ml_collections.ConfigDict:
+  """The decoder's fields. With `preset`, the ladder preset and the shape fields it fills in;
+  without, only the fields a study sets once for all its sizes (the injection study's grid
+  names the sizes)."""
+  m = ml_collections.ConfigDict()
+  if preset:
+    m.preset = "cpu_d32"
+  m.block, m.dtype, m.tie_embeddings, m.remat, m.attention = (
+      "olmo2", "auto", False, False, "auto")
+  # A Hugging Face OLMo-2 checkpoint folder (config.json + *.safetensors) to start from instead
+  # of a random init; its shape, vocabulary and embedding tying must be the run's.
+  m.init_from = ""
+  if preset:
+    for field in SHAPE_FIELDS:
+      m[field] = placeholder(int)
+  return m
+
+
+def data_schema() -> ml_collections.ConfigDict:
+  """The background text. "synthetic": the order-2 Markov source (rare_tasks.lm.data.markov),
+  generated on the device; num_states .. eos_probability set its size and how much it takes to
+  learn. "jsonl": Dolma-format shards under `path`; "python_stdlib": the running Python's
+  standard library. Real text is tokenised by `tokenizer` (a tokenizer.json; '': a byte-level
+  BPE of vocab_size trained on the corpus) into a cache under `cache_dir` ('': the user's cache
+  folder, ~/.cache/rare_tasks)."""
+  return ml_collections.ConfigDict(dict(
+      corpus="synthetic", vocab_size=512, seq_len=64, seed=0, num_states=2048,
+      context_classes=4, successors=8, zipf_exponent=1.0, eos_probability=0.01,
+      validation_rows=256, path="", tokenizer="", cache_dir=""))
+
+
+def train_schema() -> ml_collections.ConfigDict:
+  """The optimisation; batch_size and learning_rate unset take the ladder's values for the
+  preset's size."""
+  t = ml_collections.ConfigDict(dict(
+      steps=1000, warmup_steps=100, final_lr_fraction=0.01, weight_decay=0.05, b1=0.9,
+      b2=0.95, eps=1e-8, grad_clip=1.0, z_loss=1e-5, steps_per_dispatch=50))
+  t.batch_size = placeholder(int)
+  t.learning_rate = placeholder(float)
+  return t
+
+
+def mesh_schema() -> ml_collections.ConfigDict:
+  """Devices: the ensemble's members over "member" (0: as many devices as split them evenly),
+  each weight matrix over "fsdp"; the batch over the devices left ("data") and fsdp."""
+  return ml_collections.ConfigDict(dict(members=0, fsdp=1))
+
+
 def base_config() -> ml_collections.ConfigDict:
-  """Every field a language-model study has, with CPU-sized defaults."""
+  """Every field the pretraining study has, with CPU-sized defaults: the shared sub-schemas
+  (model with its preset, data, train, mesh) and the run's own fields."""
   c = ml_collections.ConfigDict()
   c.study = "lm_pretrain"
   # One ensemble member per init seed; the members share every text batch.
   c.init_seeds = (0,)
-  c.model = ml_collections.ConfigDict(dict(
-      preset="cpu_d32", block="olmo2", dtype="auto", tie_embeddings=False, remat=False,
-      attention="auto"))
-  # A Hugging Face OLMo-2 checkpoint folder (config.json + *.safetensors) to start from instead
-  # of a random init; its shape, vocabulary and embedding tying must be the run's.
-  c.model.init_from = ""
-  for field in SHAPE_FIELDS:
-    c.model[field] = placeholder(int)
-  # The background text. "synthetic": the order-2 Markov source (rare_tasks.lm.data.markov),
-  # generated on the device; num_states .. eos_probability set its size and how much it takes
-  # to learn. "jsonl": Dolma-format shards under `path`; "python_stdlib": the running Python's
-  # standard library. Real text is tokenised by `tokenizer` (a tokenizer.json; '': a byte-level
-  # BPE of vocab_size trained on the corpus) into a cache under `cache_dir` ('': the user's
-  # cache folder, ~/.cache/rare_tasks).
-  c.data = ml_collections.ConfigDict(dict(
-      corpus="synthetic", vocab_size=512, seq_len=64, seed=0, num_states=2048,
-      context_classes=4, successors=8, zipf_exponent=1.0, eos_probability=0.01,
-      validation_rows=256, path="", tokenizer="", cache_dir=""))
-  c.train = ml_collections.ConfigDict(dict(
-      steps=1000, warmup_steps=100, final_lr_fraction=0.01, weight_decay=0.05, b1=0.9,
-      b2=0.95, eps=1e-8, grad_clip=1.0, z_loss=1e-5, steps_per_dispatch=50))
-  c.train.batch_size = placeholder(int)
-  c.train.learning_rate = placeholder(float)
-  # Devices: the ensemble's members over "member" (0: as many devices as split them evenly),
-  # each weight matrix over "fsdp"; the batch over the devices left ("data") and fsdp.
-  c.mesh = ml_collections.ConfigDict(dict(members=0, fsdp=1))
+  c.model, c.data, c.train, c.mesh = model_schema(), data_schema(), train_schema(), mesh_schema()
   c.eval_every = 100
   c.checkpoint_interval_s = 600.0
   return c
@@ -78,17 +102,20 @@ def _seeds(field: str, v) -> None:
 _text = checks.rule(lambda v: isinstance(v, str), "a string ('' for none)")
 _beta = checks.rule(lambda v: checks.is_real(v) and 0 <= v < 1, "a number in [0, 1)")
 
-FIELD_CHECKS: dict[str, checks.Check] = {
-    "study": checks.choice(STUDIES),
-    "init_seeds": _seeds,
+# The checks of each sub-schema, by dotted field; a study's table is their union and its own.
+PRESET_CHECKS: dict[str, checks.Check] = {
     "model.preset": checks.choice(ladder.PRESETS),
+    **{f"model.{f}": _optional(checks.positive_int) for f in SHAPE_FIELDS},
+}
+MODEL_CHECKS: dict[str, checks.Check] = {
     "model.block": checks.choice(BLOCKS),
     "model.dtype": checks.choice(("auto", *DTYPES)),
     "model.tie_embeddings": checks.boolean,
     "model.remat": checks.boolean,
     "model.attention": checks.choice(ATTENTION),
     "model.init_from": _text,
-    **{f"model.{f}": _optional(checks.positive_int) for f in SHAPE_FIELDS},
+}
+DATA_CHECKS: dict[str, checks.Check] = {
     "data.corpus": checks.choice(data.CORPORA),
     "data.vocab_size": checks.int_at_least(3),
     "data.seq_len": checks.int_at_least(4),
@@ -102,6 +129,8 @@ FIELD_CHECKS: dict[str, checks.Check] = {
     "data.path": _text,
     "data.tokenizer": _text,
     "data.cache_dir": _text,
+}
+TRAIN_CHECKS: dict[str, checks.Check] = {
     "train.steps": checks.positive_int,
     "train.batch_size": _optional(checks.positive_int),
     "train.learning_rate": _optional(checks.positive_real),
@@ -114,10 +143,19 @@ FIELD_CHECKS: dict[str, checks.Check] = {
     "train.grad_clip": checks.positive_real,
     "train.z_loss": checks.nonneg_real,
     "train.steps_per_dispatch": checks.positive_int,
+}
+MESH_CHECKS: dict[str, checks.Check] = {
     "mesh.members": checks.nonneg_int,
     "mesh.fsdp": checks.positive_int,
+}
+RUN_CHECKS: dict[str, checks.Check] = {
     "eval_every": checks.positive_int,
     "checkpoint_interval_s": checks.nonneg_real,
+}
+FIELD_CHECKS: dict[str, checks.Check] = {
+    "study": checks.choice(STUDIES),
+    "init_seeds": _seeds,
+    **PRESET_CHECKS, **MODEL_CHECKS, **DATA_CHECKS, **TRAIN_CHECKS, **MESH_CHECKS, **RUN_CHECKS,
 }
 
 
