@@ -15,8 +15,8 @@ PACKAGE = ROOT / "rare_tasks"
 LAYERS = {"core": 0, "analysis": 1, "injection": 1, "synthetic": 2, "lm": 2, "studies": 3,
           "": 3}
 # Inside the synthetic track, the same rule between its parts.
-SYNTHETIC = {"theory": 0, "models": 0, "tasks": 1, "config": 2, "grid": 3, "ensemble": 3,
-             "training": 4, "report": 4, "grid_study": 5, "mixture_design": 5}
+SYNTHETIC = {"theory": 0, "models": 0, "placement": 0, "tasks": 1, "config": 2, "grid": 3,
+             "ensemble": 3, "training": 4, "report": 4, "grid_study": 5, "mixture_design": 5}
 # Inside the language-model track, likewise.
 LM = {"ladder": 0, "sharding": 0, "data": 0, "tasks": 0, "model": 1, "memory": 1,
       "injections": 1, "task_metrics": 1, "config": 2, "trainer": 2, "grid": 2, "hf": 2,

@@ -21,11 +21,10 @@ import jax
 import ml_collections
 
 from rare_tasks.core import engine, workdir
-from rare_tasks.core import mesh as meshes
 from rare_tasks.core import report as reports
 from rare_tasks.core.progress import log
 from rare_tasks.synthetic import config as schema
-from rare_tasks.synthetic import training
+from rare_tasks.synthetic import placement, training
 from rare_tasks.synthetic.grid import expand, group_cells
 from rare_tasks.synthetic.report import (
   agreement,
@@ -76,7 +75,7 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   predicted = None if theory is None else {c.index: theory.predict(c) for c in cells}
   predicted_file = predictions.write(wd, cells, predicted)
   # 4. Training.
-  mesh = meshes.ensemble_mesh(devices)
+  mesh = placement.ensemble_mesh(devices)
   log.info("%d cells in %d ensemble groups, %d steps each, on %d device(s); workdir %s",
            len(cells), len(groups), config.train.steps, mesh.devices.size, wd)
   trained = training.train_groups(config, wd, groups, task, mesh, callbacks)

@@ -29,12 +29,11 @@ import numpy as np
 
 from rare_tasks.analysis import frequency_search
 from rare_tasks.core import engine, workdir
-from rare_tasks.core import mesh as meshes
 from rare_tasks.core import report as reports
 from rare_tasks.core.progress import log
 from rare_tasks.core.tables import number
 from rare_tasks.synthetic import config as schema
-from rare_tasks.synthetic import training
+from rare_tasks.synthetic import placement, training
 from rare_tasks.synthetic.grid import Cell, expand, group_cells, make_cell
 from rare_tasks.synthetic.report import mixture_design as design_report
 from rare_tasks.synthetic.tasks import TaskFamily, task_of
@@ -133,7 +132,7 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   seeds = sorted({c.values["seed"] for c in base})
   ref = {w: next(c.values for c in base if c.values["width"] == w) for w in widths}
   search, predicted = _start_search(config, task, widths, ref, len(seeds))
-  mesh = meshes.ensemble_mesh(devices)
+  mesh = placement.ensemble_mesh(devices)
   log.info("mixture design: widths %s x seeds %s, %d steps per candidate, on %d device(s); "
            "workdir %s", widths, seeds, config.train.steps, mesh.devices.size, wd)
   trained = 0

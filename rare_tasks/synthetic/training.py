@@ -26,7 +26,7 @@ from rare_tasks.core import mesh as meshes
 from rare_tasks.core.checkpoints import GroupCheckpoints
 from rare_tasks.core.progress import Progress
 from rare_tasks.core.steps import eval_steps
-from rare_tasks.synthetic import ensemble
+from rare_tasks.synthetic import ensemble, placement
 from rare_tasks.synthetic.grid import Cell, Group
 from rare_tasks.synthetic.models import model_of
 from rare_tasks.synthetic.tasks import TaskFamily
@@ -87,16 +87,17 @@ class GroupRun:
     self._measured = measured
     self.spec = spec_of(config, group, task)
     s, p = group.num_streams, group.num_members
-    self.axis, self.s_pad, self.p_pad = meshes.choose_layout(s, p, mesh.devices.size)
+    self.axis, self.s_pad, self.p_pad = placement.choose_layout(s, p, mesh.devices.size)
     consts = group_constants(task, group.cells)
     self.host_consts = dict(consts)
     per_member = ("mixture", "learning_rate", "gap", "burst_size")
-    consts["seeds"] = meshes.pad_leading(consts["seeds"], self.s_pad)
-    consts["stream"] = {k: meshes.pad_leading(v, self.s_pad) for k, v in consts["stream"].items()}
+    consts["seeds"] = placement.pad_leading(consts["seeds"], self.s_pad)
+    consts["stream"] = {k: placement.pad_leading(v, self.s_pad)
+                        for k, v in consts["stream"].items()}
     for name in per_member:
-      consts[name] = meshes.pad_leading(consts[name], self.s_pad, self.p_pad)
-    ens = meshes.ensemble_sharding(mesh, self.axis)
-    per_stream = meshes.stream_sharding(mesh, self.axis)
+      consts[name] = placement.pad_leading(consts[name], self.s_pad, self.p_pad)
+    ens = placement.ensemble_sharding(mesh, self.axis)
+    per_stream = placement.stream_sharding(mesh, self.axis)
     rep = meshes.replicated(mesh)
     const_shardings = dict(seeds=per_stream, stream=per_stream, shared=rep,
                            **{name: ens for name in per_member})
@@ -166,7 +167,7 @@ class GroupRun:
       outs = (self.state_sharding, self._ens)
       if self.spec.measure.trace_rare:
         # Trace leaves carry a leading steps axis before (S, P).
-        outs += (meshes.ensemble_sharding(self._ens.mesh, self.axis + 1),)
+        outs += (placement.ensemble_sharding(self._ens.mesh, self.axis + 1),)
       self._chunks[num_steps] = jax.jit(
           partial(ensemble.train_chunk, self.spec, num_steps=num_steps), donate_argnums=0,
           out_shardings=outs)
@@ -211,7 +212,7 @@ class GroupRun:
 
   def from_host(self, host) -> Any:
     padded = jax.tree.map(
-        lambda a: meshes.pad_leading(a, self.s_pad, self.p_pad) if np.ndim(a) >= 2 else a, host)
+        lambda a: placement.pad_leading(a, self.s_pad, self.p_pad) if np.ndim(a) >= 2 else a, host)
     return jax.device_put(padded, self.state_sharding)
 
   def records(self, step: int, outputs: Sequence[Any] | None, metrics) -> list[dict[str, Any]]:

@@ -7,9 +7,8 @@ import shutil
 import jax
 import numpy as np
 
-from rare_tasks.core import mesh as meshes
 from rare_tasks.core import workdir
-from rare_tasks.synthetic import grid_study, training
+from rare_tasks.synthetic import grid_study, placement, training
 from rare_tasks.synthetic.grid import expand, group_cells
 from rare_tasks.synthetic.tasks import task_of
 from tests.synthetic.conftest import tiny_config
@@ -33,7 +32,7 @@ def test_records_hold_the_cells_values_and_the_familys_finished_metrics(tmp_path
   c = tiny_config()
   task = task_of(c)
   group = group_cells(expand(c, task))[1]
-  run = training.GroupRun(c, group, task, meshes.ensemble_mesh(jax.devices()[:3]))
+  run = training.GroupRun(c, group, task, placement.ensemble_mesh(jax.devices()[:3]))
   assert (run.s_pad, run.p_pad) != (group.num_streams, group.num_members)  # padded to 3
   records = run.records(0, None, run.evaluate(run.init()))
   assert [r["cell"] for r in records] == [cell.index for cell in group.flat_cells()]
