@@ -24,6 +24,7 @@ import optax
 from jax.sharding import Mesh
 
 from rare_tasks.core import mesh as meshes
+from rare_tasks.core import optimizers
 from rare_tasks.lm import model as lm_model
 from rare_tasks.lm import sharding
 
@@ -49,10 +50,8 @@ class TrainSpec:
 def schedule(spec: TrainSpec) -> optax.Schedule:
   """Learning rate at update `count` (0-based): 0 -> peak over warmup_steps, then a cosine down
   to final_lr_fraction * peak at the last step."""
-  peak = spec.learning_rate
-  return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=peak, warmup_steps=spec.warmup_steps,
-      decay_steps=max(spec.steps, spec.warmup_steps + 1), end_value=peak * spec.final_lr_fraction)
+  return optimizers.warmup_cosine(spec.learning_rate, spec.steps, spec.warmup_steps,
+                                  spec.final_lr_fraction)
 
 
 def decay_mask(params: lm_model.Params) -> Any:
@@ -63,10 +62,9 @@ def decay_mask(params: lm_model.Params) -> Any:
 
 
 def optimizer(spec: TrainSpec) -> optax.GradientTransformation:
-  return optax.chain(
-      optax.clip_by_global_norm(spec.grad_clip),
-      optax.adamw(schedule(spec), b1=spec.b1, b2=spec.b2, eps=spec.eps,
-                  weight_decay=spec.weight_decay, mask=decay_mask))
+  """Clipped AdamW on the spec's schedule, no decay on embeddings or norms."""
+  return optimizers.clipped_adamw(schedule(spec), spec.b1, spec.b2, spec.eps, spec.weight_decay,
+                                  spec.grad_clip, decay_mask)
 
 
 class Trainer:

@@ -152,3 +152,27 @@ def test_unknown_schedule_raises_with_allowed_names():
 def test_unknown_schedule_is_refused_when_the_optimizer_is_built():
   with pytest.raises(ValueError, match="train.schedule='bogus'"):
     optimizers.make_optimizer("sgd", 0.1, "bogus", 10)
+
+
+def test_warmup_cosine_rises_linearly_then_ends_at_the_final_fraction():
+  s = optimizers.warmup_cosine(1e-2, 100, 10, 0.01)
+  np.testing.assert_allclose([float(s(c)) for c in (0, 5, 10)], [0.0, 5e-3, 1e-2], rtol=1e-6)
+  np.testing.assert_allclose(float(s(100)), 1e-4, rtol=1e-5)
+  mid = 10 + 45  # half-way through the decay: the mean of peak and end
+  np.testing.assert_allclose(float(s(mid)), (1e-2 + 1e-4) / 2, rtol=1e-4)
+
+
+def test_clipped_adamw_clips_the_gradient_and_decays_only_where_masked():
+  params = {"w": jnp.ones(3), "b": jnp.ones(3)}
+  tx = optimizers.clipped_adamw(lambda count: 0.1, 0.9, 0.95, 1e-8, weight_decay=0.5,
+                                grad_clip=1.0, decay_mask=lambda p: {"w": True, "b": False})
+  zero = {"w": jnp.zeros(3), "b": jnp.zeros(3)}
+  updates, _ = tx.update(zero, tx.init(params), params)
+  np.testing.assert_allclose(updates["w"], -0.1 * 0.5 * np.ones(3), rtol=1e-6)  # decay alone
+  np.testing.assert_allclose(updates["b"], 0.0)
+  big = {"w": jnp.full(3, 100.0), "b": jnp.zeros(3)}
+  _, state = tx.update(big, tx.init(params), params)
+  mu = jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+  mu = next(x for x in mu if isinstance(x, optax.ScaleByAdamState)).mu
+  # The first moment saw the gradient clipped to norm 1: (1 - b1) x the clipped gradient.
+  np.testing.assert_allclose(float(optax.tree.norm(mu)), 0.1, rtol=1e-5)
