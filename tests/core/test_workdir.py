@@ -179,12 +179,12 @@ def test_one_field_absent_from_an_older_run_is_named(tmp_path):
 
 def test_an_absent_top_level_field_at_its_default_is_no_difference(tmp_path):
   old = workdir.config_json(base_config())
-  del old["learned_fvu"]
+  del old["eval_samples"]
   (tmp_path / "config.json").write_text(json.dumps(old))
   prepare(tmp_path, base_config(), overwrite=False)
   c = base_config()
-  c.learned_fvu = 0.5
-  with pytest.raises(workdir.WorkdirError, match=r"config.learned_fvu: \(absent\) there, 0.5 now"):
+  c.eval_samples = 512
+  with pytest.raises(workdir.WorkdirError, match=r"config.eval_samples: \(absent\) there, 512 now"):
     prepare(tmp_path, c, overwrite=False)
 
 

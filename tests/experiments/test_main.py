@@ -16,7 +16,7 @@ from rare_tasks.synthetic.report.results import read_results
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--config=configs/width_by_frequency.py:smoke", "--config.train.steps=400",
          "--config.eval_every=50", "--config.checkpoint_interval_s=0",
-         "--config.grid.rare_frequency=(0.03,0.2)"]
+         "--config.grid.frequency=(0.03,0.2)"]
 WIDTHS = "--config.grid.width=(2,8)"
 LM = "--config=configs/lm_pretrain.py:smoke"
 INJECT = "--config=configs/lm_width_by_frequency.py:smoke"
