@@ -84,6 +84,17 @@ REFUSED = {
     "injection study: a burst larger than the batch": (
         [INJECT, "--config.injection.schedule=bursts", "--config.grid.gap=(1,1000)"],
         "error: config.grid.gap = 1000: allowed: gaps whose bursts fit in the batch's"),
+    "renamed field": (
+        ["--config.task.rare_frequency=0.1"],
+        "error: --config.task.rare_frequency=0.1: config.task.rare_frequency was renamed "
+        "config.injection.frequency"),
+    "renamed field and value": (
+        ["--config.injection.mode=mixture"],
+        "error: --config.injection.mode=mixture: config.injection.mode was renamed "
+        "config.injection.schedule"),
+    "renamed value": (
+        ["--config.injection.schedule=mixture"],
+        "error: config.injection.schedule = 'mixture' was renamed 'steady'"),
     "work directory that cannot be created": (
         [WIDTHS, "--workdir={tmp}/file/wd"],
         "error: {tmp}/file/wd: cannot create or write the work directory"),
