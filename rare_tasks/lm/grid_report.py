@@ -3,7 +3,7 @@ summary.md, from metrics.jsonl and run.json.
 
 - results.csv: one row per cell and task it injects (and per task for each control, at
   frequency 0), at the last step: the LABEL loss and accuracy on the train and test instances,
-  whether the cell learned (train accuracy >= learned_accuracy at the end) and generalised
+  whether the cell learned (train accuracy >= learned.threshold at the end) and generalised
   (test accuracy) it, and the first evaluated step at which it had learned it.
 - figures/heatmap_<task>.png (paper Fig. 5): size x frequency, the train-instance loss, train
   accuracy and test accuracy, seed means, at the grid's first gap.
@@ -52,14 +52,14 @@ def result_rows(c: ml_collections.ConfigDict, info: dict[str, Any],
       for task in (cell.tasks or tuple(c.grid.task)):
         last = history[-1]
         learned_at = [r["step"] for r in history
-                      if r[f"{task}_train_accuracy"] >= c.learned_accuracy]
+                      if r[f"{task}_train_accuracy"] >= c.learned.threshold]
         rows.append({
             "size": size, "params": params, "task": task, "frequency": cell.frequency,
             "gap": cell.gap, "seed": cell.seed,
             **{k: last[f"{task}_{k}"] for k in ("train_loss", "train_accuracy", "test_loss",
                                                  "test_accuracy")},
-            "learned": last[f"{task}_train_accuracy"] >= c.learned_accuracy,
-            "generalised": last[f"{task}_test_accuracy"] >= c.learned_accuracy,
+            "learned": last[f"{task}_train_accuracy"] >= c.learned.threshold,
+            "generalised": last[f"{task}_test_accuracy"] >= c.learned.threshold,
             "first_learned_step": learned_at[0] if learned_at else ""})
   return rows
 
@@ -158,14 +158,14 @@ def _lines(c, size_cells: list[grid.Cell], task: str, by: str, freq: float | Non
 def science(c, rows: list[dict[str, Any]], task: str, sizes: Sequence[str],
             params: dict[str, int]) -> dict[str, Any]:
   """The study's findings for one task at the first gap: per size the smallest learned
-  frequency (seed-mean final train accuracy >= learned_accuracy), the frequencies the largest
+  frequency (seed-mean final train accuracy >= learned.threshold), the frequencies the largest
   size learns and the smallest does not, whether the smallest learned frequency never rises
   with size, and how far the learning order follows the frequency order."""
   gap = c.grid.gap[0]
   freqs = sorted(set(c.grid.frequency))
   order = sorted(sizes, key=lambda s: params[s])
   acc = _seed_mean(rows, task, gap, "train_accuracy", order, freqs)
-  learned = acc >= c.learned_accuracy
+  learned = acc >= c.learned.threshold
   smallest = {s: (freqs[int(np.argmax(learned[i]))] if learned[i].any() else None)
               for i, s in enumerate(order)}
   only_large = [f for j, f in enumerate(freqs) if learned[-1, j] and not learned[0, j]]
@@ -231,8 +231,8 @@ def sections(c, info: dict[str, Any], cells: dict[str, list[grid.Cell]],
            f"{c.injection.withhold_steps} steps without injections",
            f"- tasks over p = {c.task.num_symbols} symbols each, {len(task_list[0].train)} "
            f"train / {len(task_list[0].test)} test instances; learned = train accuracy >= "
-           f"{c.learned_accuracy} at the end, generalised = test accuracy >= "
-           f"{c.learned_accuracy} (argmax over all {c.data.vocab_size} tokens after TOK1 TOK2)",
+           f"{c.learned.threshold} at the end, generalised = test accuracy >= "
+           f"{c.learned.threshold} (argmax over all {c.data.vocab_size} tokens after TOK1 TOK2)",
            "- sizes: " + ", ".join(f"{s} ({params[s]:,} parameters, batch {batch[s]})"
                                    for s in sizes), ""]
   lines += body

@@ -222,7 +222,7 @@ def test_a_size_whose_ensemble_does_not_fit_trains_one_cell_per_program_with_fsd
     (lambda c: c.data.update(dict(seq_len=3)), "data.seq_len"),
     (lambda c: c.grid.update(dict(size=("cpu_d16", "7M"))), "grid.size"),
     (lambda c: c.grid.update(dict(task=("comparison", "parity"))), "grid.task"),
-    (lambda c: c.update(dict(learned_accuracy=1.5)), "learned_accuracy"),
+    (lambda c: c.learned.update(dict(threshold=1.5)), "learned.threshold"),
 ])
 def test_bad_input_is_refused_before_any_compute(change, field, tmp_path, monkeypatch):
   def no_compute(*args, **kwargs):
