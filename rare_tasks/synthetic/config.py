@@ -218,7 +218,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   flat = checks.check_fields(config, FIELD_CHECKS, leaves=("grid",), start_from=START_FROM,
                              aliases=ALIASES)
   grid = grid_values(config)
-  _check_grid(grid)
+  _check_grid(grid, flat["grid"])
   _check_mixture(flat, grid)
   _check_family(flat, grid)
   if flat["study"] == "mixture_design":
@@ -237,11 +237,14 @@ def _swept(flat: dict[str, Any], grid: dict[str, tuple], axis: str) -> tuple[str
   return GRID_AXES[axis], (flat[GRID_AXES[axis]],)
 
 
-def _check_grid(grid: dict[str, tuple]) -> None:
+def _check_grid(grid: dict[str, tuple], declared: dict[str, Any]) -> None:
+  """The set axes' values; `declared`: every axis the config names, set or not (an old name
+  is refused even when unset)."""
+  for axis in declared:
+    if axis not in GRID_AXES and (new := ALIASES.renamed(f"grid.{axis}")) is not None:
+      raise ConfigError(f"config.grid.{axis} was renamed config.{new}")
   for axis, values in grid.items():
     if axis not in GRID_AXES:
-      if (new := ALIASES.renamed(f"grid.{axis}")) is not None:
-        raise ConfigError(f"config.grid.{axis} was renamed config.{new}")
       raise ConfigError(f"config.grid.{axis} is not a grid axis (allowed: {sorted(GRID_AXES)})"
                         + checks.close_names(axis, list(GRID_AXES), "config.grid."))
     check(len(values) > 0, f"grid.{axis}", values, "a non-empty list of values")

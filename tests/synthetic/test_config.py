@@ -253,6 +253,7 @@ def test_new_fields_refuse_bad_values(field, value, fragments):
     ("injection.mode", "bursts", "injection.schedule"),
     ("learned_fvu", 0.5, "learned.threshold"),
     ("grid.rare_frequency", (0.1,), "grid.frequency"),
+    ("grid.rare_frequency", None, "grid.frequency"),  # unset, as the mixture design's was
 ])
 def test_a_field_set_under_its_old_name_is_refused_with_its_new_one(old, value, new):
   c = base_config()
