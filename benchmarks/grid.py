@@ -177,7 +177,7 @@ def run_main_job() -> dict[str, Any]:
 # The end-to-end grid, once: the config overrides, the flags and the reference's arguments are
 # all derived from it.
 END_TO_END = {"train.batch_size": 512, "grid.width": (16, 32, 64, 128),
-              "grid.rare_frequency": (1e-2, 2.4e-2, 5.7e-2), "grid.seed": (0, 1),
+              "grid.frequency": (1e-2, 2.4e-2, 5.7e-2), "grid.seed": (0, 1),
               "train.steps": 2000}
 END_TO_END_GRID = tuple(f"--config.{k}={v}".replace(" ", "") for k, v in END_TO_END.items())
 
@@ -217,7 +217,7 @@ def torch_python(choice: str) -> str | None:
 
 def _torch_reference(python: str, out: Path) -> float:
   listed = {name: ",".join(map(str, END_TO_END[key])) for name, key in (
-      ("widths", "grid.width"), ("rare_frequencies", "grid.rare_frequency"),
+      ("widths", "grid.width"), ("rare_frequencies", "grid.frequency"),
       ("seeds", "grid.seed"))}
   cmd = [python, str(TORCH_REFERENCE), *(f"--{k}={v}" for k, v in listed.items()),
          f"--steps={END_TO_END['train.steps']}",

@@ -28,7 +28,7 @@ def get_config(preset: str = "default"):
   c.task.num_rare = 1
   # Frequencies 0.236, 0.167, 0.137, 0.118, 0.106, 0.097, 0.089 and the rare task's 0.05.
   c.task.common_exponent = 0.5
-  c.task.rare_frequency = 0.05
+  c.injection.frequency = 0.05
   c.task.beta = (0.0, 3.0, 0.0, 3.0, 0.0, 3.0, 0.0, 3.0)
   c.task.spectrum_normalization = "trace"
   c.train.learning_rate = 3e-4
@@ -37,7 +37,7 @@ def get_config(preset: str = "default"):
   # Width 8 keeps the four simple tasks' top features (the rare one included) and drops the
   # most frequent task; width 64 learns every task (the last one at width 59).
   c.grid.width = (8, 24, 64)
-  c.grid.rare_frequency = (0.05,)
+  c.grid.frequency = (0.05,)
   c.grid.seed = (0, 1)
   c.train.steps = 2000
   c.eval_every = 10

@@ -31,11 +31,11 @@ def get_config(preset: str = "default"):
   c.train.schedule = "constant"
   c.task.beta = 2.0
   # Long-run frequency 1/64: bursts of 4 x gap examples, a whole batch at gap 64.
-  c.grid.rare_frequency = (1 / 64,)
+  c.grid.frequency = (1 / 64,)
   c.grid.width = (8, 16, 32, 64, 112)
   c.grid.gap = (1, 16, 32, 64)
   c.grid.seed = (0, 1)
-  c.injection.mode = "bursts"
+  c.injection.schedule = "bursts"
   c.injection.withhold_steps = 3072  # the common tasks are learned first
   c.train.steps = 6144  # 48 bursts at the largest gap
   c.eval_every = 256
@@ -53,7 +53,7 @@ def get_config(preset: str = "default"):
   if preset == "smoke":
     c.task.num_tasks = 8
     c.task.block_size = 4
-    c.grid.rare_frequency = (1 / 32,)
+    c.grid.frequency = (1 / 32,)
     c.grid.width = (4, 16)
     c.grid.gap = (1, 32)
     c.grid.seed = (0,)

@@ -25,7 +25,7 @@ def get_config(preset: str = "default"):
   # Frequencies placed so that the rare task's critical width (121, 87, 46, 23, 11, 2) falls
   # between grid widths: each cell is clearly above or below it.
   c.grid.width = (4, 8, 16, 32, 64, 128)
-  c.grid.rare_frequency = (3e-4, 3e-3, 1e-2, 2.4e-2, 5.7e-2, 0.3)
+  c.grid.frequency = (3e-4, 3e-3, 1e-2, 2.4e-2, 5.7e-2, 0.3)
   c.grid.seed = (0, 1)
   c.train.steps = 8000
   c.eval_every = 500
@@ -33,7 +33,7 @@ def get_config(preset: str = "default"):
     c.task.num_tasks = 8
     c.task.block_size = 4
     c.grid.width = (2, 8, 32)
-    c.grid.rare_frequency = (1e-3, 3e-2, 0.2)
+    c.grid.frequency = (1e-3, 3e-2, 0.2)
     c.grid.seed = (0,)
     c.train.steps = 600
     c.eval_every = 200

@@ -54,7 +54,7 @@ def _fail(error: Exception) -> None:
 
 def parse(argv):
   try:
-    return command_line.parse_flags(argv, default=DEFAULT_CONFIG)
+    return command_line.parse_flags(argv, default=DEFAULT_CONFIG, aliases=studies.aliases_of)
   except ConfigError as e:
     _fail(e)
 

@@ -1,11 +1,11 @@
 """How rare examples reach the training batches: one schedule for every track.
 
-Two modes. "mixture": every example's task is drawn i.i.d. from the mixture, so a rare task's
+Two schedules. "steady": every example's task is drawn i.i.d. from the mixture, so a rare task's
 long-run frequency is its probability. "bursts": the rare tasks are withheld for the first
 `withhold_steps` updates; afterwards every update t with (t - withhold_steps) % gap == 0 is a
-burst whose batch of `batch_size` examples holds exactly n = rare_frequency * gap * batch_size
+burst whose batch of `batch_size` examples holds exactly n = frequency * gap * batch_size
 examples of each rare task, and every other update holds none. Over whole periods each rare
-task's examples are exactly a fraction rare_frequency of the injection phase; gap = 1 is steady
+task's examples are exactly a fraction `frequency` of the injection phase; gap = 1 is steady
 exposure at the same frequency.
 
 A long-run rate that is not a whole number of examples per burst (the language-model track's
@@ -26,21 +26,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-MODES = ("mixture", "bursts")
+SCHEDULES = ("steady", "bursts")
 _WHOLE_RTOL = 1e-6
 
 
-def burst_size(rare_frequency: float, gap: int, batch_size: int, num_rare: int = 1) -> int:
-  """Examples of one rare task in a burst batch, n = rare_frequency * gap * batch_size.
+def burst_size(frequency: float, gap: int, batch_size: int, num_rare: int = 1) -> int:
+  """Examples of one rare task in a burst batch, n = frequency * gap * batch_size, for a rare
+  task's long-run `frequency` per example.
 
   Raises ValueError unless n is a whole number (to 1e-6 relative) with
   1 <= n <= batch_size // num_rare (every rare task's burst fits in one batch).
   """
   if gap < 1 or batch_size < 1:
     raise ValueError(f"gap ({gap}) and batch_size ({batch_size}) must be >= 1")
-  n = float(rare_frequency) * gap * batch_size
-  where = (f"rare_frequency={rare_frequency}, gap={gap}, batch_size={batch_size} give "
-           f"n = rare_frequency * gap * batch_size = {n}")
+  n = float(frequency) * gap * batch_size
+  where = (f"frequency={frequency}, gap={gap}, batch_size={batch_size} give "
+           f"n = frequency * gap * batch_size = {n}")
   if not math.isfinite(n):
     raise ValueError(f"{where}; n must be finite")
   whole = round(n)

@@ -1,7 +1,8 @@
 """config.study -> the study that runs it: the one module that sees every track.
 
 Each study module has `run(config, workdir, overwrite=..., run_files=..., ...)` and `FILES`, the
-files it writes into a work directory. `run` here gives every study the union of all studies'
+files it writes into a work directory, and may have `ALIASES`, the config fields and values its
+track renamed (rare_tasks.core.aliases). `run` here gives every study the union of all studies'
 files, so that --overwrite of a directory holding one study's run by another removes all of the
 old run's files. A study's module is imported when it runs: a synthetic run does not import the
 language-model track (0.9 s of a start-up on a 2-core CPU), and the other studies' modules are
@@ -18,6 +19,7 @@ from typing import Any
 
 import ml_collections
 
+from rare_tasks.core.aliases import NO_ALIASES, Aliases
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.report import RunReport, declared_files
 
@@ -50,6 +52,15 @@ class _AllStudiesFiles(Sequence[str]):
 
 
 RUN_FILES: Sequence[str] = _AllStudiesFiles()
+
+
+def aliases_of(config: Any) -> Aliases:
+  """The renamed fields and values of the study of `config` (its module's ALIASES): none for a
+  study that declares none, or a config whose study is not one of STUDIES."""
+  study = config.get("study") if isinstance(config, (dict, ml_collections.ConfigDict)) else None
+  if not isinstance(study, str) or study not in STUDIES:
+    return NO_ALIASES
+  return getattr(study_module(study), "ALIASES", NO_ALIASES)
 
 
 def run(config: ml_collections.ConfigDict, workdir_path: str | Path, **kwargs: Any) -> RunReport:

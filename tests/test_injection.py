@@ -25,9 +25,9 @@ def test_burst_size_rejects(f, gap, batch):
   with pytest.raises(ValueError) as info:
     injection.burst_size(f, gap, batch)
   message = str(info.value)
-  assert f"rare_frequency={f}" in message
+  assert message.startswith(f"frequency={f}, ")
   assert f"gap={gap}" in message and f"batch_size={batch}" in message
-  assert "rare_frequency * gap * batch_size" in message
+  assert "n = frequency * gap * batch_size" in message
 
 
 @pytest.mark.parametrize("gap,f", [(1, 1 / 64), (4, 1 / 64), (16, 1 / 256), (64, 1 / 256),

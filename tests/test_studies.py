@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from rare_tasks import studies
+from rare_tasks.core.aliases import NO_ALIASES
 from rare_tasks.core.config import ConfigError
+from rare_tasks.synthetic import config as schema
 from rare_tasks.synthetic.config import base_config
 
 
@@ -31,6 +33,16 @@ def test_every_study_is_dispatched_with_the_files_of_all_studies(monkeypatch, tm
     assert studies.run(c, tmp_path, overwrite=True) == "report"
   assert [(s, kw["overwrite"]) for s, _, kw in calls] == [("grid", True), ("mixture_design", True)]
   assert all(kw["run_files"] == studies.RUN_FILES for _, _, kw in calls)
+
+
+def test_a_study_gives_its_tracks_alias_map_and_others_none():
+  c = base_config()
+  for study in ("grid", "mixture_design"):
+    c.study = study
+    assert studies.aliases_of(c) is schema.ALIASES
+  c.study = "no_such_study"
+  assert studies.aliases_of(c) is NO_ALIASES
+  assert studies.aliases_of({"study": ["grid"]}) is NO_ALIASES
 
 
 def test_run_files_hold_every_file_either_study_writes():

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def first_learned_step(steps: Sequence[int], fvu: np.ndarray, learned_fvu: float) -> np.ndarray:
-  """Per task, the first step with FVU <= learned_fvu (NaN if never): fvu (T, K) -> (K,)."""
+def first_learned_step(steps: Sequence[int], fvu: np.ndarray,
+                       learned_threshold: float) -> np.ndarray:
+  """Per task, the first step with FVU <= learned_threshold (NaN if never): fvu (T, K) -> (K,)."""
   fvu = np.asarray(fvu, float)
-  hit = fvu <= learned_fvu
+  hit = fvu <= learned_threshold
   first = np.argmax(hit, axis=0)
   return np.where(hit.any(0), np.asarray(steps, float)[first], np.nan)
 

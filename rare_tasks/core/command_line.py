@@ -11,29 +11,31 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 from absl import flags
 
-from rare_tasks.core.config import ConfigError, close_names, flatten
+from rare_tasks.core.aliases import NO_ALIASES, Aliases
+from rare_tasks.core.config import ConfigError, flatten, unknown_field
 
 _ILLEGAL = re.compile(r"flag --(?P<name>[^=\s]+)=(?P<value>.*?): (?P<why>.*)", re.DOTALL)
 
 
 def parse_flags(argv: Sequence[str], flag_name: str = "config",
                 flag_values: flags.FlagValues = flags.FLAGS,
-                default: str | None = None) -> list[str]:
+                default: str | None = None,
+                aliases: Callable[[Any], Aliases] | None = None) -> list[str]:
   """Parses `argv` into `flag_values` (as absl's app.run does); returns the arguments left.
 
   `default`: the config file when argv gives none. (Define the config flag without a default:
   config_flags loads a default, and applies the overrides, when the flag is defined, before
   any error can be caught.) Raises ConfigError, with a one-line message, for a config file that
   does not exist or fails to load, an unknown preset, an override of a field the config does
-  not have (with the closest names), a value of the wrong type, and any other flag absl
-  refuses.
+  not have (with the closest names, or its new name when `aliases`, given the loaded config,
+  says it was renamed), a value of the wrong type, and any other flag absl refuses.
   """
   argv = list(argv)
   path = _config_argument(argv[1:], flag_name)
@@ -44,7 +46,7 @@ def parse_flags(argv: Sequence[str], flag_name: str = "config",
   if path is not None:
     config = load_config_file(path, flag_name)
     for field, value in _overrides(argv[1:], flag_name):
-      _check_override(config, field, value, flag_name)
+      _check_override(config, field, value, flag_name, aliases)
   try:
     return flag_values(argv)
   except flags.Error as e:
@@ -104,15 +106,16 @@ def _walk(config: Any, field: str) -> tuple[Any, int | None]:
   return node, None
 
 
-def _check_override(config: Any, field: str, value: str | None, flag_name: str) -> None:
+def _check_override(config: Any, field: str, value: str | None, flag_name: str,
+                    aliases: Callable[[Any], Aliases] | None) -> None:
   """ConfigError unless every part of the dotted `field` exists in `config`."""
   _, depth = _walk(config, field)
   if depth is not None:
     known = list(flatten(config.to_dict() if hasattr(config, "to_dict") else config))
     known += [".".join(k.split(".")[:depth + 1]) for k in known]
     shown = f"--{flag_name}.{field}" + ("" if value is None else f"={value}")
-    raise ConfigError(f"{shown}: config.{field} is not a known field"
-                      + close_names(field, sorted(set(known))))
+    renamed = NO_ALIASES if aliases is None else aliases(config)
+    raise ConfigError(f"{shown}: {unknown_field(field, sorted(set(known)), renamed)}")
 
 
 def _flag_message(message: str, flag_name: str, config: Any) -> str:

@@ -2,7 +2,8 @@
 
 A track declares its fields as a table {dotted field: check}; `check_fields` refuses a field that
 is unknown (with the closest known names), missing or out of range, before any compute. Every
-refusal is a ConfigError whose one-line message names the field, the value and what is allowed.
+refusal is a ConfigError whose one-line message names the field, the value and what is allowed;
+a field or value the track renamed (its `Aliases`) is refused with its new name.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import ml_collections
+
+from rare_tasks.core.aliases import NO_ALIASES, Aliases
 
 # check(field, value) raises ConfigError unless the value is allowed.
 Check = Callable[[str, Any], None]
@@ -94,27 +97,41 @@ def close_names(name: str, known: Sequence[str], prefix: str = "config.") -> str
   return f"; did you mean {', '.join(prefix + c for c in close)}?" if close else ""
 
 
-def unknown_field(field: str, known: Sequence[str]) -> ConfigError:
+def unknown_field(field: str, known: Sequence[str],
+                  aliases: Aliases = NO_ALIASES) -> ConfigError:
+  """The refusal of a field the config does not have: its new name when `aliases` says it was
+  renamed, else the closest of the `known` names."""
+  new = aliases.renamed(field)
+  if new is not None:
+    return ConfigError(f"config.{field} was renamed config.{new}")
   return ConfigError(f"config.{field} is not a known field{close_names(field, known)}")
 
 
 def check_fields(config: ml_collections.ConfigDict, checks: Mapping[str, Check],
-                 leaves: Collection[str] = (), start_from: str = "base_config()") -> dict:
+                 leaves: Collection[str] = (), start_from: str = "base_config()",
+                 aliases: Aliases = NO_ALIASES) -> dict:
   """Checks every field of `config` against the table `checks`; returns the flat config.
 
   Fields in `leaves` (whole sections, such as a grid) are only required to exist; the caller
-  checks their contents. Raises ConfigError for the first unknown, missing or refused field.
+  checks their contents. Raises ConfigError for the first unknown, missing or refused field;
+  a field, or a refused value, that `aliases` renamed is refused with its new name.
   """
   flat = flatten(config.to_dict(), leaves)
   known = list(checks) + list(leaves)
   for field in flat:
     if field not in known:
-      raise unknown_field(field, known)
+      raise unknown_field(field, known, aliases)
   for field in checks:
     if field not in flat:
       raise ConfigError(f"config.{field} is missing; start study configs from {start_from}")
   for field, run in checks.items():
-    run(field, flat[field])
+    try:
+      run(field, flat[field])
+    except ConfigError:
+      new = aliases.new_value(field, flat[field])
+      if new is flat[field]:
+        raise
+      raise ConfigError(f"config.{field} = {flat[field]!r} was renamed {new!r}") from None
   return flat
 
 

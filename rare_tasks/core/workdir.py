@@ -19,6 +19,8 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from rare_tasks.core.aliases import NO_ALIASES, Aliases
+
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 FIGURES_DIR = "figures"
@@ -41,7 +43,7 @@ def config_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def prepare(workdir: str | os.PathLike, config: ml_collections.ConfigDict, overwrite: bool, *,
             defaults: ml_collections.ConfigDict, run_files: Collection[str],
-            not_identity: Collection[str] = ()) -> Path:
+            not_identity: Collection[str] = (), aliases: Aliases = NO_ALIASES) -> Path:
   """Creates `workdir` with config.json, or checks that it holds a run of this same config.
 
   A work directory holding a run of a different config is refused unless `overwrite`, which
@@ -49,12 +51,14 @@ def prepare(workdir: str | os.PathLike, config: ml_collections.ConfigDict, overw
   is refused. `defaults` is the track's base config: a field an older run's config.json lacks is
   no difference when the new value is its default. Fields in `not_identity` (dotted paths) do
   not change what is trained: they may change on a resume, and config.json then records them.
+  `aliases`: the track's renamed fields, values and studies; a stored config.json is read in
+  today's names before it is compared.
   Raises WorkdirError, never OSError, when the directory cannot be created or written.
   """
   path = Path(workdir)
   try:
     return _prepare(path, config_json(config), config_json(defaults), overwrite, run_files,
-                    tuple(not_identity))
+                    tuple(not_identity), aliases)
   except OSError as e:
     raise WorkdirError(f"{path}: cannot create or write the work directory "
                        f"({e.strerror or e}{': ' + str(e.filename) if e.filename else ''})"
@@ -62,8 +66,9 @@ def prepare(workdir: str | os.PathLike, config: ml_collections.ConfigDict, overw
 
 
 def _prepare(path: Path, wanted: dict[str, Any], defaults: dict[str, Any], overwrite: bool,
-             run_files: Collection[str], not_identity: tuple[str, ...]) -> Path:
-  existing = _check(path, wanted, defaults, overwrite, not_identity)
+             run_files: Collection[str], not_identity: tuple[str, ...],
+             aliases: Aliases) -> Path:
+  existing = _check(path, wanted, defaults, overwrite, not_identity, aliases)
   # Every process checks the directory as it was before process 0 changes it: without the
   # barrier, another process could find process 0's figures/ before its config.json.
   _barrier("rare_tasks: work directory checked")
@@ -85,14 +90,14 @@ def _prepare(path: Path, wanted: dict[str, Any], defaults: dict[str, Any], overw
 
 
 def _check(path: Path, wanted: dict[str, Any], defaults: dict[str, Any], overwrite: bool,
-           not_identity: tuple[str, ...]) -> dict[str, Any] | None:
-  """The config.json of the run in `path` (None for a new or empty directory); WorkdirError
-  for a directory this run may not use. Reads only."""
+           not_identity: tuple[str, ...], aliases: Aliases) -> dict[str, Any] | None:
+  """The config.json of the run in `path` in today's names (None for a new or empty
+  directory); WorkdirError for a directory this run may not use. Reads only."""
   existing_file = path / CONFIG_FILE
   if path.exists() and not path.is_dir():
     raise WorkdirError(f"{path} is a file, not a work directory; choose a new or empty --workdir")
   if existing_file.exists():
-    existing = json.loads(existing_file.read_text())
+    existing = aliases.translate(json.loads(existing_file.read_text()))
     diffs = _diff(_identity(existing, not_identity), _identity(wanted, not_identity),
                   defaults)
     if diffs and not overwrite:
@@ -121,12 +126,13 @@ def _delete(path: Path, names: Iterable[str]) -> None:
       target.unlink()
 
 
-def load_config(workdir: str | os.PathLike,
-                defaults: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+def load_config(workdir: str | os.PathLike, defaults: ml_collections.ConfigDict,
+                aliases: Aliases = NO_ALIASES) -> ml_collections.ConfigDict:
   """The config of the run in `workdir`, from its config.json laid over `defaults` (a fresh base
   config of the track, filled in place), so that a run made before a field existed reads with
-  that field's default."""
-  stored = json.loads((Path(workdir) / CONFIG_FILE).read_text())
+  that field's default; a config.json written under old names (the track's `aliases`) reads
+  in today's."""
+  stored = aliases.translate(json.loads((Path(workdir) / CONFIG_FILE).read_text()))
   config = defaults
 
   def lay(node: ml_collections.ConfigDict, values: dict[str, Any]) -> None:

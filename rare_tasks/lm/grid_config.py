@@ -15,6 +15,7 @@ from typing import Any
 import ml_collections
 
 from rare_tasks.core import config as checks
+from rare_tasks.core.aliases import Aliases
 from rare_tasks.core.config import check, is_int, is_real
 from rare_tasks.lm import config as lm_config
 from rare_tasks.lm import injections, ladder, tasks
@@ -22,7 +23,11 @@ from rare_tasks.lm import injections, ladder, tasks
 STUDY = "lm_size_by_frequency"
 START_FROM = "rare_tasks.lm.grid_config.base_config()"
 GRID_AXES = ("size", "frequency", "gap", "task", "seed")
-NOT_IDENTITY = ("checkpoint_interval_s", "learned_accuracy")
+NOT_IDENTITY = ("checkpoint_interval_s", "learned")
+# Fields renamed since older work directories were written: their config.json is read in today's
+# names, and a config that uses an old name is refused with its new one.
+ALIASES = Aliases(studies={"lm_width_by_frequency": STUDY},
+                  fields={"learned_accuracy": "learned.threshold"})
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -50,8 +55,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Each cell its own compiled program instead of one ensemble per size (the same results; for
   # a size whose ensemble does not fit, or with mesh.fsdp > 1, it is chosen anyway).
   c.mesh.one_program_per_cell = False
-  # A cell has learned (generalised) a task when its train (test) accuracy reaches this.
-  c.learned_accuracy = 0.9
+  # A cell has learned (generalised) a task when its train (test) accuracy (criterion
+  # "accuracy") is at or above threshold.
+  c.learned = ml_collections.ConfigDict(dict(criterion="accuracy", threshold=0.9))
   return c
 
 
@@ -85,7 +91,8 @@ FIELD_CHECKS: dict[str, checks.Check] = {
     "injection.schedule": checks.choice(injections.SCHEDULES),
     "injection.withhold_steps": checks.nonneg_int,
     "mesh.one_program_per_cell": checks.boolean,
-    "learned_accuracy": checks.rule(lambda v: is_real(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "learned.criterion": checks.choice(("accuracy",)),
+    "learned.threshold": checks.rule(lambda v: is_real(v) and 0 < v <= 1, "a number in (0, 1]"),
 }
 
 
@@ -96,7 +103,7 @@ def resolve(config: ml_collections.ConfigDict, platform: str
 
   Raises ConfigError, naming the field, for anything not allowed.
   """
-  checks.check_fields(config, FIELD_CHECKS, start_from=START_FROM)
+  checks.check_fields(config, FIELD_CHECKS, start_from=START_FROM, aliases=ALIASES)
   c = ml_collections.ConfigDict(config.to_dict())
   g = c.grid
   check(c.injection.schedule == "bursts" or tuple(g.gap) == (1,), "grid.gap", g.gap,

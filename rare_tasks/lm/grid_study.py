@@ -42,6 +42,8 @@ from rare_tasks.lm.trainer import Trainer
 FILES = (specs.CHECKPOINTS_DIR, injections.MANIFEST_DIR, specs.RUN_FILE, data.TOKENIZER_FILE,
          *report.FILES)
 METRICS_KEY = ("cell", "step")
+# Renamed studies and fields: an older run's config.json is read in today's names.
+ALIASES = grid_config.ALIASES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +86,8 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
                                                    for cs in cells.values() for cell in cs])
   # 2. The work directory.
   wd = workdir.prepare(workdir_path, c, overwrite, defaults=grid_config.base_config(),
-                       run_files=run_files, not_identity=grid_config.NOT_IDENTITY)
+                       run_files=run_files, not_identity=grid_config.NOT_IDENTITY,
+                       aliases=ALIASES)
   specs.keep_text(wd, source, info)
   # 3. Training, program by program.
   progress = Progress([(p.name, len(p.cells), p.c.train.steps,

@@ -12,6 +12,7 @@ import ml_collections
 
 from rare_tasks import injection
 from rare_tasks.core import config as checks
+from rare_tasks.core.aliases import Aliases
 from rare_tasks.core.config import ConfigError, check, is_int, is_real
 from rare_tasks.core.optimizers import OPTIMIZERS, SCHEDULES
 from rare_tasks.synthetic.models import ACTIVATIONS, MODELS
@@ -25,17 +26,33 @@ GRID_AXES = {
     "num_hidden_layers": "model.num_hidden_layers",
     "seed": "seed",
     "beta": "task.beta",
-    "rare_frequency": "task.rare_frequency",
+    "frequency": "injection.frequency",
     "common_exponent": "task.common_exponent",
     "learning_rate": "train.learning_rate",
     "gap": "injection.gap",
 }
+
+# A grid axis's name in a cell's values, in metrics.jsonl records and in every table, where it
+# differs from the axis's own: the frequency keeps the column name it had before it was renamed.
+RECORDED_AS = {"frequency": "rare_frequency"}
+# Every grid axis as cells and records name it, in GRID_AXES order.
+CELL_VALUES = tuple(RECORDED_AS.get(axis, axis) for axis in GRID_AXES)
+# The unit of injection.frequency: the probability that an example belongs to a rare task.
+UNITS = ("per_example",)
+# What counts a task as learned: its headline loss (FVU, or bits) at or below the threshold.
+CRITERIA = ("loss",)
 
 STUDIES = ("grid", "mixture_design")
 # Fields that do not change what is trained (only how often it is saved, or the report drawn
 # from it): a resume may change them, and config.json is then rewritten with the new values.
 NOT_IDENTITY = ("checkpoint_interval_s", "scaling", "design.target_frequencies")
 START_FROM = "rare_tasks.synthetic.config.base_config()"
+# Fields and values renamed since older work directories were written: their config.json is read
+# in today's names, and a config that uses an old name is refused with its new one.
+ALIASES = Aliases(
+    fields={"task.rare_frequency": "injection.frequency", "grid.rare_frequency": "grid.frequency",
+            "injection.mode": "injection.schedule", "learned_fvu": "learned.threshold"},
+    values={"injection.schedule": {"mixture": "steady"}})
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -43,26 +60,29 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   # "grid": train every cell of the grid. "mixture_design": per grid width (and seed), search
   # for the smallest rare frequency that is learned (rare_tasks.synthetic.mixture_design; the
-  # search sets the frequencies, so grid.rare_frequency stays unset).
+  # search sets the frequencies, so grid.frequency stays unset).
   c.study = "grid"
   c.seed = 0
   # Not type-safe: task.beta holds one number or one per task (validate() checks the values).
-  # Task family fields: name, num_tasks, num_rare, common_exponent and rare_frequency are read
-  # by every family; block_size, beta, basis, basis_seed and spectrum_normalization by
-  # linear_mixture; num_bits, parity_bits and secret_seed by sparse_parity.
+  # Task family fields: name, num_tasks, num_rare and common_exponent are read by every family;
+  # block_size, beta, basis, basis_seed and spectrum_normalization by linear_mixture; num_bits,
+  # parity_bits and secret_seed by sparse_parity.
   c.task = ml_collections.ConfigDict(dict(
       name="linear_mixture", num_tasks=16, block_size=8, num_rare=1, common_exponent=1.0,
-      beta=1.0, rare_frequency=0.01, basis="rotation", basis_seed=0,
-      spectrum_normalization="top", num_bits=32, parity_bits=3, secret_seed=0), type_safe=False)
+      beta=1.0, basis="rotation", basis_seed=0, spectrum_normalization="top", num_bits=32,
+      parity_bits=3, secret_seed=0), type_safe=False)
   c.model = ml_collections.ConfigDict(dict(
       name="encoder_heads", width=32, activation="identity", num_hidden_layers=0))
   c.train = ml_collections.ConfigDict(dict(
       steps=2000, batch_size=256, learning_rate=3e-3, optimizer="adam", schedule="constant",
       warmup_steps=0, final_lr_fraction=0.0, momentum=0.0))
-  # How the rare tasks reach the batches: "mixture" (i.i.d. from the mixture every step) or
-  # "bursts" (withheld for withhold_steps updates, then rare_frequency * gap * batch_size rare
-  # examples every gap-th update, so that the long-run frequency is exactly rare_frequency).
-  c.injection = ml_collections.ConfigDict(dict(mode="mixture", gap=1, withhold_steps=0))
+  # How the rare tasks reach the batches. frequency: each rare task's long-run frequency, in
+  # unit "per_example" (the probability that an example belongs to it). schedule: "steady"
+  # (i.i.d. from the mixture every step) or "bursts" (withheld for withhold_steps updates, then
+  # frequency * gap * batch_size rare examples every gap-th update, so that the long-run
+  # frequency is exactly frequency).
+  c.injection = ml_collections.ConfigDict(dict(
+      schedule="steady", frequency=0.01, unit="per_example", gap=1, withhold_steps=0))
   # Mechanism measurements: at every evaluation (allocation, interference on
   # interference_samples examples per task) or after every step (trace_rare: the rare tasks'
   # exact FVU and feature capture, linear encoders only).
@@ -74,13 +94,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.grid = ml_collections.ConfigDict(
       {axis: ml_collections.config_dict.placeholder(tuple) for axis in GRID_AXES})
   c.grid.width = (32,)
-  c.grid.rare_frequency = (0.01,)
+  c.grid.frequency = (0.01,)
   c.grid.seed = (0,)
   c.eval_every = 500
   c.eval_samples = 4096
-  # A task counts as learned when its headline loss is at or below this: the FVU for
-  # linear_mixture, the cross-entropy in bits (1 = chance) for sparse_parity.
-  c.learned_fvu = 0.8
+  # A task counts as learned when its headline loss (criterion "loss") is at or below
+  # threshold: the FVU for linear_mixture, the cross-entropy in bits (1 = chance) for
+  # sparse_parity.
+  c.learned = ml_collections.ConfigDict(dict(criterion="loss", threshold=0.8))
   # The mixture design search (study = "mixture_design"): candidates per width and round, the
   # first round's span (center / bracket_factor .. center * bracket_factor; the center is the
   # closed-form critical frequency, or initial_frequency for a family without one), rounds of
@@ -131,7 +152,6 @@ FIELD_CHECKS: dict[str, checks.Check] = {
     "task.num_rare": checks.positive_int,
     "task.common_exponent": checks.real,
     "task.beta": checks.one_or_per_task(lambda b: is_real(b) and b >= 0, "a number >= 0"),
-    "task.rare_frequency": checks.open_unit,
     "task.basis": checks.choice(BASES),
     "task.basis_seed": checks.nonneg_int,
     "task.spectrum_normalization": checks.choice(SPECTRUM_NORMALIZATIONS),
@@ -151,7 +171,9 @@ FIELD_CHECKS: dict[str, checks.Check] = {
     "train.warmup_steps": checks.nonneg_int,
     "train.final_lr_fraction": checks.fraction,
     "train.momentum": checks.rule(lambda v: is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "injection.mode": checks.choice(injection.MODES),
+    "injection.schedule": checks.choice(injection.SCHEDULES),
+    "injection.frequency": checks.open_unit,
+    "injection.unit": checks.choice(UNITS),
     "injection.gap": checks.positive_int,
     "injection.withhold_steps": checks.nonneg_int,
     "measure.allocation": checks.boolean,
@@ -173,7 +195,8 @@ FIELD_CHECKS: dict[str, checks.Check] = {
     "scaling.bootstrap_resamples": checks.positive_int,
     "eval_every": checks.positive_int,
     "eval_samples": checks.positive_int,
-    "learned_fvu": checks.positive_real,
+    "learned.criterion": checks.choice(CRITERIA),
+    "learned.threshold": checks.positive_real,
     "checkpoint_interval_s": checks.nonneg_real,
 }
 
@@ -193,9 +216,10 @@ def grid_values(config: ml_collections.ConfigDict) -> dict[str, tuple]:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for the first field that is unknown, missing or out of range."""
-  flat = checks.check_fields(config, FIELD_CHECKS, leaves=("grid",), start_from=START_FROM)
+  flat = checks.check_fields(config, FIELD_CHECKS, leaves=("grid",), start_from=START_FROM,
+                             aliases=ALIASES)
   grid = grid_values(config)
-  _check_grid(grid)
+  _check_grid(grid, flat["grid"])
   _check_mixture(flat, grid)
   _check_family(flat, grid)
   if flat["study"] == "mixture_design":
@@ -214,7 +238,12 @@ def _swept(flat: dict[str, Any], grid: dict[str, tuple], axis: str) -> tuple[str
   return GRID_AXES[axis], (flat[GRID_AXES[axis]],)
 
 
-def _check_grid(grid: dict[str, tuple]) -> None:
+def _check_grid(grid: dict[str, tuple], declared: dict[str, Any]) -> None:
+  """The set axes' values; `declared`: every axis the config names, set or not (an old name
+  is refused even when unset)."""
+  for axis in declared:
+    if axis not in GRID_AXES and (new := ALIASES.renamed(f"grid.{axis}")) is not None:
+      raise ConfigError(f"config.grid.{axis} was renamed config.{new}")
   for axis, values in grid.items():
     if axis not in GRID_AXES:
       raise ConfigError(f"config.grid.{axis} is not a grid axis (allowed: {sorted(GRID_AXES)})"
@@ -231,7 +260,7 @@ def _check_mixture(flat: dict[str, Any], grid: dict[str, tuple]) -> None:
   num_tasks, num_rare = flat["task.num_tasks"], flat["task.num_rare"]
   check(num_rare < num_tasks, "task.num_rare", num_rare,
         f"an integer in [1, task.num_tasks - 1] = [1, {num_tasks - 1}]")
-  field, frequencies = _swept(flat, grid, "rare_frequency")
+  field, frequencies = _swept(flat, grid, "frequency")
   for f in frequencies:
     check(num_rare * f < 1, field, f,
           f"a frequency below 1 / task.num_rare = {1 / num_rare:.4g}, so that the "
@@ -276,8 +305,8 @@ def _check_design(flat: dict[str, Any], grid: dict[str, tuple]) -> None:
   check(lo < hi, "design.min_frequency", lo, f"a frequency below design.max_frequency = {hi}")
   check(num_rare * hi < 1, "design.max_frequency", hi,
         f"a frequency below 1 / task.num_rare = {1 / num_rare:.4g}")
-  check(flat["injection.mode"] == "mixture", "injection.mode", flat["injection.mode"],
-        "'mixture' for study 'mixture_design'")
+  check(flat["injection.schedule"] == "steady", "injection.schedule",
+        flat["injection.schedule"], "'steady' for study 'mixture_design'")
 
 
 def _check_scaling(flat: dict[str, Any], grid: dict[str, tuple]) -> None:
@@ -296,22 +325,22 @@ def _check_scaling(flat: dict[str, Any], grid: dict[str, tuple]) -> None:
 def _check_injection(flat: dict[str, Any], grid: dict[str, tuple]) -> None:
   """A gap needs bursts; bursts need a whole number of rare examples that fits in a batch."""
   gap_field, gaps = _swept(flat, grid, "gap")
-  if flat["injection.mode"] != "bursts":
+  if flat["injection.schedule"] != "bursts":
     if len(gaps) > 1:
       raise ConfigError(f"config.{gap_field} = {gaps!r}: a gap only applies to "
-                        "config.injection.mode = 'bursts'; allowed here: a single value")
+                        "config.injection.schedule = 'bursts'; allowed here: a single value")
     return
   steps, batch, num_rare = flat["train.steps"], flat["train.batch_size"], flat["task.num_rare"]
   check(flat["injection.withhold_steps"] < steps, "injection.withhold_steps",
         flat["injection.withhold_steps"], f"an integer below train.steps = {steps}")
-  freq_field, frequencies = _swept(flat, grid, "rare_frequency")
+  freq_field, frequencies = _swept(flat, grid, "frequency")
   for f in frequencies:
     for g in gaps:
       try:
         injection.burst_size(f, g, batch, num_rare)
       except ValueError:
         check(False, freq_field, f,
-              f"with injection bursts, rare_frequency x gap x train.batch_size must be a "
+              f"with injection bursts, frequency x gap x train.batch_size must be a "
               f"whole number of examples per rare task and burst, between 1 and "
               f"train.batch_size / task.num_rare = {batch // num_rare}; with gap {g} it is "
               f"{f * g * batch:.6g}")

@@ -50,10 +50,11 @@ class TrainSpec:
   final_lr_fraction: float = 0.0
   momentum: float = 0.0
   eval_samples: int = 4096
-  # "mixture": every example's task drawn i.i.d. from the mixture. "bursts": the rare tasks are
-  # withheld for `withhold_steps` updates, then each member's batch holds exactly burst_size
-  # examples of every rare task every gap-th update and none otherwise (rare_tasks.injection).
-  injection: str = "mixture"
+  # The injection schedule (config.injection.schedule). "steady": every example's task drawn
+  # i.i.d. from the mixture. "bursts": the rare tasks are withheld for `withhold_steps` updates,
+  # then each member's batch holds exactly burst_size examples of every rare task every gap-th
+  # update and none otherwise (rare_tasks.injection).
+  injection: str = "steady"
   withhold_steps: int = 0
 
 
@@ -140,7 +141,7 @@ def _batch_tasks(spec: EnsembleSpec, uniforms: jax.Array, mixture: jax.Array, ga
   Bursts: in a burst update the first R * burst_size examples are the R rare tasks'
   (burst_size each, in task order), the rest common tasks drawn from the renormalised mixture.
   """
-  if spec.train.injection == "mixture":
+  if spec.train.injection == "steady":
     return assign_tasks(uniforms, mixture)
   rare = jnp.asarray(rare_mask(spec.task))
   per_task = injection.examples_at(step, spec.train.withhold_steps, gap, burst_size)

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from rare_tasks import injection
-from rare_tasks.synthetic.config import GRID_AXES, grid_values
+from rare_tasks.synthetic.config import GRID_AXES, RECORDED_AS, grid_values
 from rare_tasks.synthetic.tasks import TaskFamily, task_of
 
 STATIC_AXES = ("width", "activation", "num_hidden_layers")
@@ -33,7 +33,9 @@ class Cell:
   """One grid cell: its index in the grid's product order and every per-cell value."""
 
   index: int
-  values: dict[str, Any]  # every axis of GRID_AXES, grid value or the config's own
+  # Every axis of GRID_AXES, grid value or the config's own, named as records name it
+  # (CELL_VALUES: the frequency axis is "rare_frequency").
+  values: dict[str, Any]
   mixture: tuple[float, ...] = ()  # task probabilities pi (K,)
   burst_size: int = 0  # examples of each rare task per burst (bursts injection), else 0
   record: dict[str, Any] = dataclasses.field(default_factory=dict)  # values as JSON
@@ -97,7 +99,7 @@ def make_cell(index: int, values: dict[str, Any], task: TaskFamily,
   values = {a: hashable(v) for a, v in values.items()}
   mixture = task.mixture(values["rare_frequency"], values["common_exponent"])
   burst = 0
-  if config.injection.mode == "bursts":
+  if config.injection.schedule == "bursts":
     burst = injection.burst_size(values["rare_frequency"], values["gap"],
                                  config.train.batch_size, task.num_rare)
   record = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
@@ -105,14 +107,16 @@ def make_cell(index: int, values: dict[str, Any], task: TaskFamily,
 
 
 def expand(config: ml_collections.ConfigDict, task: TaskFamily | None = None) -> list[Cell]:
-  """Every cell of the grid: the product of the axes in alphabetical order, the last fastest.
+  """Every cell of the grid: the product of the axes, the last fastest, in alphabetical order of
+  the names cells give them (the frequency axis as "rare_frequency", so that cells are numbered
+  as before the axis was renamed).
 
   `task` is the config's task family (built from the config when not given).
   """
   task = task_of(config) if task is None else task
-  grid = grid_values(config)
-  base = {axis: _get(config, path) for axis, path in GRID_AXES.items()}
-  axes = list(grid)
+  grid = {RECORDED_AS.get(axis, axis): values for axis, values in grid_values(config).items()}
+  base = {RECORDED_AS.get(axis, axis): _get(config, path) for axis, path in GRID_AXES.items()}
+  axes = sorted(grid)
   return [make_cell(i, {**base, **dict(zip(axes, combo))}, task, config)
           for i, combo in enumerate(itertools.product(*(grid[a] for a in axes)))]
 

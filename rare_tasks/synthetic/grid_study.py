@@ -49,6 +49,8 @@ SECTIONS = OPENING + MEASUREMENTS
 # Everything a grid study writes into its work directory (--overwrite deletes these).
 FILES = reports.declared_files(training.FILES, predictions.FILES, results.FILES,
                                (reports.SUMMARY_FILE,), *(s.FILES for s in SECTIONS))
+# The config fields and values renamed since older work directories were written.
+ALIASES = schema.ALIASES
 
 
 def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: bool = False,
@@ -69,7 +71,8 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   groups = group_cells(cells)
   # 2. The work directory.
   wd = workdir.prepare(workdir_path, config, overwrite, defaults=schema.base_config(),
-                       run_files=run_files, not_identity=schema.NOT_IDENTITY)
+                       run_files=run_files, not_identity=schema.NOT_IDENTITY,
+                       aliases=schema.ALIASES)
   # 3. The closed form.
   theory = task.theory
   predicted = None if theory is None else {c.index: theory.predict(c) for c in cells}

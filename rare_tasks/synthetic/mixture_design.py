@@ -5,9 +5,9 @@ The search (rare_tasks.analysis.frequency_search) runs in rounds. A round trains
 still searching, its candidate frequencies x the grid's seeds to `train.steps`, as the grid's
 ensembles (one compiled ensemble per width: seeds are streams, candidates members), in
 `rounds/round<r>/` with its own metrics.jsonl and checkpoints. A candidate is learned when every
-rare task's headline loss is at or below `learned_fvu` at the end. A family with closed-form
+rare task's headline loss is at or below `learned.threshold` at the end. A family with closed-form
 theory starts each width at its closed-form critical frequency (the smallest frequency whose
-optimum at that width has the rare task's FVU at or below `learned_fvu`), others at
+optimum at that width has the rare task's FVU at or below `learned.threshold`), others at
 `design.initial_frequency`. Rounds are a deterministic function of the finished rounds, so a
 killed run restarted with the same command replays them from their metrics and resumes.
 
@@ -41,6 +41,8 @@ from rare_tasks.synthetic.tasks import TaskFamily, task_of
 ROUNDS_DIR = "rounds"
 # Everything a mixture design writes into its work directory (--overwrite deletes these).
 FILES = reports.declared_files((ROUNDS_DIR, reports.SUMMARY_FILE), design_report.FILES)
+# The config fields and values renamed since older work directories were written.
+ALIASES = schema.ALIASES
 
 
 def _settings(config: ml_collections.ConfigDict) -> frequency_search.SearchSettings:
@@ -75,7 +77,7 @@ def _learned(config: ml_collections.ConfigDict, task: TaskFamily, cells: list[Ce
                                  f"{record['rare_frequency']}, its round {v['rare_frequency']}")
     losses = [number(record[task.loss_name][k]) for k in task.rare_tasks]
     j = int(np.argmin(np.abs(candidates[v["width"]] - v["rare_frequency"])))
-    out[v["width"]][list(seeds).index(v["seed"]), j] = all(x <= config.learned_fvu
+    out[v["width"]][list(seeds).index(v["seed"]), j] = all(x <= config.learned.threshold
                                                            for x in losses)
   return out
 
@@ -106,7 +108,7 @@ def _start_search(config: ml_collections.ConfigDict, task: TaskFamily, widths: l
   initial one); and those closed-form frequencies (NaN without a closed form)."""
   d = config.design
   theory = task.theory
-  predicted = {w: (theory.min_frequency(ref[w], config.learned_fvu, d.max_frequency)
+  predicted = {w: (theory.min_frequency(ref[w], config.learned.threshold, d.max_frequency)
                    if theory is not None else float("nan")) for w in widths}
   centers = {w: predicted[w] if np.isfinite(predicted[w]) else d.initial_frequency
              for w in widths}
@@ -125,7 +127,8 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   start = time.perf_counter()
   schema.validate(config)
   wd = workdir.prepare(workdir_path, config, overwrite, defaults=schema.base_config(),
-                       run_files=run_files, not_identity=schema.NOT_IDENTITY)
+                       run_files=run_files, not_identity=schema.NOT_IDENTITY,
+                       aliases=schema.ALIASES)
   task = task_of(config)
   base = expand(config, task)  # one cell per (width, seed), in the grid's order
   widths = sorted({c.values["width"] for c in base})

@@ -66,15 +66,16 @@ def predict(mixture: np.ndarray, spectrum: np.ndarray, width: int) -> Prediction
 
 
 
-def learned_width(mixture: np.ndarray, spectrum: np.ndarray, learned_fvu: float) -> np.ndarray:
-  """Per task, the smallest width whose optimum has FVU <= learned_fvu, shape (K,) int.
+def learned_width(mixture: np.ndarray, spectrum: np.ndarray,
+                  learned_threshold: float) -> np.ndarray:
+  """Per task, the smallest width whose optimum has FVU <= learned_threshold, shape (K,) int.
 
-  A task the full-width optimum does not learn (impossible for learned_fvu >= 0) gets K*m + 1.
+  A task the full-width optimum does not learn (impossible for learned_threshold >= 0) gets K*m + 1.
   """
   total = spectrum.size
   widths = np.full(len(mixture), total + 1)
   for n in range(total, 0, -1):
-    learned = predict(mixture, spectrum, n).fvu <= learned_fvu
+    learned = predict(mixture, spectrum, n).fvu <= learned_threshold
     widths = np.where(learned, n, widths)
   return widths
 
@@ -105,26 +106,26 @@ class LinearTheory:
     p = predict(self._mixture(values, frequency), self.task.spectrum(values["beta"]), 1)
     return int(p.critical_width[self.task.rare_tasks[0]])
 
-  def learned_width(self, cell: Any, learned_fvu: float) -> np.ndarray:
+  def learned_width(self, cell: Any, learned_threshold: float) -> np.ndarray:
     """Per task (K,), the smallest width whose optimum learns it in a cell: the utility order."""
     return learned_width(np.asarray(cell.mixture), self.task.spectrum(cell.values["beta"]),
-                         learned_fvu)
+                         learned_threshold)
 
   def top_utility(self, cell: Any) -> np.ndarray:
     """Per task (K,), the utility of its top feature in a cell."""
     return (np.asarray(cell.mixture)[:, None] * self.task.spectrum(cell.values["beta"])).max(-1)
 
-  def min_frequency(self, values: dict[str, Any], learned_fvu: float,
+  def min_frequency(self, values: dict[str, Any], learned_threshold: float,
                     max_frequency: float) -> float:
     """The critical frequency at `values["width"]`: the smallest rare frequency whose optimum has
-    every rare task's FVU <= learned_fvu (bisection on a log scale; the FVU falls with the
+    every rare task's FVU <= learned_threshold (bisection on a log scale; the FVU falls with the
     frequency). NaN when even max_frequency is not learned."""
     spectrum = self.task.spectrum(values["beta"])
     rare = list(self.task.rare_tasks)
 
     def learned(f: float) -> bool:
       fvu = predict(self._mixture(values, f), spectrum, values["width"]).fvu
-      return bool((fvu[rare] <= learned_fvu).all())
+      return bool((fvu[rare] <= learned_threshold).all())
 
     lo, hi = np.log(1e-12), np.log(max_frequency)
     if not learned(np.exp(hi)):
@@ -134,10 +135,10 @@ class LinearTheory:
       lo, hi = (lo, mid) if learned(np.exp(mid)) else (mid, hi)
     return float(np.exp(hi))
 
-  def min_width(self, values: dict[str, Any], frequency: float, learned_fvu: float) -> int:
+  def min_width(self, values: dict[str, Any], frequency: float, learned_threshold: float) -> int:
     """The smallest width whose optimum learns every rare task at `frequency`."""
     widths = learned_width(self._mixture(values, frequency), self.task.spectrum(values["beta"]),
-                           learned_fvu)
+                           learned_threshold)
     return int(widths[list(self.task.rare_tasks)].max())
 
   def optimum_curve(self, values: dict[str, Any], widths: Sequence[int]) -> dict[str, Any]:

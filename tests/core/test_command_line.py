@@ -8,6 +8,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from rare_tasks.core import command_line
+from rare_tasks.core.aliases import Aliases
 from rare_tasks.core.config import ConfigError
 
 CONFIG = textwrap.dedent('''
@@ -34,19 +35,19 @@ def config_file(tmp_path):
   return path
 
 
-def _parse(*args, default=None):
+def _parse(*args, default=None, aliases=None):
   """Parses `args` after the program name into fresh flags; returns (flag values, rest)."""
   argv = ["prog", *map(str, args)]
   fv = flags.FlagValues()
   holder = config_flags.DEFINE_config_file("config", None, flag_values=fv, sys_argv=argv)
   flags.DEFINE_string("workdir", "wd", "", flag_values=fv)
-  rest = command_line.parse_flags(argv, flag_values=fv, default=default)
+  rest = command_line.parse_flags(argv, flag_values=fv, default=default, aliases=aliases)
   return holder, rest
 
 
-def _refused(*args) -> str:
+def _refused(*args, aliases=None) -> str:
   with pytest.raises(ConfigError) as err:
-    _parse(*args)
+    _parse(*args, aliases=aliases)
   message = str(err.value)
   assert "\n" not in message
   return message
@@ -110,3 +111,33 @@ def test_the_default_config_file_takes_overrides_and_refuses_misspelt_ones(confi
   assert holder.value.train.steps == 10  # given on the command line: the default is not used
   with pytest.raises(ConfigError, match=r"config.train.stpes is not a known field"):
     _parse("--config.train.stpes=4", default=str(config_file))
+
+
+RENAMED = Aliases(fields={"train.rate": "train.learning_rate", "widths": "grid.width",
+                          "optimizer": "train"})
+
+
+@pytest.mark.parametrize("override, old, new", [
+    ("--config.train.rate=0.5", "config.train.rate", "config.train.learning_rate"),
+    ("--config.widths=(2,)", "config.widths", "config.grid.width"),
+    ("--config.optimizer.steps=3", "config.optimizer.steps", "config.train.steps"),
+])
+def test_a_renamed_field_is_refused_with_its_new_name(config_file, override, old, new):
+  seen = []
+
+  def aliases_of(config):
+    seen.append(config.train.steps)
+    return RENAMED
+
+  message = _refused(f"--config={config_file}:smoke", override, aliases=aliases_of)
+  assert message == f"{override}: {old} was renamed {new}"
+  assert seen == [2]  # the map was asked for with the loaded config
+
+
+def test_a_field_the_map_does_not_rename_gets_the_usual_refusal(config_file):
+  message = _refused(f"--config={config_file}", "--config.train.stpes=3",
+                     aliases=lambda config: RENAMED)
+  assert "config.train.stpes is not a known field; did you mean config.train.steps" in message
+  holder, _ = _parse(f"--config={config_file}", "--config.train.learning_rate=0.5",
+                     aliases=lambda config: RENAMED)
+  assert holder.value.train.learning_rate == 0.5  # today's name is no refusal

@@ -4,6 +4,7 @@ import ml_collections
 import pytest
 
 from rare_tasks.core import config as checks
+from rare_tasks.core.aliases import Aliases
 from rare_tasks.core.config import ConfigError
 
 
@@ -58,6 +59,40 @@ def test_an_unknown_field_at_any_depth_is_named_with_the_closest_ones():
   c.stpes = 1
   with pytest.raises(ConfigError, match=r"config.stpes .*config.steps"):
     checks.check_fields(c, _table(), leaves=("grid",))
+
+
+RENAMED = Aliases(fields={"train.lr": "train.rate", "num_steps": "steps"},
+                  values={"train.kind": {"adamw": "adam", "sgd": "momentum"}})
+
+
+def test_a_renamed_field_is_refused_with_its_new_name():
+  c = _config()
+  c.train.lr = 0.1
+  with pytest.raises(ConfigError) as err:
+    checks.check_fields(c, _table(), leaves=("grid",), aliases=RENAMED)
+  assert str(err.value) == "config.train.lr was renamed config.train.rate"
+  c = _config()
+  c.num_steps = 3
+  with pytest.raises(ConfigError, match=r"^config.num_steps was renamed config.steps$"):
+    checks.check_fields(c, _table(), leaves=("grid",), aliases=RENAMED)
+  c.train.rtae = 1.0  # not renamed: the closest names, as without a map
+  del c["num_steps"]
+  with pytest.raises(ConfigError, match=r"config.train.rtae is not a known field; did you"):
+    checks.check_fields(c, _table(), leaves=("grid",), aliases=RENAMED)
+
+
+def test_a_refused_value_that_was_renamed_is_named_with_its_new_spelling():
+  with pytest.raises(ConfigError) as err:
+    checks.check_fields(_config(train__kind="adamw"), _table(), leaves=("grid",),
+                        aliases=RENAMED)
+  assert str(err.value) == "config.train.kind = 'adamw' was renamed 'adam'"
+  # An old spelling that is still allowed today is today's value, not a refusal.
+  flat = checks.check_fields(_config(train__kind="sgd"), _table(), leaves=("grid",),
+                             aliases=RENAMED)
+  assert flat["train.kind"] == "sgd"
+  with pytest.raises(ConfigError, match=r"config.train.kind = 'lion': allowed: one of"):
+    checks.check_fields(_config(train__kind="lion"), _table(), leaves=("grid",),
+                        aliases=RENAMED)
 
 
 def test_a_missing_field_says_where_configs_start_from():

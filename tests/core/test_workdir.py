@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rare_tasks.core import workdir
+from rare_tasks.core.aliases import Aliases
 from rare_tasks.synthetic.config import NOT_IDENTITY, base_config
 
 RUN_FILES = ("results.csv", "checkpoints", "summary.md")
@@ -178,12 +179,12 @@ def test_one_field_absent_from_an_older_run_is_named(tmp_path):
 
 def test_an_absent_top_level_field_at_its_default_is_no_difference(tmp_path):
   old = workdir.config_json(base_config())
-  del old["learned_fvu"]
+  del old["eval_samples"]
   (tmp_path / "config.json").write_text(json.dumps(old))
   prepare(tmp_path, base_config(), overwrite=False)
   c = base_config()
-  c.learned_fvu = 0.5
-  with pytest.raises(workdir.WorkdirError, match=r"config.learned_fvu: \(absent\) there, 0.5 now"):
+  c.eval_samples = 512
+  with pytest.raises(workdir.WorkdirError, match=r"config.eval_samples: \(absent\) there, 512 now"):
     prepare(tmp_path, c, overwrite=False)
 
 
@@ -245,6 +246,45 @@ def test_load_config_lays_an_older_run_over_the_defaults(tmp_path):
   config = workdir.load_config(tmp_path, base_config())
   assert config.train.steps == 7 and config.scaling.epsilon == 0.05
   assert tuple(config.grid.width) == (32,)
+
+
+# The map of a track whose older version called train.steps num_steps, the measure section
+# probes, the optimizer "adam" "adaptive" and the study "grid" "sweep".
+RENAMED = Aliases(fields={"num_steps": "train.steps", "probes": "measure"},
+                  values={"train.optimizer": {"adaptive": "adam"}}, studies={"sweep": "grid"})
+
+
+def _renamed(config):
+  """config.json of `config` as the older version wrote it."""
+  old = workdir.config_json(config)
+  old["num_steps"] = old["train"].pop("steps")
+  old["probes"] = old.pop("measure")
+  old["train"]["optimizer"] = {"adam": "adaptive"}[old["train"]["optimizer"]]
+  old["study"] = {"grid": "sweep"}[old["study"]]
+  return old
+
+
+def test_a_run_written_under_old_names_resumes_through_the_alias_map(tmp_path):
+  (tmp_path / "config.json").write_text(json.dumps(_renamed(base_config())))
+  before = (tmp_path / "config.json").read_text()
+  with pytest.raises(workdir.WorkdirError, match=r"config.num_steps: 2000 there, \(absent\)"):
+    prepare(tmp_path, base_config())  # without the map: another config
+  workdir.prepare(tmp_path, base_config(), False, defaults=base_config(), run_files=RUN_FILES,
+                  not_identity=NOT_IDENTITY, aliases=RENAMED)
+  assert (tmp_path / "config.json").read_text() == before  # the same run: nothing rewritten
+  other = base_config()
+  other.train.steps = 5
+  with pytest.raises(workdir.WorkdirError, match=r"config.train.steps: 2000 there, 5 now"):
+    workdir.prepare(tmp_path, other, False, defaults=base_config(), run_files=RUN_FILES,
+                    not_identity=NOT_IDENTITY, aliases=RENAMED)
+
+
+def test_load_config_reads_a_run_written_under_old_names_in_todays(tmp_path):
+  c = base_config()
+  c.train.steps, c.measure.interference = 7, True
+  (tmp_path / "config.json").write_text(json.dumps(_renamed(c)))
+  loaded = workdir.load_config(tmp_path, base_config(), aliases=RENAMED)
+  assert workdir.config_json(loaded) == workdir.config_json(c)
 
 
 def test_json_numbers_write_nan_as_null():

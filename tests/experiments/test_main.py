@@ -16,7 +16,7 @@ from rare_tasks.synthetic.report.results import read_results
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--config=configs/width_by_frequency.py:smoke", "--config.train.steps=400",
          "--config.eval_every=50", "--config.checkpoint_interval_s=0",
-         "--config.grid.rare_frequency=(0.03,0.2)"]
+         "--config.grid.frequency=(0.03,0.2)"]
 WIDTHS = "--config.grid.width=(2,8)"
 LM = "--config=configs/lm_pretrain.py:smoke"
 INJECT = "--config=configs/lm_size_by_frequency.py:smoke"
@@ -84,6 +84,17 @@ REFUSED = {
     "injection study: a burst larger than the batch": (
         [INJECT, "--config.injection.schedule=bursts", "--config.grid.gap=(1,1000)"],
         "error: config.grid.gap = 1000: allowed: gaps whose bursts fit in the batch's"),
+    "renamed field": (
+        ["--config.task.rare_frequency=0.1"],
+        "error: --config.task.rare_frequency=0.1: config.task.rare_frequency was renamed "
+        "config.injection.frequency"),
+    "renamed field and value": (
+        ["--config.injection.mode=mixture"],
+        "error: --config.injection.mode=mixture: config.injection.mode was renamed "
+        "config.injection.schedule"),
+    "renamed value": (
+        ["--config.injection.schedule=mixture"],
+        "error: config.injection.schedule = 'mixture' was renamed 'steady'"),
     "work directory that cannot be created": (
         [WIDTHS, "--workdir={tmp}/file/wd"],
         "error: {tmp}/file/wd: cannot create or write the work directory"),

@@ -34,6 +34,32 @@ def test_the_grid_replaces_preset_and_init_seeds():
     grid_config.resolve(c, "cpu")
 
 
+def test_the_learned_threshold_is_checked_and_its_old_name_refused_with_the_new_one():
+  c = grid_config.base_config()
+  assert (c.learned.criterion, c.learned.threshold) == ("accuracy", 0.9)
+  c.learned.threshold = 1.5
+  with pytest.raises(ConfigError, match=r"config.learned.threshold = 1.5: allowed: a number in "):
+    grid_config.resolve(c, "cpu")
+  c = grid_config.base_config()
+  c.learned.criterion = "loss"
+  with pytest.raises(ConfigError, match=r"config.learned.criterion = 'loss': allowed: one of "
+                                        r"\['accuracy'\]"):
+    grid_config.resolve(c, "cpu")
+  c = grid_config.base_config()
+  c.learned_accuracy = 0.8
+  with pytest.raises(ConfigError, match=r"^config.learned_accuracy was renamed "
+                                        r"config.learned.threshold$"):
+    grid_config.resolve(c, "cpu")
+
+
+def test_a_stored_config_with_the_old_learned_accuracy_reads_in_todays_names():
+  old = grid_config.base_config().to_dict()
+  del old["learned"]
+  old["learned_accuracy"] = 0.8
+  new = grid_config.ALIASES.translate(old)
+  assert "learned_accuracy" not in new and new["learned"] == {"threshold": 0.8}
+
+
 def test_steady_injection_takes_no_gap_sweep():
   c = grid_config.base_config()
   c.grid.gap = (1, 2)

@@ -4,6 +4,8 @@ finished run reported without training, cells trained one per program equal to t
 and bad input refused before any compute."""
 
 import json
+import shutil
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -161,6 +163,28 @@ def test_a_finished_run_reports_without_training(uninterrupted, monkeypatch):
   assert report.trained_steps == 0 and _records(wd) == before
 
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "lm_workdir_before_engine"
+
+
+def test_a_work_directory_written_before_the_engine_re_reports_and_resumes(tmp_path):
+  """Its config.json holds the study's old name and learned_accuracy; written on one device, it
+  resumes on one to the same records, bit for bit."""
+  old = json.loads((FIXTURES / "injection_finished" / "config.json").read_text())
+  assert old["study"] == "lm_width_by_frequency" and old["learned_accuracy"] == 0.9
+  finished, interrupted = tmp_path / "finished", tmp_path / "interrupted"
+  shutil.copytree(FIXTURES / "injection_finished", finished)
+  shutil.copytree(FIXTURES / "injection_interrupted", interrupted)
+  stored = (finished / "results.csv").read_text()
+  assert grid_study.run(tiny_config(), finished).trained_steps == 0
+  assert (finished / "results.csv").read_text() == stored
+  assert (finished / "figures/heatmap_comparison.png").exists()
+  one = jax.devices()[:1]
+  assert grid_study.run(tiny_config(), interrupted, devices=one).trained_steps == STEPS - 4
+  assert _manifests(interrupted) == _manifests(finished)
+  assert _records(interrupted) == _records(finished)
+  assert (interrupted / "results.csv").read_text() == stored
+
+
 def _by_cell(wd):
   return {(r["size"], r["frequency"], r["gap"], tuple(r["injected"]), r["seed"], r["step"]):
           {k: v for k, v in r.items() if k not in ("cell", "member")} for r in _records(wd)}
@@ -225,7 +249,7 @@ def test_a_size_whose_ensemble_does_not_fit_trains_one_cell_per_program_with_fsd
     (lambda c: c.data.update(dict(seq_len=3)), "data.seq_len"),
     (lambda c: c.grid.update(dict(size=("cpu_d16", "7M"))), "grid.size"),
     (lambda c: c.grid.update(dict(task=("comparison", "parity"))), "grid.task"),
-    (lambda c: c.update(dict(learned_accuracy=1.5)), "learned_accuracy"),
+    (lambda c: c.learned.update(dict(threshold=1.5)), "learned.threshold"),
 ])
 def test_bad_input_is_refused_before_any_compute(change, field, tmp_path, monkeypatch):
   def no_compute(*args, **kwargs):

@@ -147,6 +147,25 @@ def test_a_lost_final_record_is_measured_again_from_the_checkpoint(uninterrupted
   assert all(r["train_loss"] is None for r in finals.values())
 
 
+FIXTURES = ROOT / "tests" / "fixtures" / "lm_workdir_before_engine"
+
+
+def test_a_work_directory_written_before_the_engine_re_reports_and_resumes(tmp_path):
+  """Written on one device by the pretraining loop the engine replaced: re-reported without
+  training, and the interrupted one resumed on one device to the same losses, bit for bit."""
+  c = tiny_config()
+  c.data.vocab_size = 64
+  finished, interrupted = tmp_path / "finished", tmp_path / "interrupted"
+  shutil.copytree(FIXTURES / "pretrain_finished", finished)
+  shutil.copytree(FIXTURES / "pretrain_interrupted", interrupted)
+  stored = _losses(finished)
+  assert pretrain.run(c, finished).trained_steps == 0 and _losses(finished) == stored
+  assert (finished / "figures/loss.png").exists()
+  one = jax.devices()[:1]
+  assert pretrain.run(c, interrupted, devices=one).trained_steps == STEPS - 4
+  assert _losses(interrupted) == stored
+
+
 def test_one_device_gives_the_same_run_as_eight(uninterrupted, tmp_path):
   wd, _ = uninterrupted
   pretrain.run(tiny_config(), tmp_path / "one", devices=jax.devices()[:1])

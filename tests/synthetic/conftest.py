@@ -17,7 +17,7 @@ def tiny_config():
   c.task.block_size = 2
   c.task.common_exponent = 1.0
   c.grid.width = (2, 8)
-  c.grid.rare_frequency = (0.05, 0.3)
+  c.grid.frequency = (0.05, 0.3)
   c.grid.seed = (0, 1)
   c.train.steps = 60
   c.train.batch_size = 32
@@ -43,9 +43,9 @@ def mechanism_config():
   c = tiny_config()
   c.task.beta = (0.0, 1.0, 1.0, 3.0)
   c.grid.width = (2, 6)
-  c.grid.rare_frequency = (1 / 16,)
+  c.grid.frequency = (1 / 16,)
   c.grid.gap = (1, 4)
-  c.injection.mode = "bursts"
+  c.injection.schedule = "bursts"
   c.injection.withhold_steps = 16
   c.train.steps = 48
   c.eval_every = 16

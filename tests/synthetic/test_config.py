@@ -7,6 +7,7 @@ import re
 import ml_collections
 import pytest
 
+from rare_tasks.core import workdir
 from rare_tasks.synthetic import config as schema
 from rare_tasks.synthetic.config import ConfigError, base_config, validate
 
@@ -80,33 +81,33 @@ def test_grid_width_must_be_integer():
 
 
 @pytest.mark.parametrize("freq", [0.0, 1.0, 1.5, -0.1])
-def test_rare_frequency_must_be_in_open_unit_interval(freq):
+def test_frequency_must_be_in_open_unit_interval(freq):
   c = base_config()
-  c.task.rare_frequency = freq
-  _fails(c, "config.task.rare_frequency", repr(freq), "(0, 1)")
+  c.injection.frequency = freq
+  _fails(c, "config.injection.frequency", repr(freq), "(0, 1)")
 
 
 @pytest.mark.parametrize("freq", [0.0, 1.0, 1.5])
-def test_grid_rare_frequency_must_be_in_open_unit_interval(freq):
+def test_grid_frequency_must_be_in_open_unit_interval(freq):
   c = base_config()
-  c.grid.rare_frequency = (0.01, freq)
-  _fails(c, "config.grid.rare_frequency[1]", repr(freq), "(0, 1)")
+  c.grid.frequency = (0.01, freq)
+  _fails(c, "config.grid.frequency[1]", repr(freq), "(0, 1)")
 
 
 def test_frequency_leaving_no_valid_mixture_in_task():
   c = base_config()
-  del c.grid["rare_frequency"]
+  del c.grid["frequency"]
   c.task.num_rare = 2
-  c.task.rare_frequency = 0.6
-  _fails(c, "config.task.rare_frequency", "0.6", "below 1 / task.num_rare = 0.5")
+  c.injection.frequency = 0.6
+  _fails(c, "config.injection.frequency", "0.6", "below 1 / task.num_rare = 0.5")
 
 
 def test_frequency_leaving_no_valid_mixture_in_grid():
   c = base_config()
   c.task.num_rare = 2
-  c.grid.rare_frequency = (0.01, 0.6)
-  _fails(c, "config.grid.rare_frequency", "0.6", "0.5")
-  c.grid.rare_frequency = (0.01, 0.4)
+  c.grid.frequency = (0.01, 0.6)
+  _fails(c, "config.grid.frequency", "0.6", "0.5")
+  c.grid.frequency = (0.01, 0.4)
   validate(c)
 
 
@@ -215,7 +216,7 @@ def test_width_by_frequency_presets_validate(preset):
 def test_width_by_frequency_default_grid():
   c = _load_study("width_by_frequency").get_config("")
   assert tuple(c.grid.width) == (4, 8, 16, 32, 64, 128)
-  assert len(c.grid.rare_frequency) == 6
+  assert len(c.grid.frequency) == 6
   assert (c.task.num_tasks, c.task.block_size, c.task.num_rare) == (16, 8, 1)
 
 
@@ -228,7 +229,10 @@ def test_width_by_frequency_unknown_preset():
 
 @pytest.mark.parametrize("field,value,fragments", [
     ("task.spectrum_normalization", "l1", ("'l1'", "top", "trace")),
-    ("injection.mode", "burst", ("'burst'", "'bursts'", "'mixture'")),
+    ("injection.schedule", "burst", ("'burst'", "'bursts'", "'steady'")),
+    ("injection.unit", "per_token", ("'per_token'", "'per_example'")),
+    ("learned.criterion", "accuracy", ("'accuracy'", "'loss'")),
+    ("learned.threshold", 0.0, ("= 0.0", "number > 0")),
     ("injection.gap", 0, ("= 0", "integer > 0")),
     ("injection.withhold_steps", -1, ("= -1", "integer >= 0")),
     ("measure.allocation", 1, ("= 1", "True or False")),
@@ -244,7 +248,41 @@ def test_new_fields_refuse_bad_values(field, value, fragments):
   _fails(c, f"config.{field}", *fragments)
 
 
-def test_grid_gap_axis_is_refused_under_mixture_injection():
+@pytest.mark.parametrize("old, value, new", [
+    ("task.rare_frequency", 0.1, "injection.frequency"),
+    ("injection.mode", "bursts", "injection.schedule"),
+    ("learned_fvu", 0.5, "learned.threshold"),
+    ("grid.rare_frequency", (0.1,), "grid.frequency"),
+    ("grid.rare_frequency", None, "grid.frequency"),  # unset, as the mixture design's was
+])
+def test_a_field_set_under_its_old_name_is_refused_with_its_new_one(old, value, new):
+  c = base_config()
+  *section, name = old.split(".")
+  (c[section[0]] if section else c)[name] = value
+  assert _fails(c) == f"config.{old} was renamed config.{new}"
+
+
+def test_the_old_schedule_value_is_refused_with_its_new_spelling():
+  c = base_config()
+  c.injection.schedule = "mixture"
+  assert _fails(c) == "config.injection.schedule = 'mixture' was renamed 'steady'"
+
+
+def test_an_old_config_json_reads_as_todays_default():
+  old = workdir.config_json(base_config())
+  old["task"]["rare_frequency"] = old["injection"].pop("frequency")
+  old["grid"]["rare_frequency"] = old["grid"].pop("frequency")
+  old["injection"]["mode"] = {"steady": "mixture"}[old["injection"].pop("schedule")]
+  old["learned_fvu"] = old.pop("learned")["threshold"]
+  del old["injection"]["unit"]
+  new = schema.ALIASES.translate(old)
+  assert new["injection"] == {"schedule": "steady", "frequency": 0.01, "gap": 1,
+                              "withhold_steps": 0}
+  assert new["learned"] == {"threshold": 0.8} and new["grid"]["frequency"] == [0.01]
+  assert "rare_frequency" not in new["task"] and "learned_fvu" not in new
+
+
+def test_grid_gap_axis_is_refused_under_steady_injection():
   c = base_config()
   c.grid.gap = (1, 2, 4)
   _fails(c, "config.grid.gap", "(1, 2, 4)", "'bursts'", "a single value")
@@ -252,13 +290,13 @@ def test_grid_gap_axis_is_refused_under_mixture_injection():
   validate(c)
 
 
-def _bursts(gap=4, rare_frequency=0.01, batch_size=256):
+def _bursts(gap=4, frequency=0.01, batch_size=256):
   c = base_config()
-  c.injection.mode = "bursts"
+  c.injection.schedule = "bursts"
   c.injection.gap = gap
   c.train.batch_size = batch_size
-  c.task.rare_frequency = rare_frequency
-  c.grid.rare_frequency = (rare_frequency,)
+  c.injection.frequency = frequency
+  c.grid.frequency = (frequency,)
   return c
 
 
@@ -273,24 +311,24 @@ def test_valid_bursts_config_passes():
 
 def test_bursts_of_a_non_whole_number_of_examples_are_refused():
   # 0.01 x 3 x 256 = 7.68.
-  _fails(_bursts(gap=3), "config.grid.rare_frequency", "0.01", "7.68", "whole number")
+  _fails(_bursts(gap=3), "config.grid.frequency", "0.01", "7.68", "whole number")
   c = _bursts(gap=3)
-  del c.grid["rare_frequency"]
-  _fails(c, "config.task.rare_frequency", "0.01", "7.68")
+  del c.grid["frequency"]
+  _fails(c, "config.injection.frequency", "0.01", "7.68")
   c = _bursts(gap=25)
   c.grid.gap = (25, 3)
-  _fails(c, "config.grid.rare_frequency", "7.68")
+  _fails(c, "config.grid.frequency", "7.68")
 
 
 def test_bursts_larger_than_the_batch_are_refused():
   # 0.5 x 4 x 256 = 512 rare examples, more than a batch of 256.
-  _fails(_bursts(gap=4, rare_frequency=0.5), "config.grid.rare_frequency", "0.5",
+  _fails(_bursts(gap=4, frequency=0.5), "config.grid.frequency", "0.5",
          "task.num_rare = 256", "512")
-  validate(_bursts(gap=2, rare_frequency=0.5))
+  validate(_bursts(gap=2, frequency=0.5))
   # Each of two rare tasks gets its own burst: 2 x (0.25 x 4 x 256) = 512 > 256.
-  c = _bursts(gap=4, rare_frequency=0.25)
+  c = _bursts(gap=4, frequency=0.25)
   c.task.num_rare = 2
-  _fails(c, "config.grid.rare_frequency", "0.25", "task.num_rare = 128", "256")
+  _fails(c, "config.grid.frequency", "0.25", "task.num_rare = 128", "256")
   c.injection.gap = 2
   validate(c)
 
@@ -318,7 +356,7 @@ def test_trace_rare_needs_identity_activation():
 def test_every_grid_axis_is_present_and_unset_axes_are_left_out():
   c = base_config()
   assert set(c.grid) == set(schema.GRID_AXES)
-  assert set(schema.grid_values(c)) == {"width", "rare_frequency", "seed"}
+  assert set(schema.grid_values(c)) == {"width", "frequency", "seed"}
   c.grid.learning_rate = (1e-3, 3e-3)
   assert schema.grid_values(c)["learning_rate"] == (1e-3, 3e-3)
   validate(c)
@@ -345,8 +383,8 @@ def test_every_study_preset_validates(study):
 
 def test_an_axis_set_to_none_on_the_command_line_is_unset():
   c = base_config()
-  c.grid.rare_frequency = (None,)  # what --config.grid.rare_frequency=None gives
-  assert "rare_frequency" not in schema.grid_values(c)
+  c.grid.frequency = (None,)  # what --config.grid.frequency=None gives
+  assert "frequency" not in schema.grid_values(c)
   validate(c)
 
 

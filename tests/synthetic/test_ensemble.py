@@ -176,7 +176,7 @@ def test_compiled_programs_make_no_lapack_calls():
 
 
 def _spec_and_constants(task, freqs, rates, seeds=(0,), width=5, steps=100, batch_size=32,
-                        measure=None, activation="identity", injection="mixture",
+                        measure=None, activation="identity", injection="steady",
                         withhold_steps=0, gaps=None, burst_sizes=None, eval_samples=64):
   measure = ensemble.MeasureSpec() if measure is None else measure
   spec = ensemble.EnsembleSpec(

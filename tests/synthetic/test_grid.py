@@ -20,7 +20,7 @@ def _config():
   c = schema.base_config()
   # Listed in alphabetical order: ConfigDict iterates keys sorted, so this is the product order
   # whichever of the two the implementation follows.
-  c.grid = ml_collections.ConfigDict(dict(rare_frequency=FREQS, seed=SEEDS, width=WIDTHS))
+  c.grid = ml_collections.ConfigDict(dict(frequency=FREQS, seed=SEEDS, width=WIDTHS))
   schema.validate(c)
   return c
 
@@ -39,13 +39,27 @@ def test_expand_is_the_product_in_order():
 def test_expand_follows_grid_values_order():
   c = schema.base_config()
   c.grid.width = (8, 4)
-  c.grid.rare_frequency = (0.01, 0.1)
+  c.grid.frequency = (0.01, 0.1)
   c.grid.seed = (0, 1, 2)
-  axes = list(schema.grid_values(c))
+  axes = [schema.RECORDED_AS.get(a, a) for a in schema.grid_values(c)]
   cells = grid.expand(c)
   assert len(cells) == 12
   for cell, combo in zip(cells, itertools.product(*schema.grid_values(c).values())):
     assert tuple(cell.values[a] for a in axes) == combo
+
+
+def test_cells_are_numbered_by_the_frequency_axis_recorded_name():
+  # "gap" < "rare_frequency": the gap varies slower than the frequency, as it did before the
+  # axis was renamed grid.frequency (which sorts before "gap").
+  c = schema.base_config()
+  c.injection.schedule = "bursts"
+  c.grid.gap = (1, 2)
+  c.grid.frequency = (1 / 64, 1 / 32)
+  schema.validate(c)
+  cells = grid.expand(c)
+  assert [(x.values["gap"], x.values["rare_frequency"]) for x in cells] == [
+      (1, 1 / 64), (1, 1 / 32), (2, 1 / 64), (2, 1 / 32)]
+  assert "frequency" not in cells[0].values and cells[0].record["rare_frequency"] == 1 / 64
 
 
 def test_cells_carry_the_config_values_of_other_axes():
@@ -54,7 +68,7 @@ def test_cells_carry_the_config_values_of_other_axes():
   c.train.learning_rate = 0.5
   c.task.beta = 2.0
   cell = grid.expand(c)[5]
-  assert set(cell.values) == set(schema.GRID_AXES)
+  assert set(cell.values) == set(schema.CELL_VALUES)
   assert cell.values["activation"] == "relu"
   assert cell.values["learning_rate"] == 0.5
   assert cell.values["beta"] == 2.0
@@ -68,7 +82,7 @@ def test_empty_grid_is_one_cell():
   cells = grid.expand(c)
   assert len(cells) == 1
   assert cells[0].values["width"] == c.model.width
-  assert cells[0].values["rare_frequency"] == c.task.rare_frequency
+  assert cells[0].values["rare_frequency"] == c.injection.frequency
 
 
 def test_group_cells_by_width_as_streams_by_members():
@@ -120,16 +134,16 @@ def test_group_cells_refuses_a_non_product():
 def test_a_cell_carries_its_mixture_burst_size_and_record():
   c = schema.base_config()
   c.task.num_tasks, c.task.block_size = 4, 2
-  c.grid.rare_frequency = (1 / 32, 1 / 8)
+  c.grid.frequency = (1 / 32, 1 / 8)
   c.grid.beta = (1.0, (0.0, 1.0, 2.0, 3.0))
   task = LinearMixture(4, 2)
   for cell in grid.expand(c, task):
     v = cell.values
     np.testing.assert_array_equal(cell.task_frequencies, task.mixture(v["rare_frequency"], 1.0))
-    assert cell.burst_size == 0  # mixture injection
+    assert cell.burst_size == 0  # steady injection
     assert cell.record == {k: list(x) if isinstance(x, tuple) else x for k, x in v.items()}
   assert cell.values["beta"] == (0.0, 1.0, 2.0, 3.0) and cell.record["beta"] == [0, 1, 2, 3]
-  c.injection.mode = "bursts"
+  c.injection.schedule = "bursts"
   c.grid.gap = (2, 4)
   c.train.batch_size = 64
   sizes = {(cell.values["rare_frequency"], cell.values["gap"]): cell.burst_size

@@ -12,7 +12,7 @@ import pytest
 
 from rare_tasks.core import tables, workdir
 from rare_tasks.synthetic import grid_study
-from rare_tasks.synthetic.config import ConfigError, base_config
+from rare_tasks.synthetic.config import ALIASES, ConfigError, base_config
 from rare_tasks.synthetic.report.results import read_results
 from tests.callbacks import after_chunk
 from tests.synthetic.conftest import mechanism_config, tiny_config
@@ -127,8 +127,8 @@ def test_workdir_with_another_config_is_refused_unless_overwrite(tmp_path):
 
 def test_bad_config_fails_before_any_compute(tmp_path):
   c = tiny_config()
-  c.grid.rare_frequency = (0.05, 1.2)
-  with pytest.raises(ConfigError, match=r"grid.rare_frequency\[1\] = 1.2"):
+  c.grid.frequency = (0.05, 1.2)
+  with pytest.raises(ConfigError, match=r"grid.frequency\[1\] = 1.2"):
     grid_study.run(c, tmp_path / "wd")
   assert not (tmp_path / "wd").exists()
 
@@ -137,7 +137,7 @@ def test_a_diverging_cell_is_reported_not_fatal(tmp_path):
   c = tiny_config()
   c.grid.width = (4,)
   c.grid.seed = (0,)
-  c.grid.rare_frequency = (0.3,)
+  c.grid.frequency = (0.3,)
   c.train.optimizer = "sgd"
   c.grid.learning_rate = (0.01, 100.0)
   report = grid_study.run(c, tmp_path)
@@ -165,13 +165,22 @@ def _finished_config():
   return c
 
 
+def _in_todays_names(old):
+  """A config.json the old code wrote, in today's names (ALIASES), with the fields added since
+  at the values the old code implied."""
+  new = ALIASES.translate(old)
+  new["injection"]["unit"] = "per_example"
+  new["learned"]["criterion"] = "loss"
+  return new
+
+
 def test_the_fixtures_configs_are_todays_configs():
-  # Built today, the same configs: their config.json is the one the old code wrote, so the
-  # work directory's identity check accepts them as the same runs.
+  # Built today, the same configs: their config.json is the one the old code wrote, under the
+  # old names, so the work directory's identity check accepts them as the same runs.
   for name, config in (("interrupted", tiny_config()), ("finished", _finished_config())):
-    stored = json.loads((FIXTURES / name / "config.json").read_text())
+    stored = _in_todays_names(json.loads((FIXTURES / name / "config.json").read_text()))
     assert workdir.config_json(config) == stored, name
-    loaded = workdir.load_config(FIXTURES / name, base_config())
+    loaded = workdir.load_config(FIXTURES / name, base_config(), aliases=ALIASES)
     assert workdir.config_json(loaded) == stored, name
 
 

@@ -29,7 +29,7 @@ def tiny_design():
   c.train.steps = 400
   c.eval_every = 200
   c.eval_samples = 1024
-  c.grid.rare_frequency = None
+  c.grid.frequency = None
   c.grid.width = (2, 4)
   c.grid.seed = (0,)
   c.design.num_candidates = 4
@@ -109,11 +109,11 @@ def test_a_stored_round_that_differs_is_refused(design, tmp_path):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("grid.rare_frequency", (0.1,), r"config.grid.rare_frequency.*unset for study"),
+    ("grid.frequency", (0.1,), r"config.grid.frequency.*unset for study"),
     ("grid.learning_rate", (1e-3, 1e-2), r"config.grid.learning_rate.*unset for study"),
     ("design.max_frequency", 0.6, r"config.design.max_frequency = 0.6.*below 1 / task.num_rare"),
     ("design.min_frequency", 0.5, r"config.design.min_frequency = 0.5.*design.max_frequency"),
-    ("injection.mode", "bursts", r"config.injection.mode = 'bursts'.*'mixture'"),
+    ("injection.schedule", "bursts", r"config.injection.schedule = 'bursts'.*'steady'"),
     ("design.num_candidates", 1, r"config.design.num_candidates = 1.*>= 2"),
 ])
 def test_bad_design_config_names_the_field(field, value, message, tmp_path):

@@ -234,7 +234,7 @@ def test_min_width_inverts_it():
 def test_the_bound_closed_form_is_the_functions_at_a_cells_values():
   c = base_config()
   c.task.num_tasks, c.task.block_size = 4, 3
-  c.grid.width, c.grid.rare_frequency = (2, 5), (0.05, 0.2)
+  c.grid.width, c.grid.frequency = (2, 5), (0.05, 0.2)
   task = LinearMixture(4, 3)
   bound = task.theory
   assert bound is task.theory  # made once per family

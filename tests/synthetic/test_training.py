@@ -16,8 +16,8 @@ from tests.synthetic.conftest import tiny_config
 
 def test_group_constants_come_from_the_cells():
   c = tiny_config()
-  c.injection.mode = "bursts"
-  c.grid.rare_frequency = (1 / 32, 1 / 16)
+  c.injection.schedule = "bursts"
+  c.grid.frequency = (1 / 32, 1 / 16)
   task = task_of(c)
   group = group_cells(expand(c, task))[0]
   consts = training.group_constants(task, group.cells)

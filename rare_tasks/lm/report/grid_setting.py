@@ -29,8 +29,8 @@ def section(run: InjectionRun, headline: str) -> Section:
            f"{c.injection.withhold_steps} steps without injections",
            f"- tasks over p = {c.task.num_symbols} symbols each, {len(tasks[0].train)} "
            f"train / {len(tasks[0].test)} test instances; learned = train accuracy >= "
-           f"{c.learned_accuracy} at the end, generalised = test accuracy >= "
-           f"{c.learned_accuracy} (argmax over all {c.data.vocab_size} tokens after TOK1 TOK2)",
+           f"{c.learned.threshold} at the end, generalised = test accuracy >= "
+           f"{c.learned.threshold} (argmax over all {c.data.vocab_size} tokens after TOK1 TOK2)",
            "- sizes: " + ", ".join(f"{s} ({params[s]:,} parameters, batch {batch[s]})"
                                    for s in sizes), ""]
   return Section(lines, {"headline": headline})

@@ -1,7 +1,7 @@
 """The smallest frequency each size learns a task at, and the order in which it learns them.
 
 Per task, at the grid's first gap: each size's seed-mean final train accuracy per frequency and
-its smallest learned one (accuracy >= learned_accuracy), the frequencies only the largest size
+its smallest learned one (accuracy >= learned.threshold), the frequencies only the largest size
 learns, whether the smallest learned frequency never rises with size, and how far the learning
 order (first learned step) follows the frequency order. The summary's headline is each task's
 smallest learned frequencies.
@@ -30,7 +30,7 @@ def applies(run: InjectionRun) -> bool:
 def science(c: ml_collections.ConfigDict, rows: list[dict[str, Any]], task: str,
             sizes: Sequence[str], params: dict[str, int]) -> dict[str, Any]:
   """The study's findings for one task at the first gap: per size the smallest learned
-  frequency (seed-mean final train accuracy >= learned_accuracy), the frequencies the largest
+  frequency (seed-mean final train accuracy >= learned.threshold), the frequencies the largest
   size learns and the smallest does not, whether the smallest learned frequency never rises
   with size, and how far the learning order follows the frequency order.
 
@@ -41,7 +41,7 @@ def science(c: ml_collections.ConfigDict, rows: list[dict[str, Any]], task: str,
   freqs = sorted(set(c.grid.frequency))
   order = sorted(sizes, key=lambda s: params[s])
   acc = seed_mean(rows, task, gap, "train_accuracy", order, freqs)
-  learned = acc >= c.learned_accuracy
+  learned = acc >= c.learned.threshold
   smallest = {s: (freqs[int(np.argmax(learned[i]))] if learned[i].any() else None)
               for i, s in enumerate(order)}
   only_large = [f for j, f in enumerate(freqs) if learned[-1, j] and not learned[0, j]]

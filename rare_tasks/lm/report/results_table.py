@@ -1,6 +1,6 @@
 """results.csv: one row per cell and task it injects (and per task for each control, at
 frequency 0), at the last step: the LABEL loss and accuracy on the train and test instances,
-whether the cell learned (train accuracy >= learned_accuracy at the end) and generalised (test
+whether the cell learned (train accuracy >= learned.threshold at the end) and generalised (test
 accuracy) it, and the first evaluated step at which it had learned it."""
 
 from __future__ import annotations
@@ -39,14 +39,14 @@ def result_rows(c: ml_collections.ConfigDict, info: dict[str, Any], cells: dict[
       for task in (cell.tasks or tuple(c.grid.task)):
         last = history[-1]
         learned_at = [r["step"] for r in history
-                      if r[f"{task}_train_accuracy"] >= c.learned_accuracy]
+                      if r[f"{task}_train_accuracy"] >= c.learned.threshold]
         rows.append({
             "size": size, "params": params, "task": task, "frequency": cell.frequency,
             "gap": cell.gap, "seed": cell.seed,
             **{k: last[f"{task}_{k}"] for k in ("train_loss", "train_accuracy", "test_loss",
                                                  "test_accuracy")},
-            "learned": last[f"{task}_train_accuracy"] >= c.learned_accuracy,
-            "generalised": last[f"{task}_test_accuracy"] >= c.learned_accuracy,
+            "learned": last[f"{task}_train_accuracy"] >= c.learned.threshold,
+            "generalised": last[f"{task}_test_accuracy"] >= c.learned.threshold,
             "first_learned_step": learned_at[0] if learned_at else ""})
   return rows
 

@@ -50,14 +50,15 @@ def _cell_rows(run: GridResults, c: Cell) -> tuple[list[dict], tuple, tuple]:
   recs = run.by_cell[c.index]
   frequencies = c.task_frequencies
   measured = learning_order.first_learned_step([r["step"] for r in recs],
-                                               loss_matrix(task, recs), run.config.learned_fvu)
+                                               loss_matrix(task, recs),
+                                               run.config.learned.threshold)
   complexity = task.complexity(c.values)
   rows = [{**cell_key(c), "task": k, "task_frequency": float(frequencies[k]),
            task.complexity_name: float(complexity[k]), "learned_step": measured[k],
            "is_rare": k in task.rare_tasks} for k in range(task.num_tasks)]
   by_utility: tuple[float, int] = (float("nan"), 0)
   if theory is not None:
-    predicted = theory.learned_width(c, run.config.learned_fvu)
+    predicted = theory.learned_width(c, run.config.learned.threshold)
     for row, top, width in zip(rows, theory.top_utility(c), predicted):
       row.update(top_utility=float(top), predicted_learned_width=int(width))
     by_utility = learning_order.pair_agreement(measured, predicted)
@@ -102,7 +103,7 @@ def _utility_lines(run: GridResults, rows: list[dict], summary: dict) -> list[st
   sel = [r for r in rows if r["cell"] == cell.index]
   recs = run.by_cell[cell.index]
   figure(run.figure("learning_order.png"), np.array([r["step"] for r in recs]),
-         loss_matrix(run.task, recs), sel, config.learned_fvu,
+         loss_matrix(run.task, recs), sel, config.learned.threshold,
          f"width {widest}, seed {cell.values['seed']}")
   ua, un = summary["utility_pair_agreement"]
   fa, fn = summary["frequency_pair_agreement"]
@@ -111,8 +112,8 @@ def _utility_lines(run: GridResults, rows: list[dict], summary: dict) -> list[st
            f"Pairs of learned tasks (learned at different steps) ordered as predicted, pooled "
            f"over cells: by utility (the closed-form width at which the optimum learns the task) "
            f"{pct(ua)} of {un} pairs; by frequency alone {pct(fa)} of {fn}.", "",
-           f"Tasks learned by step {final} (FVU <= {config.learned_fvu}), measured in every seed "
-           "(predicted by the closed form):", ""]
+           f"Tasks learned by step {final} (FVU <= {config.learned.threshold}), measured in every "
+           "seed (predicted by the closed form):", ""]
   for w in sorted({c.values["width"] for c in run.cells}):
     at_w = [r for r in rows if r["width"] == w]
     seeds = sorted({r["seed"] for r in at_w})
@@ -140,8 +141,8 @@ def _frequency_lines(run: GridResults, rows: list[dict], summary: dict) -> list[
            f"Pairs of learned tasks (learned at different evaluations) in which the more frequent "
            f"task was learned first, pooled over cells: {pct(fa)} of {fn}.", "",
            f"First evaluation step at which each task's {task.loss_name} is <= "
-           f"{run.config.learned_fvu} (tasks by decreasing frequency; mean over the cells where "
-           "it is learned, with their count):", ""]
+           f"{run.config.learned.threshold} (tasks by decreasing frequency; mean over the cells "
+           "where it is learned, with their count):", ""]
   widths = sorted({c.values["width"] for c in run.cells})
   order = sorted(range(task.num_tasks), key=lambda k: -next(
       r["task_frequency"] for r in rows if r["task"] == k))
@@ -158,7 +159,7 @@ def _frequency_lines(run: GridResults, rows: list[dict], summary: dict) -> list[
 
 
 def figure(path: Path, steps: np.ndarray, fvu: np.ndarray, rows: list[dict[str, Any]],
-           learned_fvu: float, title: str) -> None:
+           learned_threshold: float, title: str) -> None:
   """Per-task FVU against step (colour: frequency rank, line width: complexity) beside the
   measured learned step against the closed-form learned width."""
   fig, (a0, a1) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
@@ -169,7 +170,7 @@ def figure(path: Path, steps: np.ndarray, fvu: np.ndarray, rows: list[dict[str, 
     r = by_task[k]
     a0.plot(steps, fvu[:, k], color=colors[k], lw=0.8 + 0.5 * r["beta"],
             label=f"task {k}: pi {r['task_frequency']:.3g}, beta {r['beta']:g}")
-  a0.axhline(learned_fvu, color="k", ls=":", lw=0.8)
+  a0.axhline(learned_threshold, color="k", ls=":", lw=0.8)
   a0.set_xlabel("step")
   a0.set_ylabel("FVU")
   a0.set_ylim(-0.02, 1.05)

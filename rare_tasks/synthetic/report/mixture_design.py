@@ -62,7 +62,7 @@ def inverse(config: ml_collections.ConfigDict, task: TaskFamily, values: dict[st
   theory = task.theory
   return [{"frequency": f, "min_width": mid[i], "min_width_low": low[i],
            "min_width_high": high[i],
-           "predicted_min_width": (theory.min_width(values, f, config.learned_fvu)
+           "predicted_min_width": (theory.min_width(values, f, config.learned.threshold)
                                    if theory is not None else float("nan"))}
           for i, f in enumerate(targets)]
 
@@ -83,12 +83,12 @@ def write(config: ml_collections.ConfigDict, wd: Path, task: TaskFamily, values:
   if task.theory is not None:
     grid = np.unique(np.geomspace(widths.min(), widths.max(), 60).round().astype(int))
     fine = (grid, np.array([task.theory.min_frequency({**values, "width": int(w)},
-                                                      config.learned_fvu,
+                                                      config.learned.threshold,
                                                       config.design.max_frequency)
                             for w in grid]))
   figure(wd / FIGURE, widths, measured, np.array([r["min_frequency_low"] for r in rows]),
          np.array([r["min_frequency_high"] for r in rows]), fine, slope,
-         f"{config.task.name}: rare task learned (loss <= {config.learned_fvu}) within "
+         f"{config.task.name}: rare task learned (loss <= {config.learned.threshold}) within "
          f"{config.train.steps} steps")
   ratio = measured / predicted
   finite = measured[np.isfinite(measured)]
@@ -114,7 +114,7 @@ def _lines(config: ml_collections.ConfigDict, task: TaskFamily, rows: list[dict[
       f"Task `{config.task.name}` ({task}); model `{config.model.name}` "
       f"({config.model.activation}); {t.optimizer} at {t.learning_rate} ({t.schedule}), "
       f"{t.steps} steps of batch {t.batch_size}; learned: every rare task's {task.loss_name} <= "
-      f"{config.learned_fvu} at the end. {numbers['rounds']} search rounds; this invocation "
+      f"{config.learned.threshold} at the end. {numbers['rounds']} search rounds; this invocation "
       f"trained {numbers['trained_steps_this_invocation']} steps (summed over ensembles) in "
       f"{numbers['wall_s_this_invocation']:.1f} s.", "",
       f"Fitted slope of log(min frequency) against log(width): **{slope:.3f}**"

@@ -43,7 +43,7 @@ def section(run: GridResults) -> Section:
     curve = (fine, np.array([theory.critical_width(ref, f) for f in fine]))
   averaged = run.averaged_over()
   width_by_frequency(run.figure("width_by_frequency.png"), widths, freqs, measured, predicted,
-                     curve, config.learned_fvu, f"rare task {rare} of {config.task.name}, "
+                     curve, config.learned.threshold, f"rare task {rare} of {config.task.name}, "
                      f"{config.train.steps} steps, {averaged}", task.loss_label)
   _learning_curves(run, freqs[len(freqs) // 2])
   diverged = sorted({r["cell"] for r in run.rows if np.isnan(r[task.loss_name])})
@@ -76,7 +76,7 @@ def _header(run: GridResults) -> list[str]:
 
 def _rare_table(run: GridResults, measured: np.ndarray, predicted: np.ndarray | None,
                 averaged: str) -> list[str]:
-  label, learned = run.task.loss_label, run.config.learned_fvu
+  label, learned = run.task.loss_label, run.config.learned.threshold
   freqs = run.rare_frequencies
   lines = ["", f"## Rare-task {label}, measured{'' if predicted is None else ' (predicted)'}, "
            f"{averaged}", "", f"Bold: learned ({label} <= {learned}).", "",
@@ -126,8 +126,8 @@ def _learning_curves(run: GridResults, f_show: float) -> None:
 
 def width_by_frequency(path: Path, widths: np.ndarray, frequencies: np.ndarray,
                        measured: np.ndarray, predicted: np.ndarray | None,
-                       critical_curve: tuple[np.ndarray, np.ndarray] | None, learned_fvu: float,
-                       title: str, metric: str = "FVU") -> None:
+                       critical_curve: tuple[np.ndarray, np.ndarray] | None,
+                       learned_threshold: float, title: str, metric: str = "FVU") -> None:
   """Rare-task loss over (width, frequency), measured beside predicted (when there is a closed
   form), critical width drawn.
 
@@ -148,7 +148,7 @@ def width_by_frequency(path: Path, widths: np.ndarray, frequencies: np.ndarray,
         value = data[i, j]
         ax.text(f, w, f"{value:.2f}", ha="center", va="center", fontsize=7,
                 color="white" if value > 0.5 else "black",
-                fontweight="bold" if value <= learned_fvu else "normal")
+                fontweight="bold" if value <= learned_threshold else "normal")
     if critical_curve is not None:
       cf, cw = critical_curve
       ax.step(cf, cw, where="post", color="red", lw=2,
@@ -163,7 +163,7 @@ def width_by_frequency(path: Path, widths: np.ndarray, frequencies: np.ndarray,
   axes[0].set_ylabel("width N")
   if critical_curve is not None:
     axes[0].legend(loc="lower left", fontsize=8)
-  fig.colorbar(mesh, ax=list(axes), label=f"{metric} (bold: learned, <= {learned_fvu})")
+  fig.colorbar(mesh, ax=list(axes), label=f"{metric} (bold: learned, <= {learned_threshold})")
   fig.suptitle(title)
   save(fig, path, dpi=120)
 

@@ -68,14 +68,14 @@ def _cell_rows(config: ml_collections.ConfigDict, task: TaskFamily, cell: Cell,
     row = {"width": v["width"], "rare_frequency": v["rare_frequency"], "seed": v["seed"],
            "task": k, "task_frequency": cell.mixture[k],
            task.complexity_name: float(complexity[k]), **measured,
-           "learned": bool(measured[task.loss_name] <= config.learned_fvu),
+           "learned": bool(measured[task.loss_name] <= config.learned.threshold),
            "is_rare": k in task.rare_tasks, "learning_rate": v["learning_rate"],
            "common_exponent": v["common_exponent"], "activation": v["activation"],
            "num_hidden_layers": v["num_hidden_layers"], "cell": cell.index,
            "step": config.train.steps}
     if pred is not None:
       row.update({"predicted_fvu": float(pred.fvu[k]),
-                  "predicted_learned": bool(pred.fvu[k] <= config.learned_fvu),
+                  "predicted_learned": bool(pred.fvu[k] <= config.learned.threshold),
                   "critical_width": int(pred.critical_width[k])})
     rows.append(row)
   return rows

@@ -14,7 +14,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from rare_tasks.synthetic.config import GRID_AXES
+from rare_tasks.synthetic.config import CELL_VALUES
 from rare_tasks.synthetic.grid import Cell, Group
 from rare_tasks.synthetic.tasks import TaskFamily
 from rare_tasks.synthetic.theory import Prediction
@@ -80,7 +80,7 @@ class GridResults:
 
 def averaged_over(cells: list[Cell], shown: tuple[str, ...]) -> str:
   """What a number shown per `shown` axes averages over: the other grid axes that vary."""
-  varying = [a for a in GRID_AXES if a not in shown
+  varying = [a for a in CELL_VALUES if a not in shown
              and len({repr(c.values[a]) for c in cells}) > 1]
   return f"mean over {', '.join(varying)}" if varying else "one cell each"
 

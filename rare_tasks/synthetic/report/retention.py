@@ -1,5 +1,5 @@
 """retention.csv and its figures: the rare signal around every burst (rare_tasks.analysis.retention)
-of a bursts run traced after every step (injection.mode = "bursts", measure.trace_rare)."""
+of a bursts run traced after every step (injection.schedule = "bursts", measure.trace_rare)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ _BURST_COLUMNS = ("burst", "gain", "retained_fraction", "half_life", "update", "
 
 
 def applies(run: GridResults) -> bool:
-  return run.config.injection.mode == "bursts" and run.config.measure.trace_rare
+  return run.config.injection.schedule == "bursts" and run.config.measure.trace_rare
 
 
 def _signal_rows(run: GridResults, group: Group, trace: dict[str, np.ndarray]):

@@ -30,7 +30,7 @@ from rare_tasks.analysis import scaling_fit
 from rare_tasks.core import workdir
 from rare_tasks.core.plots import plt, save
 from rare_tasks.core.report import Section
-from rare_tasks.synthetic.config import GRID_AXES, base_config, validate
+from rare_tasks.synthetic.config import ALIASES, CELL_VALUES, base_config, validate
 from rare_tasks.synthetic.grid import hashable
 from rare_tasks.synthetic.report import results
 from rare_tasks.synthetic.report.results_view import GridResults
@@ -60,7 +60,7 @@ def analyse(config: ml_collections.ConfigDict, task: TaskFamily, rows: list[dict
   s = config.scaling
   cells = sorted({r["cell"] for r in rows})
   # A setting: the cell's values of the grid axes, other than width and seed, that vary.
-  axes = [a for a in GRID_AXES if a not in ("width", "seed")
+  axes = [a for a in CELL_VALUES if a not in ("width", "seed")
           and len({repr(cell_values[c].get(a)) for c in cells}) > 1]
   setting_of = {c: tuple(hashable(cell_values[c].get(a)) for a in axes) for c in cells}
   widths = np.array(sorted({r["width"] for r in rows}), float)
@@ -134,7 +134,7 @@ def write(config: ml_collections.ConfigDict, wd: Path, task: TaskFamily,
   workdir.write_text(Path(wd) / SCALING_FILE,
                      json.dumps(_nan_to_null(result), indent=1) + "\n")
   shown = result["settings"][len(result["settings"]) // 2]
-  figure(Path(wd) / FIGURE, shown, result, config.learned_fvu,
+  figure(Path(wd) / FIGURE, shown, result, config.learned.threshold,
          f"{config.task.name}: final {result['metric']} against width "
          f"({_describe(shown['setting'])})")
   lines = ["## Scaling with width: L(N) = L0 + A N^-alpha", "",
@@ -182,7 +182,7 @@ def write_for_workdir(wd: str | Path, overrides: dict[str, Any] | None = None) -
     if not (wd / name).exists():
       raise FileNotFoundError(f"{wd} holds no finished grid run (no {name}); run the study "
                               "to the end first")
-  config = workdir.load_config(wd, base_config())
+  config = workdir.load_config(wd, base_config(), aliases=ALIASES)
   if config.study != "grid":
     raise ValueError(f"{wd} holds a {config.study!r} study; scaling fits need a grid run")
   for k, v in (overrides or {}).items():
@@ -193,11 +193,11 @@ def write_for_workdir(wd: str | Path, overrides: dict[str, Any] | None = None) -
   # Every metrics.jsonl record carries its cell's grid values.
   cell_values = {}
   for r in workdir.read_metrics(wd):
-    cell_values.setdefault(r["cell"], {a: r[a] for a in GRID_AXES})
+    cell_values.setdefault(r["cell"], {a: r[a] for a in CELL_VALUES})
   return write(config, wd, task, rows, cell_values)
 
 
-def figure(path: Path, entry: dict[str, Any], result: dict[str, Any], learned_fvu: float,
+def figure(path: Path, entry: dict[str, Any], result: dict[str, Any], learned_threshold: float,
            title: str) -> None:
   """The phenomenological picture on a run: total loss against width with its power-law fit,
   the closed form (when there is one), and the regions reachable by data scaling (above the
@@ -210,7 +210,7 @@ def figure(path: Path, entry: dict[str, Any], result: dict[str, Any], learned_fv
   fine = np.geomspace(widths.min(), widths.max(), 200)
   fig, (a0, a1) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
   _total_panel(a0, entry, result, widths, fine)
-  _task_panel(a1, entry, result, widths, fine, learned_fvu)
+  _task_panel(a1, entry, result, widths, fine, learned_threshold)
   fig.suptitle(title, fontsize=10)
   save(fig, path)
 
@@ -247,7 +247,7 @@ def _total_panel(ax, entry: dict[str, Any], result: dict[str, Any], widths: np.n
 
 
 def _task_panel(ax, entry: dict[str, Any], result: dict[str, Any], widths: np.ndarray,
-                fine: np.ndarray, learned_fvu: float) -> None:
+                fine: np.ndarray, learned_threshold: float) -> None:
   freqs = np.asarray(entry["task_frequency"])
   colors = plt.cm.viridis(np.linspace(0, 0.9, len(freqs)))[np.argsort(np.argsort(-freqs))]
   for t in entry["tasks"]:
@@ -257,7 +257,7 @@ def _task_panel(ax, entry: dict[str, Any], result: dict[str, Any], widths: np.nd
       ax.plot(fine, _law(t["fit"], fine), color=colors[k], lw=1,
               ls="-" if t["learnable_via"] == "model scaling" else ":",
               label=f"task {k} (pi {freqs[k]:.2g})")
-  ax.axhline(learned_fvu, color="k", ls="--", lw=0.6)
+  ax.axhline(learned_threshold, color="k", ls="--", lw=0.6)
   ax.set_xscale("log", base=2)
   ax.set_xlabel("width N")
   ax.set_ylabel(result["metric"])

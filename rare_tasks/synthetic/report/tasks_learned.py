@@ -22,7 +22,7 @@ def applies(run: GridResults) -> bool:
 
 def section(run: GridResults) -> Section:
   task, config = run.task, run.config
-  metric, learned_fvu = task.loss_name, config.learned_fvu
+  metric, learned_threshold = task.loss_name, config.learned.threshold
   widths = run.widths
   f_show = run.rare_frequencies[len(run.rare_frequencies) // 2]
   at_f = [r for r in run.rows if r["rare_frequency"] == f_show]
@@ -32,7 +32,7 @@ def section(run: GridResults) -> Section:
            for w in widths}
   averaged = run.averaged_over()
   loss_by_task_frequency(run.figure("loss_by_task_frequency.png"), frequencies, final,
-                         learned_fvu, f"final per-task {metric} at rare frequency {f_show:g} "
+                         learned_threshold, f"final per-task {metric} at rare frequency {f_show:g} "
                          f"({averaged})", metric)
   learned_count = {int(w): float(np.mean([
       sum(r["learned"] for r in run.rows if r["cell"] == c.index)
@@ -46,7 +46,7 @@ def section(run: GridResults) -> Section:
   for w in widths:
     values = final[int(w)][order]
     lines.append(f"| {int(w)} | {learned_count[int(w)]:.1f} | " + " | ".join(
-        f"**{v:.2f}**" if v <= learned_fvu else f"{v:.2f}" for v in values) + " |")
+        f"**{v:.2f}**" if v <= learned_threshold else f"{v:.2f}" for v in values) + " |")
   numbers = {"tasks_learned_by_width": learned_count,
              "headline": "tasks learned per width (mean over cells): " + ", ".join(
                  f"{w}: {n:.1f}" for w, n in learned_count.items())}
@@ -55,7 +55,7 @@ def section(run: GridResults) -> Section:
 
 
 def loss_by_task_frequency(path: Path, frequencies: np.ndarray, losses: dict[int, np.ndarray],
-                           learned_fvu: float, title: str, metric: str) -> None:
+                           learned_threshold: float, title: str, metric: str) -> None:
   """Final per-task loss against the task's frequency, one line per width: tasks are learned
   from the most frequent down, and a wider model reaches rarer ones.
 
@@ -67,7 +67,7 @@ def loss_by_task_frequency(path: Path, frequencies: np.ndarray, losses: dict[int
   for color, w in zip(colors, sorted(losses)):
     ax.plot(np.asarray(frequencies)[order], np.asarray(losses[w])[order], marker="o", ms=3,
             color=color, label=f"width {w}")
-  ax.axhline(learned_fvu, color="k", ls=":", lw=0.8, label="learned threshold")
+  ax.axhline(learned_threshold, color="k", ls=":", lw=0.8, label="learned threshold")
   ax.set_xscale("log")
   ax.invert_xaxis()
   ax.set_xlabel("task frequency (most frequent on the left)")

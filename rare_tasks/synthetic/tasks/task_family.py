@@ -18,7 +18,7 @@ line in `rare_tasks/synthetic/tasks/__init__.py`:
 - `task_metrics(outputs, targets, tasks, stream, shared)`: per-task metrics {name: (K,)} on an
   evaluation batch whose tasks are balanced (`balanced_tasks`); `loss_name` names the headline
   one, a loss normalised so that predicting nothing scores 1 and a perfect model 0 (a task is
-  learned when it is at or below `config.learned_fvu`).
+  learned when it is at or below `config.learned.threshold`).
 - `ablation_increase(hidden, outputs, targets, tasks, heads, stream, shared)`: the increase of
   every task's headline loss when each last-layer neuron is ablated, (N, K); the default here
   evaluates `task_metrics` once per neuron, a family may give a closed form.

@@ -18,14 +18,14 @@ def hand_made_run(tmp_path, family="linear_mixture"):
   2 of the (width 1, frequency 0.05) cell, measured at 0.1 (learned where the optimum is not);
   the exact FVU of cell 3 sits 0.01 below the optimum. Sparse parity: 3 tasks, losses by hand."""
   c = base_config()
-  c.grid.width, c.grid.rare_frequency, c.grid.seed = (1, 6), (0.05, 0.2), (0,)
+  c.grid.width, c.grid.frequency, c.grid.seed = (1, 6), (0.05, 0.2), (0,)
   c.train.steps = 10
   if family == "linear_mixture":
     c.task.num_tasks, c.task.block_size = 3, 2
   else:
     c.task.name, c.model.name, c.model.activation = "sparse_parity", "mlp", "relu"
     c.task.num_tasks, c.task.num_bits = 3, 6
-    c.learned_fvu = 0.1
+    c.learned.threshold = 0.1
   task = task_of(c)
   cells = expand(c, task)
   preds = None if task.theory is None else {cl.index: task.theory.predict(cl) for cl in cells}

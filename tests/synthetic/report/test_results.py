@@ -14,7 +14,7 @@ from rare_tasks.synthetic.tasks import LinearMixture, SparseParity
 def _setup():
   c = base_config()
   c.task.num_tasks, c.task.block_size = 3, 2
-  c.grid.width, c.grid.rare_frequency, c.grid.seed = (1, 6), (0.1,), (0,)
+  c.grid.width, c.grid.frequency, c.grid.seed = (1, 6), (0.1,), (0,)
   c.train.steps = 10
   task = LinearMixture(3, 2)
   cells = expand(c)
@@ -57,8 +57,8 @@ def test_a_family_without_a_closed_form_has_its_metrics_and_complexity():
   c = base_config()
   c.task.name, c.model.name = "sparse_parity", "mlp"
   c.task.num_tasks, c.task.num_bits, c.task.parity_bits = 3, 6, (1, 2, 3)
-  c.grid.width, c.grid.rare_frequency, c.grid.seed = (4,), (0.1,), (0,)
-  c.train.steps, c.learned_fvu = 10, 0.1
+  c.grid.width, c.grid.frequency, c.grid.seed = (4,), (0.1,), (0,)
+  c.train.steps, c.learned.threshold = 10, 0.1
   task = SparseParity(3, 6, (1, 2, 3))
   (cell,) = expand(c, task)
   record = {"cell": 0, "step": 10, "loss": [0.05, 0.5, None], "accuracy": [1.0, 0.8, None]}

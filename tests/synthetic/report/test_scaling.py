@@ -147,6 +147,6 @@ def test_config_needs_three_widths_for_a_scaling_fit():
     validate(c)
   c.scaling.small_width = 0
   c.study = "mixture_design"
-  c.grid.rare_frequency = None
+  c.grid.frequency = None
   with pytest.raises(ConfigError, match=r"config.scaling.enabled.*'mixture_design'"):
     validate(c)

@@ -9,7 +9,7 @@ def test_tasks_learned_per_width_from_the_most_frequent_down(tmp_path):
   run = hand_made_run(tmp_path, "sparse_parity")
   assert tasks_learned.applies(run)
   section = tasks_learned.section(run)
-  # learned_fvu 0.1: width 1 learns task 0 only, width 6 tasks 0 and 1.
+  # learned.threshold 0.1: width 1 learns task 0 only, width 6 tasks 0 and 1.
   assert section.numbers["tasks_learned_by_width"] == {1: 1.0, 6: 2.0}
   assert section.numbers["headline"] == "tasks learned per width (mean over cells): 1: 1.0, 6: 2.0"
   text = "\n".join(section.lines)

@@ -106,11 +106,11 @@ def _parity_config():
   c.train.batch_size = 128
   c.train.steps = 600
   c.grid.width = (32,)
-  c.grid.rare_frequency = (0.02, 0.05)
+  c.grid.frequency = (0.02, 0.05)
   c.grid.seed = (0,)
   c.eval_every = 300
   c.eval_samples = 800
-  c.learned_fvu = 0.3
+  c.learned.threshold = 0.3
   c.measure.allocation = True
   c.measure.interference = True
   c.measure.interference_samples = 32

@@ -181,10 +181,10 @@ def test_a_third_family_runs_through_the_grid_study(tmp_path, monkeypatch):
   c.train.learning_rate = 1e-2
   c.train.batch_size = 128
   c.grid.width = (16,)
-  c.grid.rare_frequency = (0.05,)
+  c.grid.frequency = (0.05,)
   c.eval_every = 150
   c.eval_samples = 400
-  c.learned_fvu = 0.3
+  c.learned.threshold = 0.3
   c.measure.allocation = True
   c.measure.interference = True
   c.measure.interference_samples = 16
