@@ -72,6 +72,12 @@ def mesh_schema() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(members=0, fsdp=1))
 
 
+def run_fields() -> dict[str, float]:
+  """The run's own fields: steps between evaluations, and the least seconds between two
+  checkpoints (always one at the end)."""
+  return dict(eval_every=100, checkpoint_interval_s=600.0)
+
+
 def base_config() -> ml_collections.ConfigDict:
   """Every field the pretraining study has, with CPU-sized defaults: the shared sub-schemas
   (model with its preset, data, train, mesh) and the run's own fields."""
@@ -80,8 +86,7 @@ def base_config() -> ml_collections.ConfigDict:
   # One ensemble member per init seed; the members share every text batch.
   c.init_seeds = (0,)
   c.model, c.data, c.train, c.mesh = model_schema(), data_schema(), train_schema(), mesh_schema()
-  c.eval_every = 100
-  c.checkpoint_interval_s = 600.0
+  c.update(run_fields())
   return c
 
 

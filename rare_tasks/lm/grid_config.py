@@ -31,12 +31,15 @@ ALIASES = Aliases(studies={"lm_width_by_frequency": STUDY},
 
 
 def base_config() -> ml_collections.ConfigDict:
-  """Every field of the injection study, with a small CPU grid."""
-  c = lm_config.base_config()
+  """Every field of the injection study, with a small CPU grid: the language models' shared
+  sub-schemas (the model without a preset: the grid names the sizes; data, train, mesh) and the
+  study's own grid, task, injection and learned criterion."""
+  c = ml_collections.ConfigDict()
   c.study = STUDY
-  del c["init_seeds"]
-  for field in ("preset", *lm_config.SHAPE_FIELDS):
-    del c.model[field]
+  c.model = lm_config.model_schema(preset=False)
+  c.data, c.train = lm_config.data_schema(), lm_config.train_schema()
+  c.mesh = lm_config.mesh_schema()
+  c.update(lm_config.run_fields())
   # Cells: the product of the axes; per size, all cells (and a control member at frequency 0
   # per seed) train as one ensemble on the same text batches. The seed sets the model's
   # initialisation and the order of the injected instances.
@@ -70,10 +73,9 @@ def _distinct(test, what: str) -> checks.Check:
 
 
 FIELD_CHECKS: dict[str, checks.Check] = {
-    **{k: v for k, v in lm_config.FIELD_CHECKS.items()
-       if k not in ("init_seeds", "model.preset")
-       and k.removeprefix("model.") not in lm_config.SHAPE_FIELDS},
     "study": checks.choice((STUDY,)),
+    **lm_config.MODEL_CHECKS, **lm_config.DATA_CHECKS, **lm_config.TRAIN_CHECKS,
+    **lm_config.MESH_CHECKS, **lm_config.RUN_CHECKS,
     "grid.size": _distinct(lambda s: s in ladder.PRESETS,
                            f"ladder presets ({', '.join(ladder.PRESETS)})"),
     "grid.frequency": _distinct(lambda f: is_real(f) and 0 < f < 1,
@@ -121,16 +123,17 @@ def resolve(config: ml_collections.ConfigDict, platform: str
 
 
 def size_config(c: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
-  """The pretraining config of one size of the grid (unresolved)."""
+  """The pretraining config of one size of the grid (unresolved): the size as model.preset,
+  the grid's seeds as init_seeds, and every field of the shared sub-schemas as the study has
+  them (a field added to one reaches every size without being named here)."""
   p = lm_config.base_config()
   p.init_seeds = tuple(c.grid.seed)
   p.model.preset = size
-  for field in ("block", "dtype", "tie_embeddings", "remat", "attention", "init_from"):
-    p.model[field] = c.model[field]
-  p.data = ml_collections.ConfigDict(c.data.to_dict())
-  for field, value in c.train.items():
-    p.train[field] = value
-  p.mesh.members, p.mesh.fsdp = c.mesh.members, c.mesh.fsdp
-  p.eval_every = c.eval_every
-  p.checkpoint_interval_s = c.checkpoint_interval_s
+  for section, schema in (("model", lm_config.model_schema(preset=False)),
+                          ("data", lm_config.data_schema()), ("train", lm_config.train_schema()),
+                          ("mesh", lm_config.mesh_schema())):
+    for field in schema:
+      p[section][field] = c[section][field]
+  for field in lm_config.run_fields():
+    p[field] = c[field]
   return p

@@ -7,6 +7,7 @@ import pathlib
 import pytest
 
 from rare_tasks.core.config import ConfigError
+from rare_tasks.lm import config as lm_config
 from rare_tasks.lm import grid_config, ladder
 
 
@@ -32,6 +33,26 @@ def test_the_grid_replaces_preset_and_init_seeds():
   c.init_seeds = (0,)
   with pytest.raises(ConfigError, match="config.init_seeds is not a known field"):
     grid_config.resolve(c, "cpu")
+
+
+def test_every_shared_field_reaches_each_size_and_a_new_model_field_too(monkeypatch):
+  c = grid_config.base_config()
+  c.model.remat, c.data.seq_len, c.train.z_loss, c.mesh.members = True, 32, 0.0, 1
+  c.eval_every, c.checkpoint_interval_s = 50, 5.0
+  p = grid_config.size_config(c, "cpu_d32")
+  assert (p.model.remat, p.data.seq_len, p.train.z_loss, p.mesh.members) == (True, 32, 0.0, 1)
+  assert (p.eval_every, p.checkpoint_interval_s) == (50, 5.0)
+  real = lm_config.model_schema
+
+  def with_a_new_field(preset=True):
+    m = real(preset)
+    m.new_field = 7
+    return m
+
+  monkeypatch.setattr(lm_config, "model_schema", with_a_new_field)
+  c = grid_config.base_config()
+  c.model.new_field = 11
+  assert grid_config.size_config(c, "cpu_d32").model.new_field == 11
 
 
 def test_the_learned_threshold_is_checked_and_its_old_name_refused_with_the_new_one():
