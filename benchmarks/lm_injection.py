@@ -19,6 +19,7 @@ x rows x seq_len / seconds. JSON in benchmarks/results/lm_injection_<platform>.j
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import statistics
@@ -33,18 +34,35 @@ import jax
 from benchmarks import timing
 from rare_tasks.core import mesh as core_mesh
 from rare_tasks.core.progress import log
-from rare_tasks.lm import data, grid, grid_config, grid_study, injections, sharding, tasks
-from rare_tasks.lm.grid_study import Program
+from rare_tasks.lm import data, grid, grid_config, grid_study, injections, sharding, specs, tasks
+from rare_tasks.lm.trainer import Trainer
 
 RESULTS = timing.REPO / "benchmarks" / "results"
+
+
+@dataclasses.dataclass(frozen=True)
+class Cells:
+  """Cells of one size trained as one compiled program: their trainer and injection plans."""
+
+  cells: list[grid.Cell]
+  trainer: Trainer
+  plans: list[injections.Injection]
+
+
+def cells_program(c, sc, cells: list[grid.Cell], source: data.TextSource,
+                  devices: list[jax.Device]) -> Cells:
+  trainer = specs.ensemble_trainer(sc, source.vocab_size, len(cells), devices, 1)
+  return Cells(cells, trainer, [grid.injection_of(cell, c, sc.train.batch_size)
+                                for cell in cells])
 
 
 class Timed:
   """Programs of cells, compiled and warmed up; `run` times one chunk of each in turn."""
 
-  def __init__(self, programs: list[Program], source: data.TextSource,
-               task_list: Sequence[tasks.Task], steps: int):
+  def __init__(self, programs: list[Cells], source: data.TextSource,
+               task_list: Sequence[tasks.Task], steps: int, batch_size: int):
     self.programs, self.source, self.tasks, self.steps = programs, source, task_list, steps
+    self.batch = batch_size
     self.states = [p.trainer.init([cell.seed for cell in p.cells]) for p in programs]
     self.step = 0
     self.run()  # compile and warm up
@@ -52,12 +70,13 @@ class Timed:
   def run(self) -> float:
     start = time.perf_counter()
     for k, p in enumerate(self.programs):
-      batch = p.c.train.batch_size
+      batch = self.batch
+      mesh = p.trainer.mesh
       text = self.source.train_batches(self.step, self.steps, batch,
-                                       sharding.batch_sharding(p.mesh, leading=1))
+                                       sharding.batch_sharding(mesh, leading=1))
       injected, _ = injections.plan_chunk(p.plans, self.tasks, self.step, self.steps, batch,
                                        self.source.eos_id)
-      injected = jax.device_put(injected, sharding.injected_sharding(p.mesh))
+      injected = jax.device_put(injected, sharding.injected_sharding(mesh))
       self.states[k], parts = p.trainer.chunk(self.states[k], text, injected)
       jax.block_until_ready((self.states[k], parts))
     self.step += self.steps
@@ -74,14 +93,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
   task_list = grid.tasks_of(c, source.eos_id)
   cells = grid.cells(c)[size]
   steps = args.steps or c.train.steps_per_dispatch
-  ensemble = Timed([Program(size, sc, cells, c, devices, 1)], source, task_list, steps)
-  alone = Timed([Program(name, sc, cs, c, devices, 1)
-                 for name, cs in grid.programs(size, cells, one_per_cell=True)],
-                source, task_list, steps)
+  ensemble = Timed([cells_program(c, sc, cells, source, devices)], source, task_list, steps,
+                   sc.train.batch_size)
+  alone = Timed([cells_program(c, sc, cs, source, devices)
+                 for _, cs in grid.programs(size, cells, one_per_cell=True)],
+                source, task_list, steps, sc.train.batch_size)
   raw = timing.interleaved({"ensemble": ensemble.run, "one at a time": alone.run}, args.repeats)
   tokens = len(cells) * steps * sc.train.batch_size * c.data.seq_len
   out = {"size": size, "cells": len(cells), "steps_per_chunk": steps,
-         "mesh": dict(ensemble.programs[0].mesh.shape), "cases": {}}
+         "mesh": dict(ensemble.programs[0].trainer.mesh.shape), "cases": {}}
   for name, times in raw.items():
     s = statistics.median(times)
     out["cases"][name] = {"median_s": s, "raw_s": times, "model_tokens_per_s": tokens / s}

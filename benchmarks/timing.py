@@ -17,8 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from rare_tasks.core import mesh
-from rare_tasks.synthetic import training
+from rare_tasks.synthetic import placement, training
 from rare_tasks.synthetic.grid import Group
 from rare_tasks.synthetic.tasks import TaskFamily
 
@@ -54,7 +53,7 @@ class ShardedGroup:
 
   def __init__(self, config: ml_collections.ConfigDict, group: Group, task: TaskFamily,
                num_steps: int):
-    self._run = training.GroupRun(config, group, task, mesh.ensemble_mesh())
+    self._run = training.GroupRun(config, group, task, placement.ensemble_mesh())
     self._steps = num_steps
     self.state = self._run.init()
     self.state, _, _ = self._run.chunk(self.state, num_steps)  # compile and warm up
