@@ -19,7 +19,6 @@ x rows x seq_len / seconds. JSON in benchmarks/results/lm_injection_<platform>.j
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import statistics
@@ -34,50 +33,40 @@ import jax
 from benchmarks import timing
 from rare_tasks.core import mesh as core_mesh
 from rare_tasks.core.progress import log
-from rare_tasks.lm import data, grid, grid_config, grid_study, injections, sharding, specs, tasks
-from rare_tasks.lm.trainer import Trainer
+from rare_tasks.lm import data, grid, grid_config, grid_study, specs, tasks
+from rare_tasks.lm.program import TextProgram
 
 RESULTS = timing.REPO / "benchmarks" / "results"
 
 
-@dataclasses.dataclass(frozen=True)
-class Cells:
-  """Cells of one size trained as one compiled program: their trainer and injection plans."""
-
-  cells: list[grid.Cell]
-  trainer: Trainer
-  plans: list[injections.Injection]
-
-
-def cells_program(c, sc, cells: list[grid.Cell], source: data.TextSource,
-                  devices: list[jax.Device]) -> Cells:
-  trainer = specs.ensemble_trainer(sc, source.vocab_size, len(cells), devices, 1)
-  return Cells(cells, trainer, [grid.injection_of(cell, c, sc.train.batch_size)
-                                for cell in cells])
+def programs(c, sc, size: str, cells: list[grid.Cell], source: data.TextSource,
+             task_list: Sequence[tasks.Task], wd: Path, one_per_cell: bool) -> list[TextProgram]:
+  """The size's cells as the study builds its programs: one ensemble, or one per cell."""
+  devices = jax.devices()
+  out = []
+  for name, cs in grid.programs(size, cells, one_per_cell):
+    mesh = specs.ensemble_mesh(sc, len(cs), devices, 1)
+    plan = grid_study.Plan(name, sc, cs, specs.ensemble_trainer(sc, source.vocab_size, len(cs),
+                                                                mesh))
+    out.append(grid_study.program_of(plan, c, wd, source, task_list, None))
+  return out
 
 
 class Timed:
-  """Programs of cells, compiled and warmed up; `run` times one chunk of each in turn."""
+  """Programs of cells, compiled and warmed up; `run` times one chunk of each in turn, as the
+  engine trains it (text batches, injected rows planned and written to the manifests, one
+  scanned dispatch)."""
 
-  def __init__(self, programs: list[Cells], source: data.TextSource,
-               task_list: Sequence[tasks.Task], steps: int, batch_size: int):
-    self.programs, self.source, self.tasks, self.steps = programs, source, task_list, steps
-    self.batch = batch_size
-    self.states = [p.trainer.init([cell.seed for cell in p.cells]) for p in programs]
+  def __init__(self, programs: list[TextProgram], steps: int):
+    self.programs, self.steps = programs, steps
+    self.states = [p.init() for p in programs]
     self.step = 0
     self.run()  # compile and warm up
 
   def run(self) -> float:
     start = time.perf_counter()
     for k, p in enumerate(self.programs):
-      batch = self.batch
-      mesh = p.trainer.mesh
-      text = self.source.train_batches(self.step, self.steps, batch,
-                                       sharding.batch_sharding(mesh, leading=1))
-      injected, _ = injections.plan_chunk(p.plans, self.tasks, self.step, self.steps, batch,
-                                       self.source.eos_id)
-      injected = jax.device_put(injected, sharding.injected_sharding(mesh))
-      self.states[k], parts = p.trainer.chunk(self.states[k], text, injected)
+      self.states[k], parts = p.train(self.states[k], self.step, self.steps)
       jax.block_until_ready((self.states[k], parts))
     self.step += self.steps
     return time.perf_counter() - start
@@ -93,12 +82,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
   task_list = grid.tasks_of(c, source.eos_id)
   cells = grid.cells(c)[size]
   steps = args.steps or c.train.steps_per_dispatch
-  ensemble = Timed([cells_program(c, sc, cells, source, devices)], source, task_list, steps,
-                   sc.train.batch_size)
-  alone = Timed([cells_program(c, sc, cs, source, devices)
-                 for _, cs in grid.programs(size, cells, one_per_cell=True)],
-                source, task_list, steps, sc.train.batch_size)
-  raw = timing.interleaved({"ensemble": ensemble.run, "one at a time": alone.run}, args.repeats)
+  with tempfile.TemporaryDirectory() as wd:
+    ensemble = Timed(programs(c, sc, size, cells, source, task_list, Path(wd) / "ensemble",
+                              one_per_cell=False), steps)
+    alone = Timed(programs(c, sc, size, cells, source, task_list, Path(wd) / "alone",
+                           one_per_cell=True), steps)
+    raw = timing.interleaved({"ensemble": ensemble.run, "one at a time": alone.run},
+                             args.repeats)
   tokens = len(cells) * steps * sc.train.batch_size * c.data.seq_len
   out = {"size": size, "cells": len(cells), "steps_per_chunk": steps,
          "mesh": dict(ensemble.programs[0].trainer.mesh.shape), "cases": {}}

@@ -28,6 +28,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import jax
+import numpy as np
+
 from rare_tasks.core import workdir
 from rare_tasks.core.checkpoints import GroupCheckpoints
 from rare_tasks.core.progress import Progress, log
@@ -85,10 +88,13 @@ class Program(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class Event:
-  """What a callback sees: the program, the step reached, the first update since the previous
-  event of its kind (steps first_step .. step), the chunk outputs and the evaluation (for
-  evaluation callbacks) and the records written; `state` after a chunk (the program's own
-  arrays, valid until the next chunk is dispatched)."""
+  """What a callback sees: the program, the step reached, and the first update since the
+  previous event of the same callback (steps first_step .. step; the first update trained in
+  this invocation for the first one). `outputs`: the chunk outputs of those steps, in order
+  (for an evaluation: since the previous evaluation; None when a finished program's final
+  evaluation is measured again, which trains nothing). `measured` and `records`: the
+  evaluation and the records written (evaluation callbacks). `state`: after a chunk, the
+  program's state (valid until the next chunk is dispatched)."""
 
   program: Any
   step: int
@@ -125,10 +131,32 @@ class _Evaluation:
   measured: Any
 
 
+def check_program(program: Program) -> None:
+  """ValueError unless the program's boundaries are ascending, end at its last step, and
+  include every evaluation step, the last step among them (else an evaluation would never be
+  written, or a finished run never checkpointed)."""
+  bounds, evals = list(program.boundaries()), list(program.evaluation_steps())
+  if not bounds or bounds != sorted(set(bounds)) or bounds[0] <= 0 or bounds[-1] != program.steps:
+    raise ValueError(f"{program.name}: boundaries {bounds}: allowed: ascending steps > 0 ending "
+                     f"at the last step {program.steps}")
+  if not set(evals) <= set(bounds) or program.steps not in evals:
+    raise ValueError(f"{program.name}: evaluation steps {evals}: allowed: boundaries, the last "
+                     f"step {program.steps} among them")
+
+
+def concatenated(outputs: Sequence[Any]) -> Any:
+  """Chunk outputs (trees of arrays with a leading steps axis) as one host tree, the chunks
+  concatenated along that axis."""
+  return jax.tree.map(lambda *chunks: np.concatenate([np.asarray(c) for c in chunks]),
+                      *[jax.device_get(o) for o in outputs])
+
+
 def run(program: Program, wd: Path, callbacks: Sequence[Callback] = (),
         progress: Progress | None = None, checkpoint_interval_s: float = 0.0) -> int:
   """Trains `program` in work directory `wd` from where it stopped to its last step; returns
-  the steps it trained (0 for a finished program)."""
+  the steps it trained (0 for a finished program). A program is built lazily enough that a
+  finished one, complete in metrics.jsonl, costs no compilation."""
+  check_program(program)
   ckpt = GroupCheckpoints(Path(wd) / program.checkpoint_dir)
   try:
     latest = ckpt.latest_step()
@@ -170,8 +198,9 @@ def _loop(program: Program, wd: Path, ckpt: GroupCheckpoints, state: Any, step: 
   last_save = time.perf_counter()
   pending: _Evaluation | None = None
   outputs: list[Any] = []
-  since_eval = since_chunk = step + 1
-  note = ""
+  since_eval = step + 1
+  # Per "every" callback: the first step since it last ran, and the outputs since then.
+  every = {i: (step + 1, []) for i, c in enumerate(callbacks) if c.when == "every"}
   for bound in [b for b in program.boundaries() if b > step]:
     num = bound - step
     state, out = program.train(state, step, num)
@@ -179,23 +208,28 @@ def _loop(program: Program, wd: Path, ckpt: GroupCheckpoints, state: Any, step: 
     if bound in evals:
       measured = program.evaluate(state)
       if pending is not None:  # written while this chunk runs
-        note = _write(program, wd, callbacks, pending)
+        _write(program, wd, callbacks, pending)
       pending = _Evaluation(bound, since_eval, outputs, measured)
       outputs, since_eval = [], bound + 1
       if bound == program.steps or time.perf_counter() - last_save >= checkpoint_interval_s:
-        note = _write(program, wd, callbacks, pending)
+        _write(program, wd, callbacks, pending)
         pending = None
         tree = program.checkpoint(state, bound)
         if tree is not None:
           ckpt.save(bound, tree)
         last_save = time.perf_counter()
     if progress is not None:
-      progress.advance(program.name, bound, num, note)
+      progress.advance(program.name, bound, num)
     previous, step = step, bound
-    for c in callbacks:
-      if c.when == "chunk" or (c.when == "every" and bound // c.every > previous // c.every):
-        c.fn(Event(program, bound, since_chunk, [out], state=state))
-    since_chunk = bound + 1
+    for i, c in enumerate(callbacks):
+      if c.when == "chunk":
+        c.fn(Event(program, bound, previous + 1, [out], state=state))
+      elif c.when == "every":
+        since, seen = every[i]
+        seen.append(out)
+        if bound // c.every > previous // c.every:
+          c.fn(Event(program, bound, since, seen, state=state))
+          every[i] = (bound + 1, [])
   for c in callbacks:
     if c.when == "end":
       c.fn(Event(program, step, first + 1))
@@ -203,12 +237,15 @@ def _loop(program: Program, wd: Path, ckpt: GroupCheckpoints, state: Any, step: 
 
 
 def _write(program: Program, wd: Path, callbacks: Sequence[Callback],
-           evaluation: _Evaluation) -> str:
-  """Appends an evaluation's records, runs the evaluation callbacks; -> the progress note."""
+           evaluation: _Evaluation) -> None:
+  """Appends an evaluation's records with a progress line, and runs the evaluation
+  callbacks."""
   records = program.records(evaluation.step, evaluation.outputs, evaluation.measured)
   workdir.append_metrics(wd, records)
+  note = program.describe(records)
+  if note:
+    log.info("%s step %d/%d | %s", program.name, evaluation.step, program.steps, note)
   for c in callbacks:
     if c.when == "evaluation":
       c.fn(Event(program, evaluation.step, evaluation.first_step, evaluation.outputs,
                  evaluation.measured, records))
-  return program.describe(records)

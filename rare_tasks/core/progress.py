@@ -1,4 +1,4 @@
-"""Progress lines for long runs: program, step, models finished, rate, time left and a note."""
+"""Progress lines for long runs: program, step, models finished, rate and time left."""
 
 from __future__ import annotations
 
@@ -23,11 +23,12 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-  """Tracks work as model-steps weighted by width (a proxy for FLOPs) and reports a rate and ETA.
+  """Tracks work as model-steps weighted by a cost (a proxy for FLOPs: the synthetic track's
+  width, the language models' FLOPs per token) and reports a rate and ETA.
 
   Args:
-    group_costs: per group, (name, number of cells, steps, cost of one model-step).
-    min_interval_s: the least time between two progress lines of the same group.
+    group_costs: per program, (name, number of models, steps, cost of one model-step).
+    min_interval_s: the least time between two progress lines of the same program.
   """
 
   def __init__(self, group_costs: list[tuple[str, int, int, float]], min_interval_s: float = 5.0):
@@ -53,9 +54,8 @@ class Progress:
     """Marks the start of a group's training (its first rate line includes compilation)."""
     self._group_clock[name] = (time.perf_counter(), 0)
 
-  def advance(self, name: str, step: int, num_steps: int, note: str = "") -> None:
-    """Records `num_steps` steps of every cell of group `name`, now at `step`; `note` (the
-    latest measurements in a few words) ends the line."""
+  def advance(self, name: str, step: int, num_steps: int) -> None:
+    """Records `num_steps` steps of every model of program `name`, now at `step`."""
     cells, steps, cost = self._groups[name]
     started, group_steps = self._group_clock.get(name, (time.perf_counter(), 0))
     self._group_clock[name] = (started, group_steps + num_steps)
@@ -72,7 +72,6 @@ class Progress:
     rate = self._timed_work / elapsed if elapsed > 0 else 0.0
     eta = (self._total - self._done) / rate if rate > 0 else float("nan")
     model_steps = cells * (group_steps + num_steps) / max(now - started, 1e-9)
-    log.info("%s step %d/%d | cells %d/%d finished | %.0f model-steps/s in this group "
-             "| elapsed %s | ETA %s%s", name, step, steps, self._cells_done, self._num_cells,
-             model_steps, _clock(elapsed), _clock(eta) if eta == eta else "?",
-             f" | {note}" if note else "")
+    log.info("%s step %d/%d | models %d/%d finished | %.0f model-steps/s in this program "
+             "| elapsed %s | ETA %s", name, step, steps, self._cells_done, self._num_cells,
+             model_steps, _clock(elapsed), _clock(eta) if eta == eta else "?")

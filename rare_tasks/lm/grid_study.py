@@ -78,9 +78,9 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   checkpoint = specs.checkpoint_of(c)  # model.init_from's, read once, checked per size
   starts = {}
   for size, sc in sizes.items():
-    size_plans, info["sizes"][size] = _plans(c, sc, size, cells[size], source, devices)
-    starts[size] = specs.initial_params(sc, size_plans[0].trainer.model.spec, checkpoint)
-    plans += size_plans
+    these, info["sizes"][size] = size_plans(c, sc, size, cells[size], source, devices)
+    starts[size] = specs.initial_params(sc, these[0].trainer.model.spec, checkpoint)
+    plans += these
   info.update(source=source.describe(), loss_floor=source.loss_floor(),
               platform=devices[0].platform, cells=[cell.record() | {"name": cell.name}
                                                    for cs in cells.values() for cell in cs])
@@ -95,7 +95,7 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   trained = 0
   for plan in plans:
     log.info("%s: %d cell(s), mesh %s", plan.name, len(plan.cells), dict(plan.trainer.mesh.shape))
-    program = _program(plan, c, wd, source, task_list, starts[plan.c.model.preset])
+    program = program_of(plan, c, wd, source, task_list, starts[plan.c.model.preset])
     trained += engine.run(program, wd, callbacks, progress, c.checkpoint_interval_s)
   # 4. The report.
   records = workdir.read_metrics(wd, METRICS_KEY)
@@ -103,14 +103,15 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   return RunReport(wd, trained, time.perf_counter() - start, summary)
 
 
-def _plans(c: ml_collections.ConfigDict, sc: ml_collections.ConfigDict, size: str,
+def size_plans(c: ml_collections.ConfigDict, sc: ml_collections.ConfigDict, size: str,
            size_cells: list[grid.Cell], source: data.TextSource,
            devices: list[jax.Device]) -> tuple[list[Plan], dict[str, Any]]:
   """The programs of one size: one ensemble if it fits (and mesh.fsdp is 1, and
   mesh.one_program_per_cell is not set), else one per cell with its parameters over mesh.fsdp
   devices (all of them when the ensemble does not fit)."""
   def plan(name: str, plan_cells: list[grid.Cell], fsdp: int) -> Plan:
-    trainer = specs.ensemble_trainer(sc, source.vocab_size, len(plan_cells), devices, fsdp)
+    mesh = specs.ensemble_mesh(sc, len(plan_cells), devices, fsdp)
+    trainer = specs.ensemble_trainer(sc, source.vocab_size, len(plan_cells), mesh)
     return Plan(name, sc, plan_cells, trainer)
 
   def fits(p: Plan) -> str:
@@ -135,7 +136,7 @@ def _plans(c: ml_collections.ConfigDict, sc: ml_collections.ConfigDict, size: st
   return out, info
 
 
-def _program(plan: Plan, c: ml_collections.ConfigDict, wd: Path, source: data.TextSource,
+def program_of(plan: Plan, c: ml_collections.ConfigDict, wd: Path, source: data.TextSource,
              task_list: Sequence[lm_tasks.Task], init_params) -> TextProgram:
   """The engine's program of a plan: the text, each cell's injected rows as input, and the
   task evaluation as a measurement."""

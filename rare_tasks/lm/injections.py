@@ -174,10 +174,14 @@ def append_manifest(path: Path, rows: np.ndarray, task_names: Sequence[str]) -> 
 
 
 def truncate_manifest(path: Path, before_step: int) -> None:
-  """Keeps the rows of updates before `before_step` (a resumed run rewrites the rest)."""
+  """Keeps the rows of updates before `before_step` (a resumed run rewrites the rest); a file
+  without its whole header (killed while it was first written) goes, to be written anew."""
   if not workdir.is_writer() or not path.exists():
     return
   lines = path.read_text().splitlines(keepends=True)
+  if not lines or lines[0] != ",".join(MANIFEST_COLUMNS) + "\n":
+    path.unlink()
+    return
   kept = [lines[0]] + [ln for ln in lines[1:]
                        if ln.endswith("\n") and int(ln.split(",", 1)[0]) < before_step]
   workdir.write_text(path, "".join(kept))
@@ -219,7 +223,7 @@ class Injector:
   def rows(self, first_step: int, num_steps: int):
     """The rows of these updates on the device (None when no cell injects anything)."""
     injected, manifests = plan_chunk(self.plans, self.tasks, first_step, num_steps,
-                                  self.batch_size, self.eos_id)
+                                     self.batch_size, self.eos_id)
     for path, rows in zip(self.paths, manifests):
       append_manifest(path, rows, self.task_names)
     return jax.device_put(injected, self.sharding) if self.injecting else None

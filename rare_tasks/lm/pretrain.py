@@ -49,8 +49,9 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   check(not c.model.init_from or len(c.init_seeds) == 1, "init_seeds", c.init_seeds,
         "one seed with model.init_from (every member would start from the same checkpoint)")
   members = len(c.init_seeds)
+  mesh = specs.ensemble_mesh(c, members, devices, c.mesh.fsdp)
   source = data.source_of(c)
-  trainer = specs.ensemble_trainer(c, source.vocab_size, members, devices, c.mesh.fsdp)
+  trainer = specs.ensemble_trainer(c, source.vocab_size, members, mesh)
   spec = trainer.model.spec
   init_params = specs.initial_params(c, spec)
   info = specs.run_info(c, spec, source, trainer.mesh)

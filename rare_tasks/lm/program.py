@@ -13,6 +13,7 @@ restored onto the current mesh, so a run resumes on another device count.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from rare_tasks.core import workdir
+from rare_tasks.core import engine, workdir
 from rare_tasks.core.checkpoints import GroupCheckpoints
 from rare_tasks.core.steps import chunk_bounds, eval_steps
 from rare_tasks.lm import data, sharding
@@ -75,12 +76,17 @@ class TextProgram:
     self.steps = c.train.steps
     mesh = trainer.mesh
     self.batch_sharding = sharding.batch_sharding(mesh, leading=1)
-    self.val_rows = source.validation(c.data.validation_rows, sharding.batch_sharding(mesh))
     self.rows_per_eval = rows_per_eval(c.data.validation_rows, c.train.batch_size,
                                        sharding.batch_split(mesh))
     self.tokens_per_step = c.train.batch_size * c.data.seq_len
     self.floor = source.loss_floor()
     self._clock = (time.perf_counter(), 0)
+
+  @functools.cached_property
+  def val_rows(self) -> jax.Array:
+    """The validation rows on the devices (made on first use: a finished program needs none)."""
+    return self.source.validation(self.c.data.validation_rows,
+                                  sharding.batch_sharding(self.trainer.mesh))
 
   def boundaries(self) -> list[int]:
     return chunk_bounds(self.steps, self.c.eval_every, self.c.train.steps_per_dispatch)
@@ -140,9 +146,7 @@ class TextProgram:
     now, (then, since) = time.perf_counter(), self._clock
     self._clock = (now, step)
     rate = (step - since) * self.tokens_per_step / max(now - then, 1e-9)
-    host = None if not outputs else {
-        k: np.concatenate([np.asarray(jax.device_get(p[k])) for p in outputs])
-        for k in outputs[0]}
+    host = None if not outputs else engine.concatenated(outputs)
     out = []
     for m, identity in enumerate(self.members):
       r = dict(identity) | self._member_record(m, step, host, np.asarray(val), rate)

@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import ml_collections
+from jax.sharding import Mesh
 
 from rare_tasks.core import workdir
 from rare_tasks.core.config import ConfigError
@@ -39,16 +40,23 @@ def train_spec(c: ml_collections.ConfigDict) -> TrainSpec:
                    b2=t.b2, eps=t.eps, grad_clip=t.grad_clip, z_loss=t.z_loss)
 
 
-def ensemble_trainer(c: ml_collections.ConfigDict, vocab_size: int, num_members: int,
-                     devices: list[jax.Device], fsdp: int) -> Trainer:
-  """The trainer of `num_members` decoders of a resolved config on a mesh of `devices`: the
-  members over mesh.members devices (0: as many as split them evenly), each weight matrix over
-  `fsdp`. ConfigError, naming the field, for a mesh or batch the devices cannot split. Traced,
-  not compiled."""
+def ensemble_mesh(c: ml_collections.ConfigDict, num_members: int, devices: list[jax.Device],
+                  fsdp: int) -> Mesh:
+  """The mesh of `num_members` decoders of a resolved config on `devices`: the members over
+  mesh.members devices (0: as many as split them evenly), each weight matrix over `fsdp`, the
+  batch over the rest. ConfigError, naming the field, for a mesh or batch the devices cannot
+  split."""
   lm_config.check_mesh(c, len(devices), num_members, fsdp)
   split = c.mesh.members or sharding.member_axis_size(num_members, len(devices), fsdp)
   mesh = sharding.make_mesh(devices, split, fsdp)
   lm_config.check_batch(c, sharding.batch_split(mesh), len(devices))
+  return mesh
+
+
+def ensemble_trainer(c: ml_collections.ConfigDict, vocab_size: int, num_members: int,
+                     mesh: Mesh) -> Trainer:
+  """The trainer of `num_members` decoders of a resolved config over a vocabulary, on `mesh`
+  (from `ensemble_mesh`). Traced, not compiled."""
   return Trainer(Model(model_spec(c, vocab_size)), train_spec(c), num_members, mesh)
 
 

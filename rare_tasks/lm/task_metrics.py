@@ -5,6 +5,7 @@ vocabulary), on the task's train and test instances; a `Measurement` of the engi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,17 +25,29 @@ class TaskEvaluation:
 
   def __init__(self, task_list: Sequence[tasks.Task], num_members: int, vocab_size: int,
                mesh: jax.sharding.Mesh):
-    prefixes = np.concatenate([t.instances[:, :tasks.PREFIX] for t in task_list])
-    labels = np.concatenate([t.instances[:, tasks.PREFIX] for t in task_list])
-    per = max(1, min(len(labels), LABEL_LOGITS // (num_members * tasks.PREFIX * vocab_size)))
-    pad = -len(labels) % per
-    rep = meshes.replicated(mesh)
-    self.prefixes = jax.device_put(np.pad(prefixes, ((0, pad), (0, 0))), rep)
-    self.labels = jax.device_put(np.pad(labels, (0, pad)), rep)
-    self.rows_per_dispatch = per
+    self._prefixes = np.concatenate([t.instances[:, :tasks.PREFIX] for t in task_list])
+    self._labels = np.concatenate([t.instances[:, tasks.PREFIX] for t in task_list])
+    n = len(self._labels)
+    self.rows_per_dispatch = max(1, min(n, LABEL_LOGITS // (num_members * tasks.PREFIX
+                                                             * vocab_size)))
+    self._mesh = mesh
     offsets = np.cumsum([0] + [len(t.instances) for t in task_list])
     self.splits = {t.name: (offsets[k] + t.train, offsets[k] + t.test)
                    for k, t in enumerate(task_list)}
+
+  # Placed on first use: a finished program evaluates nothing.
+  @functools.cached_property
+  def prefixes(self) -> jax.Array:
+    """TOK1 TOK2 of every instance, padded to whole dispatches, replicated (N', PREFIX)."""
+    pad = -len(self._labels) % self.rows_per_dispatch
+    return jax.device_put(np.pad(self._prefixes, ((0, pad), (0, 0))),
+                          meshes.replicated(self._mesh))
+
+  @functools.cached_property
+  def labels(self) -> jax.Array:
+    """The LABEL of every instance, padded like the prefixes, replicated (N',)."""
+    pad = -len(self._labels) % self.rows_per_dispatch
+    return jax.device_put(np.pad(self._labels, (0, pad)), meshes.replicated(self._mesh))
 
   def measure(self, trainer: Any, state: Any) -> tuple[jax.Array, jax.Array]:
     """Cross-entropy (P, N) and argmax hit (P, N) of every padded instance."""

@@ -86,7 +86,7 @@ class Trainer:
                           out_shardings=(self.state_sharding, rep))
     self._eval = jax.jit(self._evaluate, static_argnums=2, out_shardings=rep)
     self._chunk_injected = jax.jit(self._train_chunk_injected, donate_argnums=0,
-                                out_shardings=(self.state_sharding, rep))
+                                   out_shardings=(self.state_sharding, rep))
     self._labels = jax.jit(self._label_metrics, static_argnums=3, out_shardings=rep)
 
   # -- pure functions -------------------------------------------------------------------------
@@ -120,7 +120,7 @@ class Trainer:
     return jax.lax.scan(body, state, batches)
 
   def _train_chunk_injected(self, state: State, batches: jax.Array, injected: jax.Array
-                              ) -> tuple[State, dict[str, jax.Array]]:
+                            ) -> tuple[State, dict[str, jax.Array]]:
     """Like _train_chunk, member m training on batches with injected[:, m] (k, P, B, H) in place
     of each row's first H tokens where they are >= 0."""
     def member(params, opt, tokens, injected_row):
@@ -180,8 +180,9 @@ class Trainer:
 
   def chunk(self, state: State, batches: jax.Array, injected: jax.Array | None = None
             ) -> tuple[State, dict[str, jax.Array]]:
-    """Trains k steps on batches (k, B, T+1), shared by the members, each member's rows headed
-    by injected[:, m] (k, P, B, H) when given (a negative token keeps the row's own)."""
+    """Trains k steps on batches (k, B, T+1), shared by the members; member m's rows carry
+    injected[:, m] (k, P, B, H) in place of their first H tokens when given (a negative token
+    keeps the row's own)."""
     if injected is None:
       return self._chunk(state, batches)
     return self._chunk_injected(state, batches, injected)

@@ -88,31 +88,38 @@ class GroupRun:
     self.spec = spec_of(config, group, task)
     s, p = group.num_streams, group.num_members
     self.axis, self.s_pad, self.p_pad = placement.choose_layout(s, p, mesh.devices.size)
-    consts = group_constants(task, group.cells)
-    self.host_consts = dict(consts)
+    self._mesh = mesh
+    self._ens = placement.ensemble_sharding(mesh, self.axis)
+    self._rep = meshes.replicated(mesh)
+    self._chunks: dict[int, Any] = {}
+    self._eval = jax.jit(partial(ensemble.evaluate, self.spec), out_shardings=self._ens)
+    self._trace = jax.jit(partial(ensemble.rare_trace, self.spec))
+
+  # Built on first use, so that a finished group re-reported computes and traces nothing.
+  @functools.cached_property
+  def host_consts(self) -> ensemble.Constants:
+    """The group's constants on the host, unpadded."""
+    return group_constants(self.task, self.group.cells)
+
+  @functools.cached_property
+  def consts(self) -> ensemble.Constants:
+    """The constants padded and placed: per stream, per member, or replicated."""
+    consts = dict(self.host_consts)
     per_member = ("mixture", "learning_rate", "gap", "burst_size")
     consts["seeds"] = placement.pad_leading(consts["seeds"], self.s_pad)
     consts["stream"] = {k: placement.pad_leading(v, self.s_pad)
                         for k, v in consts["stream"].items()}
     for name in per_member:
       consts[name] = placement.pad_leading(consts[name], self.s_pad, self.p_pad)
-    ens = placement.ensemble_sharding(mesh, self.axis)
-    per_stream = placement.stream_sharding(mesh, self.axis)
-    rep = meshes.replicated(mesh)
-    const_shardings = dict(seeds=per_stream, stream=per_stream, shared=rep,
-                           **{name: ens for name in per_member})
-    self.consts = {k: jax.device_put(v, const_shardings[k]) for k, v in consts.items()}
-    self._rep = rep
-    self._ens = ens
-    self._chunks: dict[int, Any] = {}
-    self._eval = jax.jit(partial(ensemble.evaluate, self.spec), out_shardings=ens)
-    self._trace = jax.jit(partial(ensemble.rare_trace, self.spec))
+    per_stream = placement.stream_sharding(self._mesh, self.axis)
+    shardings = dict(seeds=per_stream, stream=per_stream, shared=self._rep,
+                     **{name: self._ens for name in per_member})
+    return {k: jax.device_put(v, shardings[k]) for k, v in consts.items()}
 
   @functools.cached_property
   def _init_fn(self) -> Callable[..., Any]:
     return partial(ensemble.init_state, self.spec, num_members=self.p_pad)
 
-  # Built on first use, so that a finished group re-reported traces nothing.
   @functools.cached_property
   def state_sharding(self) -> Any:
     abstract = jax.eval_shape(self._init_fn, self.consts)
@@ -257,7 +264,6 @@ def _write_trace(wd: Path, event: engine.Event) -> None:
   if event.outputs is None:  # the end measured again: nothing was trained
     return
   run = event.program
-  trace = jax.tree.map(lambda *chunks: np.concatenate(chunks),
-                       *[jax.device_get(out[1]) for out in event.outputs])
+  trace = engine.concatenated([out[1] for out in event.outputs])
   traces.write_chunk(wd, run.group.name, np.arange(event.first_step, event.step + 1),
                      run.trace_arrays(trace))

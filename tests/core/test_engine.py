@@ -134,7 +134,9 @@ def test_callbacks_run_after_chunks_every_n_steps_at_evaluations_and_at_the_end(
   engine.run(Counter(tmp_path), tmp_path, callbacks)
   assert [s for s, _, _ in seen["chunk"]] == [2, 4, 6, 8, 10]
   assert seen["chunk"][1] == (4, 3, [[3, 4]])
-  assert [s for s, _, _ in seen["every"]] == [4, 6, 10]  # first ends at or past 3, 6, 9
+  # The first chunk ends at or past 3, 6 and 9; each event covers the steps since the last.
+  assert seen["every"] == [(4, 1, [[1, 2], [3, 4]]), (6, 5, [[5, 6]]),
+                           (10, 7, [[7, 8], [9, 10]])]
   assert seen["evaluation"] == [(0, 0, [[]]), (4, 1, [[1, 2], [3, 4]]),
                                 (8, 5, [[5, 6], [7, 8]]), (10, 9, [[9, 10]])]
   assert seen["end"] == [(10, 1, None)]
@@ -153,3 +155,23 @@ def test_an_evaluation_is_written_while_the_next_chunk_trains(tmp_path):
 def test_a_callback_with_an_unknown_or_inconsistent_schedule_is_refused(when, every):
   with pytest.raises(ValueError, match="Callback"):
     engine.Callback(lambda e: None, when, every)
+
+
+def test_the_chunk_outputs_are_concatenated_along_their_steps():
+  out = engine.concatenated([{"a": np.arange(2), "b": np.ones((2, 3))},
+                             {"a": np.arange(2, 5), "b": np.zeros((3, 3))}])
+  np.testing.assert_array_equal(out["a"], np.arange(5))
+  assert out["b"].shape == (5, 3) and out["b"][:2].all() and not out["b"][2:].any()
+
+
+@pytest.mark.parametrize("bounds,evals", [
+    ((2, 4, 6, 8), (4, 8)),       # does not end at the last step
+    ((2, 6, 4, 8, 10), (4, 10)),  # not ascending
+    ((2, 4, 6, 8, 10), (5, 10)),  # an evaluation between two boundaries
+    ((2, 4, 6, 8, 10), (4, 8)),   # the last step not evaluated
+])
+def test_a_program_whose_chunks_miss_an_evaluation_or_the_end_is_refused(bounds, evals,
+                                                                         tmp_path):
+  with pytest.raises(ValueError, match="counter: (boundaries|evaluation steps)"):
+    engine.run(Counter(tmp_path, bounds=bounds, evals=evals), tmp_path)
+  assert not (tmp_path / workdir.METRICS_FILE).exists()

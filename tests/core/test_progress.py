@@ -24,7 +24,7 @@ def test_progress_line_counts_cells_and_skipped_work(caplog, monkeypatch):
     progress.log.propagate = False
   line = caplog.records[-1].getMessage()
   assert "b step 50/100" in line
-  assert "cells 4/6 finished" in line
+  assert "models 4/6 finished" in line
   # 2 cells x 50 steps in 10 s; the rest of b (300 units) at 300 units per 10 s is 10 s.
   assert "10 model-steps/s" in line
   assert "ETA 0m10s" in line

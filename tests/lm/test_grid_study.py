@@ -226,7 +226,7 @@ def test_a_size_whose_ensemble_does_not_fit_trains_one_cell_per_program_with_fsd
   monkeypatch.setattr(memory, "check_fits", only_one_member)
   c, sizes = grid_config.resolve(tiny_config(), "cpu")
   cells = grid.cells(c)["cpu_d16"]
-  programs, info = grid_study._plans(c, sizes["cpu_d16"], "cpu_d16", cells,
+  programs, info = grid_study.size_plans(c, sizes["cpu_d16"], "cpu_d16", cells,
                                      data.source_of(sizes["cpu_d16"]), jax.devices())
   assert seen == [len(cells), 1] and info["programs"] == len(cells)
   assert [p.name for p in programs][:2] == ["cpu_d16-m0", "cpu_d16-m1"]

@@ -34,7 +34,7 @@ def test_the_long_run_frequency_is_exact_and_bursts_have_the_stated_size(rate, g
   assert len(manifest) == per_step.sum()
 
 
-def test_heads_hold_the_manifests_instances_and_eos():
+def test_injected_rows_hold_the_manifests_instances_and_eos():
   plans = [Injection(tasks=(0, 1), rate=Fraction(3, 2), seed=4),
            Injection(tasks=(1,), rate=Fraction(1), seed=4), Injection(tasks=(), rate=Fraction(0))]
   injected, manifests = injections.plan_chunk(plans, TASKS, 5, 12, BATCH, eos_id=0)
@@ -74,7 +74,7 @@ def test_plans_do_not_depend_on_how_steps_are_chunked():
   np.testing.assert_array_equal(m_whole, np.concatenate([m[0] for _, m in parts]))
 
 
-def test_apply_heads_changes_only_the_first_four_tokens_of_injected_rows():
+def test_apply_injected_changes_only_the_first_four_tokens_of_injected_rows():
   rows = np.arange(2 * BATCH * 10).reshape(2, BATCH, 10)
   injected = np.full((2, BATCH, INJECTED_TOKENS), KEEP)
   injected[0, 3] = [1, 2, 3, 0]
@@ -96,6 +96,17 @@ def test_manifest_files_append_truncate_and_read_back(tmp_path):
   rows, _ = injections.read_manifest(path)
   np.testing.assert_array_equal(rows, [[0, 0, 5], [1, 0, 6]])
   assert path.read_text().startswith("step,row,instance,task\n")
+
+
+@pytest.mark.parametrize("text", ["", "step,ro"])
+def test_a_manifest_killed_while_its_header_was_written_is_written_anew(tmp_path, text):
+  path = injections.manifest_path(tmp_path, "cell")
+  path.parent.mkdir(parents=True)
+  path.write_text(text)
+  injections.truncate_manifest(path, 0)
+  assert not path.exists()
+  injections.append_manifest(path, np.array([[0, 1, 5, 0]]), ("comparison",))
+  assert path.read_text() == "step,row,instance,task\n0,1,5,comparison\n"
 
 
 def test_a_frequency_above_one_instance_per_row_is_refused():

@@ -47,7 +47,8 @@ class Measurement:
 def _program(wd, **kwargs):
   c = _config()
   source = data.source_of(c)
-  trainer = specs.ensemble_trainer(c, source.vocab_size, 2, jax.devices()[:2], 1)
+  mesh = specs.ensemble_mesh(c, 2, jax.devices()[:2], 1)
+  trainer = specs.ensemble_trainer(c, source.vocab_size, 2, mesh)
   return TextProgram("p", c, wd, source, trainer, members=[{"cell": 7}, {"cell": 9}],
                      seeds=(0, 1), metrics_key=("cell", "step"), checkpoint_dir="ckpt",
                      **kwargs)

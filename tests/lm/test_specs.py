@@ -30,16 +30,17 @@ def test_the_specs_carry_every_model_and_optimisation_field():
   assert (t.steps, t.learning_rate, t.weight_decay, t.grad_clip) == (8, 1e-3, 0.1, 0.5)
 
 
-def test_the_ensemble_trainer_splits_members_and_fsdp_over_the_devices():
+def test_the_ensemble_mesh_splits_members_and_fsdp_over_the_devices():
   c = _resolved()
-  trainer = specs.ensemble_trainer(c, 64, 2, jax.devices(), 2)
-  assert dict(trainer.mesh.shape) == {"member": 2, "data": 2, "fsdp": 2}
-  assert trainer.num_members == 2
+  mesh = specs.ensemble_mesh(c, 2, jax.devices(), 2)
+  assert dict(mesh.shape) == {"member": 2, "data": 2, "fsdp": 2}
+  trainer = specs.ensemble_trainer(c, 64, 2, mesh)
+  assert trainer.num_members == 2 and trainer.mesh is mesh
   with pytest.raises(ConfigError, match=re.escape("config.mesh.fsdp = 3")):
-    specs.ensemble_trainer(c, 64, 2, jax.devices(), 3)
+    specs.ensemble_mesh(c, 2, jax.devices(), 3)
   c.train.batch_size = 6  # the data x fsdp axes split the rows 4 ways
   with pytest.raises(ConfigError, match=re.escape("config.train.batch_size = 6")):
-    specs.ensemble_trainer(c, 64, 2, jax.devices(), 2)
+    specs.ensemble_mesh(c, 2, jax.devices(), 2)
 
 
 def test_without_init_from_there_are_no_initial_params():
@@ -58,7 +59,8 @@ def test_an_unreadable_init_from_names_the_field(tmp_path):
 def test_run_info_counts_parameters_and_tokens_and_keep_text_writes_it(tmp_path):
   c = _resolved()
   source = data.source_of(c)
-  trainer = specs.ensemble_trainer(c, source.vocab_size, 1, jax.devices()[:1], 1)
+  trainer = specs.ensemble_trainer(c, source.vocab_size, 1,
+                                   specs.ensemble_mesh(c, 1, jax.devices()[:1], 1))
   info = specs.run_info(c, trainer.model.spec, source, trainer.mesh)
   spec = trainer.model.spec
   assert info["params"]["total"] == ladder.total_params(spec.shape, 64, spec.block, False)

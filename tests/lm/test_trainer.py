@@ -110,15 +110,15 @@ def test_learning_rate_of_an_update(count):
   assert trainer.learning_rate(count) == pytest.approx(float(schedule(TRAIN)(count)))
 
 
-def _heads(steps: int, members: int, seed: int) -> np.ndarray:
-  """Random injected: about a third of the rows of each member replaced by 4 random tokens."""
+def _random_injected(steps: int, members: int, seed: int) -> np.ndarray:
+  """Random injected rows: about a third of the rows of each member replaced by 4 random tokens."""
   rng = np.random.default_rng(seed)
   injected = rng.integers(0, 64, (steps, members, 8, 4)).astype(np.int32)
   injected[rng.random((steps, members, 8)) > 0.33] = -1
   return injected
 
 
-def _train_heads(seeds: tuple[int, ...], injected: np.ndarray, num_devices: int = 8):
+def _train_injected(seeds: tuple[int, ...], injected: np.ndarray, num_devices: int = 8):
   devices = jax.devices()[:num_devices]
   mesh = sharding.make_mesh(devices, sharding.member_axis_size(len(seeds), num_devices, 1), 1)
   trainer = Trainer(Model(SPEC), TRAIN, len(seeds), mesh)
@@ -141,22 +141,22 @@ def test_an_injected_row_differs_from_its_twin_only_in_its_first_four_tokens():
   np.testing.assert_array_equal(out[5, :4], [1, 1, *np.asarray(tokens)[5, 2:4]])
 
 
-def test_heads_that_keep_every_token_train_as_the_plain_chunk():
+def test_injected_rows_that_keep_every_token_train_as_the_plain_chunk():
   plain, parts = _train(8, (0, 5))
-  kept, kept_parts = _train_heads((0, 5), np.full((4, 2, 8, 4), -1, np.int32))
+  kept, kept_parts = _train_injected((0, 5), np.full((4, 2, 8, 4), -1, np.int32))
   chex.assert_trees_all_close(plain, kept, **TOLERANCE)
   np.testing.assert_allclose(parts["ce"], kept_parts["ce"], **TOLERANCE)
 
 
-def test_members_with_their_own_heads_equal_the_same_cells_trained_alone():
-  injected = _heads(4, 2, seed=0)
-  ensemble, parts = _train_heads((0, 0), injected, num_devices=2)
+def test_members_with_their_own_injected_rows_equal_the_same_cells_trained_alone():
+  injected = _random_injected(4, 2, seed=0)
+  ensemble, parts = _train_injected((0, 0), injected, num_devices=2)
   # The second member alone (the first's position in the ensemble would hide an offset bug).
-  alone, alone_parts = _train_heads((0,), injected[:, 1:2], num_devices=2)
+  alone, alone_parts = _train_injected((0,), injected[:, 1:2], num_devices=2)
   chex.assert_trees_all_close(jax.tree.map(lambda a: a[1], ensemble),
                               jax.tree.map(lambda a: a[0], alone), **TOLERANCE)
   np.testing.assert_allclose(parts["ce"][:, 1], alone_parts["ce"][:, 0], **TOLERANCE)
-  # Members 0 and 1 share an init and the text; their injected alone make them differ.
+  # Members 0 and 1 share an init and the text; their injected rows alone make them differ.
   assert not np.allclose(parts["ce"][:, 0], parts["ce"][:, 1])
 
 
