@@ -63,9 +63,22 @@ def aliases_of(config: Any) -> Aliases:
   return getattr(study_module(study), "ALIASES", NO_ALIASES)
 
 
+def renamed_study(study: str) -> str | None:
+  """Today's name of a study renamed since (from the studies' ALIASES), or None. Imports every
+  study's module: called only for a name that is not a study."""
+  for name in STUDIES:
+    new = getattr(study_module(name), "ALIASES", NO_ALIASES).studies.get(study)
+    if new is not None:
+      return new
+  return None
+
+
 def run(config: ml_collections.ConfigDict, workdir_path: str | Path, **kwargs: Any) -> RunReport:
   """Runs (or resumes, or reports) the study of `config`; the study checks the config first."""
   study = config.get("study")
   if study not in STUDIES:
+    new = renamed_study(study) if isinstance(study, str) else None
+    if new is not None:
+      raise ConfigError(f"config.study = {study!r} was renamed {new!r}")
     raise ConfigError(f"config.study = {study!r}: allowed: one of {sorted(STUDIES)}")
   return study_module(study).run(config, workdir_path, run_files=RUN_FILES, **kwargs)

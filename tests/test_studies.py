@@ -81,3 +81,14 @@ def test_a_synthetic_run_does_not_import_the_language_model_track():
   out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                        cwd=Path(__file__).resolve().parents[1]).stdout.splitlines()
   assert out == ["[]", "True True"]  # reading RUN_FILES imports every study
+
+
+def test_a_renamed_study_is_refused_with_its_new_name(tmp_path):
+  assert studies.renamed_study("lm_width_by_frequency") == "lm_size_by_frequency"
+  assert studies.renamed_study("grdi") is None
+  c = base_config()
+  c.study = "lm_width_by_frequency"
+  with pytest.raises(ConfigError, match=r"^config.study = 'lm_width_by_frequency' was renamed "
+                                        r"'lm_size_by_frequency'$"):
+    studies.run(c, tmp_path / "wd")
+  assert not (tmp_path / "wd").exists()
