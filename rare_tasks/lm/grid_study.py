@@ -104,8 +104,8 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
 
 
 def size_plans(c: ml_collections.ConfigDict, sc: ml_collections.ConfigDict, size: str,
-           size_cells: list[grid.Cell], source: data.TextSource,
-           devices: list[jax.Device]) -> tuple[list[Plan], dict[str, Any]]:
+               size_cells: list[grid.Cell], source: data.TextSource,
+               devices: list[jax.Device]) -> tuple[list[Plan], dict[str, Any]]:
   """The programs of one size: one ensemble if it fits (and mesh.fsdp is 1, and
   mesh.one_program_per_cell is not set), else one per cell with its parameters over mesh.fsdp
   devices (all of them when the ensemble does not fit)."""
@@ -137,7 +137,7 @@ def size_plans(c: ml_collections.ConfigDict, sc: ml_collections.ConfigDict, size
 
 
 def program_of(plan: Plan, c: ml_collections.ConfigDict, wd: Path, source: data.TextSource,
-             task_list: Sequence[lm_tasks.Task], init_params) -> TextProgram:
+               task_list: Sequence[lm_tasks.Task], init_params) -> TextProgram:
   """The engine's program of a plan: the text, each cell's injected rows as input, and the
   task evaluation as a measurement."""
   mesh = plan.trainer.mesh
