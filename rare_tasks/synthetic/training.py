@@ -11,9 +11,8 @@ writes to traces/. The program forwards the arrays the task family measures
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Collection, Sequence
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -96,12 +95,12 @@ class GroupRun:
     self._trace = jax.jit(partial(ensemble.rare_trace, self.spec))
 
   # Built on first use, so that a finished group re-reported computes and traces nothing.
-  @functools.cached_property
+  @cached_property
   def host_consts(self) -> ensemble.Constants:
     """The group's constants on the host, unpadded."""
     return group_constants(self.task, self.group.cells)
 
-  @functools.cached_property
+  @cached_property
   def consts(self) -> ensemble.Constants:
     """The constants padded and placed: per stream, per member, or replicated."""
     consts = dict(self.host_consts)
@@ -116,16 +115,20 @@ class GroupRun:
                      **{name: self._ens for name in per_member})
     return {k: jax.device_put(v, shardings[k]) for k, v in consts.items()}
 
-  @functools.cached_property
+  @cached_property
   def _init_fn(self) -> Callable[..., Any]:
     return partial(ensemble.init_state, self.spec, num_members=self.p_pad)
 
-  @functools.cached_property
-  def state_sharding(self) -> Any:
-    abstract = jax.eval_shape(self._init_fn, self.consts)
-    return jax.tree.map(lambda a: self._ens if a.ndim >= 2 else self._rep, abstract)
+  @cached_property
+  def _abstract_state(self) -> Any:
+    """The padded state's shapes and dtypes (init traced once)."""
+    return jax.eval_shape(self._init_fn, self.consts)
 
-  @functools.cached_property
+  @cached_property
+  def state_sharding(self) -> Any:
+    return jax.tree.map(lambda a: self._ens if a.ndim >= 2 else self._rep, self._abstract_state)
+
+  @cached_property
   def _init(self) -> Callable[..., Any]:
     return jax.jit(self._init_fn, out_shardings=self.state_sharding)
 
@@ -213,9 +216,9 @@ class GroupRun:
   def host_like(self) -> Any:
     """Zeros shaped like the unpadded host state (the restore target)."""
     s, p = self.group.num_streams, self.group.num_members
-    abstract = jax.eval_shape(self._init, self.consts)
     return jax.tree.map(
-        lambda a: np.zeros((s, p) + a.shape[2:] if a.ndim >= 2 else a.shape, a.dtype), abstract)
+        lambda a: np.zeros((s, p) + a.shape[2:] if a.ndim >= 2 else a.shape, a.dtype),
+        self._abstract_state)
 
   def from_host(self, host) -> Any:
     padded = jax.tree.map(
