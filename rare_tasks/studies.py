@@ -60,6 +60,11 @@ def aliases_of(config: Any) -> Aliases:
   study = config.get("study") if isinstance(config, (dict, ml_collections.ConfigDict)) else None
   if not isinstance(study, str) or study not in STUDIES:
     return NO_ALIASES
+  return _declared(study)
+
+
+def _declared(study: str) -> Aliases:
+  """The ALIASES of a study's module (none when it declares none)."""
   return getattr(study_module(study), "ALIASES", NO_ALIASES)
 
 
@@ -67,7 +72,7 @@ def renamed_study(study: str) -> str | None:
   """Today's name of a study renamed since (from the studies' ALIASES), or None. Imports every
   study's module: called only for a name that is not a study."""
   for name in STUDIES:
-    new = getattr(study_module(name), "ALIASES", NO_ALIASES).studies.get(study)
+    new = _declared(name).studies.get(study)
     if new is not None:
       return new
   return None
