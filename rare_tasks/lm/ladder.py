@@ -73,6 +73,8 @@ PRESETS: dict[str, Preset] = {
     "4B": Preset(_shape(3840, 16, 30), 4e9),
     # CPU sizes for defaults and tests, counted like the ladder (at NAMING_VOCAB).
     "cpu_d16": Preset(_shape(16, 1, 2)),
+    # cpu_d16 at the depth of the other CPU sizes: a ladder of one depth (2 layers).
+    "cpu_d16_l2": Preset(_shape(16, 2, 2)),
     "cpu_d32": Preset(_shape(32, 2, 4)),
     "cpu_d64": Preset(_shape(64, 2, 4)),
     "cpu_d128": Preset(_shape(128, 2, 4)),
