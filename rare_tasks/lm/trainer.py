@@ -87,7 +87,7 @@ class Trainer:
     self._eval = jax.jit(self._evaluate, static_argnums=2, out_shardings=rep)
     self._chunk_injected = jax.jit(self._train_chunk_injected, donate_argnums=0,
                                    out_shardings=(self.state_sharding, rep))
-    self._labels = jax.jit(self._label_metrics, static_argnums=3, out_shardings=rep)
+    self._labels = jax.jit(self._label_metrics, static_argnums=5, out_shardings=rep)
 
   # -- pure functions -------------------------------------------------------------------------
 
@@ -145,21 +145,31 @@ class Trainer:
     return jax.vmap(member)(params)
 
   def _label_metrics(self, params, prefixes: jax.Array, labels: jax.Array,
-                     rows_per_batch: int) -> tuple[jax.Array, jax.Array]:
-    """Every member's cross-entropy (nats) and argmax hit (over the whole vocabulary) of the
-    token after each prefix: prefixes (N, L), labels (N,) -> two (P, N) arrays."""
+                     candidates: jax.Array, right: jax.Array,
+                     rows_per_batch: int) -> dict[str, jax.Array]:
+    """Every member's scores of the token after each prefix: prefixes (N, L), labels (N,), the
+    answers each instance allows candidates (N, C) (negative: padding) and the index of the right
+    one right (N,) -> {"ce": cross-entropy (nats), "hit": the argmax over the whole vocabulary is
+    the label, "choice": the right candidate scores highest among the candidates, "formatted":
+    the argmax is one of the candidates}, each (P, N)."""
     n, length = prefixes.shape
-    xs = (prefixes.reshape(-1, rows_per_batch, length), labels.reshape(-1, rows_per_batch))
+    xs = (prefixes.reshape(-1, rows_per_batch, length), labels.reshape(-1, rows_per_batch),
+          candidates.reshape(-1, rows_per_batch, candidates.shape[-1]),
+          right.reshape(-1, rows_per_batch))
 
     def member(p):
       def one(batch):
-        x, y = batch
-        logits = self.model.apply(p, x)[:, -1]
+        x, y, cand, r = batch
+        logits = self.model.apply(p, x)[:, -1].astype(jnp.float32)
         ce = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, y[:, None], 1)[:, 0]
-        return ce, jnp.argmax(logits, axis=-1) == y
+        top = jnp.argmax(logits, axis=-1)
+        scores = jnp.where(cand >= 0, jnp.take_along_axis(logits, jnp.maximum(cand, 0), 1),
+                           -jnp.inf)
+        return {"ce": ce, "hit": top == y, "choice": jnp.argmax(scores, axis=-1) == r,
+                "formatted": jnp.any((cand == top[:, None]) & (cand >= 0), axis=-1)}
 
-      ce, hit = jax.lax.map(one, xs)
-      return ce.reshape(n), hit.reshape(n)
+      out = jax.lax.map(one, xs)
+      return jax.tree.map(lambda a: a.reshape(n), out)
 
     return jax.vmap(member)(params)
 
@@ -191,10 +201,12 @@ class Trainer:
     return self._eval(state["params"], rows, rows_per_batch)
 
   def label_metrics(self, state: State, prefixes: jax.Array, labels: jax.Array,
-                    rows_per_batch: int) -> tuple[jax.Array, jax.Array]:
-    """Per member the cross-entropy and argmax hit of `labels` after `prefixes` (N, L), N a
-    multiple of rows_per_batch: (P, N) float32 and (P, N) bool."""
-    return self._labels(state["params"], prefixes, labels, rows_per_batch)
+                    candidates: jax.Array, right: jax.Array,
+                    rows_per_batch: int) -> dict[str, jax.Array]:
+    """Per member the cross-entropy, argmax hit, choice hit and format of `labels` after
+    `prefixes` (N, L), N a multiple of rows_per_batch, among `candidates` (N, C) with the right
+    one at `right` (N,): {"ce": (P, N) float32, "hit", "choice", "formatted": (P, N) bool}."""
+    return self._labels(state["params"], prefixes, labels, candidates, right, rows_per_batch)
 
   def learning_rate(self, count: int) -> float:
     """The learning rate of update number `count` (0-based)."""

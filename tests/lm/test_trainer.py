@@ -189,14 +189,30 @@ def test_label_metrics_of_a_planted_lookup_table_are_exact():
   expected_hit = np.array([planted[x, y].argmax() == lab for (x, y), lab in zip(prefixes, labels)])
   logits = planted[prefixes[:, 0], prefixes[:, 1]]
   expected_ce = (np.log(np.exp(logits).sum(-1)) - logits[np.arange(n), labels])
+  # Two candidates per instance (the second padded away on every third), the right one first or
+  # second at random: a choice hit when the right candidate's logit is the larger.
+  candidates = rng.integers(0, vocab, (n, 2)).astype(np.int32)
+  candidates[::3, 1] = -1
+  right = np.where(candidates[:, 1] < 0, 0, rng.integers(0, 2, n)).astype(np.int32)
+  scores = np.where(candidates >= 0, logits[np.arange(n)[:, None], np.maximum(candidates, 0)],
+                    -np.inf)
+  expected_choice = scores.argmax(1) == right
+  expected_formatted = np.array([logits[i].argmax() in candidates[i] for i in range(n)])
   mesh = sharding.make_mesh(jax.devices()[:1], 1, 1)
   trainer = Trainer(LookupModel(vocab), TRAIN, 2, mesh)
   state = trainer.init(np.array([0, 1]))
   state["params"]["table"] = jnp.stack([jnp.asarray(planted), jnp.zeros_like(planted)])
-  ce, hit = trainer.label_metrics(state, jnp.asarray(prefixes), jnp.asarray(labels), 8)
+  out = trainer.label_metrics(state, jnp.asarray(prefixes), jnp.asarray(labels),
+                              jnp.asarray(candidates), jnp.asarray(right), 8)
+  ce, hit = out["ce"], out["hit"]
   np.testing.assert_allclose(np.asarray(ce[0]), expected_ce, rtol=1e-5)
   np.testing.assert_array_equal(np.asarray(hit[0]), expected_hit)
-  assert 0 < expected_hit.mean() < 1
-  # The untrained member: uniform logits, CE ln V; argmax ties go to token 0.
+  np.testing.assert_array_equal(np.asarray(out["choice"][0]), expected_choice)
+  np.testing.assert_array_equal(np.asarray(out["formatted"][0]), expected_formatted)
+  assert 0 < expected_hit.mean() < 1 and 0 < expected_choice.mean() < 1
+  assert 0 < expected_formatted.mean() < 1
+  # The untrained member: uniform logits, CE ln V; argmax ties go to token 0 (and among the
+  # candidates to the first).
   np.testing.assert_allclose(np.asarray(ce[1]), np.log(vocab), rtol=1e-6)
   np.testing.assert_array_equal(np.asarray(hit[1]), labels == 0)
+  np.testing.assert_array_equal(np.asarray(out["choice"][1]), right == 0)
