@@ -16,13 +16,13 @@ import ml_collections
 
 from rare_tasks.core import config as checks
 from rare_tasks.core.aliases import Aliases
-from rare_tasks.core.config import check, is_int, is_real
+from rare_tasks.core.config import ConfigError, check, is_int, is_real
 from rare_tasks.lm import config as lm_config
-from rare_tasks.lm import injections, ladder, tasks
+from rare_tasks.lm import grid, injections, ladder, task_metrics, tasks
 
 STUDY = "lm_size_by_frequency"
 START_FROM = "rare_tasks.lm.grid_config.base_config()"
-GRID_AXES = ("size", "frequency", "gap", "task", "seed")
+GRID_AXES = ("size", "frequency", "gap", "task", "seed", "steps")
 NOT_IDENTITY = ("checkpoint_interval_s", "learned")
 # Fields renamed since older work directories were written: their config.json is read in today's
 # names, and a config that uses an old name is refused with its new one.
@@ -43,14 +43,18 @@ def base_config() -> ml_collections.ConfigDict:
   # Cells: the product of the axes; per size, all cells (and a control member at frequency 0
   # per seed) train as one ensemble on the same text batches. The seed sets the model's
   # initialisation and the order of the injected instances.
+  # steps: run lengths, each its own full warmup-cosine schedule and its own programs (the
+  # data-scaling control); empty: train.steps alone.
   c.grid = ml_collections.ConfigDict(dict(
       size=("cpu_d16", "cpu_d64"), frequency=(0.002, 0.0005), gap=(1,),
-      task=("comparison",), seed=(0,)))
+      task=("comparison",), seed=(0,), steps=()))
   # The injected tasks: p symbols each (disjoint between tasks), their bijection and split by
   # seed; answer_tokens: T_CMP answers with two reserved tokens instead of the larger token;
-  # jointly: every cell injects all of grid.task at once (one cell per frequency, gap, seed).
+  # jointly: every cell injects all of grid.task at once (one cell per frequency, gap, seed);
+  # split: "ordered" halves the ordered pairs (a pair's mirror may sit on the other side),
+  # "unordered" keeps each pair with its mirror.
   c.task = ml_collections.ConfigDict(dict(num_symbols=100, seed=0, answer_tokens=False,
-                                          jointly=False))
+                                          jointly=False, split="ordered"))
   # The frequency's unit, the schedule ("steady"; "bursts": every gap-th update carries gap
   # times the instances) and the updates before the first injection.
   c.injection = ml_collections.ConfigDict(dict(unit="per_token", schedule="steady",
@@ -58,9 +62,11 @@ def base_config() -> ml_collections.ConfigDict:
   # Each cell its own compiled program instead of one ensemble per size (the same results; for
   # a size whose ensemble does not fit, or with mesh.fsdp > 1, it is chosen anyway).
   c.mesh.one_program_per_cell = False
-  # A cell has learned (generalised) a task when its train (test) accuracy (criterion
-  # "accuracy") is at or above threshold.
-  c.learned = ml_collections.ConfigDict(dict(criterion="accuracy", threshold=0.9))
+  # A cell has learned (generalised) a task when its train (test) score is at or above threshold,
+  # the score (criterion) being "accuracy" (argmax over the vocabulary) or "choice_accuracy" (the
+  # right answer above the others the task allows), averaged over the last `last_evals`
+  # evaluations.
+  c.learned = ml_collections.ConfigDict(dict(criterion="accuracy", threshold=0.9, last_evals=3))
   return c
 
 
@@ -85,15 +91,21 @@ FIELD_CHECKS: dict[str, checks.Check] = {
                           "bursts)"),
     "grid.task": _distinct(lambda t: t in tasks.NAMES, f"tasks from {list(tasks.NAMES)}"),
     "grid.seed": _distinct(lambda s: is_int(s) and s >= 0, "integers >= 0"),
+    "grid.steps": checks.rule(
+        lambda v: isinstance(v, (list, tuple)) and (len(v) == 0 or (
+            all(is_int(x) and x >= 1 for x in v) and len(set(v)) == len(v))),
+        "an empty tuple (train.steps alone) or a tuple of distinct integers >= 1 (run lengths)"),
     "task.num_symbols": checks.int_at_least(2),
     "task.seed": checks.nonneg_int,
     "task.answer_tokens": checks.boolean,
     "task.jointly": checks.boolean,
+    "task.split": checks.choice(tasks.SPLITS),
     "injection.unit": checks.choice(injections.UNITS),
     "injection.schedule": checks.choice(injections.SCHEDULES),
     "injection.withhold_steps": checks.nonneg_int,
     "mesh.one_program_per_cell": checks.boolean,
-    "learned.criterion": checks.choice(("accuracy",)),
+    "learned.criterion": checks.choice(task_metrics.CRITERIA),
+    "learned.last_evals": checks.int_at_least(1),
     "learned.threshold": checks.rule(lambda v: is_real(v) and 0 < v <= 1, "a number in (0, 1]"),
 }
 
@@ -110,11 +122,18 @@ def resolve(config: ml_collections.ConfigDict, platform: str
   g = c.grid
   check(c.injection.schedule == "bursts" or tuple(g.gap) == (1,), "grid.gap", g.gap,
         "(1,) with injection.schedule = 'steady' (gaps need 'bursts')")
-  check(c.injection.withhold_steps < c.train.steps, "injection.withhold_steps",
-        c.injection.withhold_steps, f"an integer below train.steps = {c.train.steps}")
+  shortest = min(grid.lengths(c))
+  check(c.injection.withhold_steps < shortest, "injection.withhold_steps",
+        c.injection.withhold_steps, f"an integer below the shortest run length, {shortest} steps")
   names = tuple(g.task)
   tasks.check_num_symbols(c.task.num_symbols, names, c.data.vocab_size, c.task.answer_tokens)
   sizes = {size: lm_config.resolve(size_config(c, size), platform) for size in g.size}
+  for steps in g.steps:  # every length's schedule checked (its warmup fits, ...)
+    try:
+      lm_config.resolve(size_config(c, g.size[0], steps), platform)
+    except ConfigError as e:
+      raise ConfigError(f"config.grid.steps = {tuple(g.steps)!r}: allowed: run lengths each "
+                        f"of which the training fields fit; at {steps} steps: {e}") from None
   per_cell = len(names) if c.task.jointly else 1
   for s in sizes.values():
     injections.check_rows(g.frequency, g.gap, c.injection.unit, s.train.batch_size,
@@ -122,10 +141,12 @@ def resolve(config: ml_collections.ConfigDict, platform: str
   return c, sizes
 
 
-def size_config(c: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
+def size_config(c: ml_collections.ConfigDict, size: str,
+                steps: int | None = None) -> ml_collections.ConfigDict:
   """The pretraining config of one size of the grid (unresolved): the size as model.preset,
   the grid's seeds as init_seeds, and every field of the shared sub-schemas as the study has
-  them (a field added to one reaches every size without being named here)."""
+  them (a field added to one reaches every size without being named here); `steps`, when given,
+  replaces train.steps (a run length of grid.steps)."""
   p = lm_config.base_config()
   p.init_seeds = tuple(c.grid.seed)
   p.model.preset = size
@@ -136,4 +157,6 @@ def size_config(c: ml_collections.ConfigDict, size: str) -> ml_collections.Confi
       p[section][field] = c[section][field]
   for field in lm_config.run_fields():
     p[field] = c[field]
+  if steps is not None:
+    p.train.steps = steps
   return p

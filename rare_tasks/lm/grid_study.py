@@ -32,7 +32,7 @@ from rare_tasks.core import engine, workdir
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.progress import Progress, log
 from rare_tasks.core.report import RunReport
-from rare_tasks.lm import data, grid, grid_config, injections, memory, sharding, specs
+from rare_tasks.lm import data, grid, grid_config, injections, ladder, memory, sharding, specs
 from rare_tasks.lm import tasks as lm_tasks
 from rare_tasks.lm.program import TextProgram
 from rare_tasks.lm.report import injection as report
@@ -106,34 +106,48 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
 def size_plans(c: ml_collections.ConfigDict, sc: ml_collections.ConfigDict, size: str,
                size_cells: list[grid.Cell], source: data.TextSource,
                devices: list[jax.Device]) -> tuple[list[Plan], dict[str, Any]]:
-  """The programs of one size: one ensemble if it fits (and mesh.fsdp is 1, and
+  """The programs of one size, per run length: one ensemble if it fits (and mesh.fsdp is 1, and
   mesh.one_program_per_cell is not set), else one per cell with its parameters over mesh.fsdp
   devices (all of them when the ensemble does not fit)."""
-  def plan(name: str, plan_cells: list[grid.Cell], fsdp: int) -> Plan:
-    mesh = specs.ensemble_mesh(sc, len(plan_cells), devices, fsdp)
-    trainer = specs.ensemble_trainer(sc, source.vocab_size, len(plan_cells), mesh)
-    return Plan(name, sc, plan_cells, trainer)
+  def plan(lc: ml_collections.ConfigDict, name: str, plan_cells: list[grid.Cell],
+           fsdp: int) -> Plan:
+    mesh = specs.ensemble_mesh(lc, len(plan_cells), devices, fsdp)
+    trainer = specs.ensemble_trainer(lc, source.vocab_size, len(plan_cells), mesh)
+    return Plan(name, lc, plan_cells, trainer)
 
   def fits(p: Plan) -> str:
+    total = ladder.total_params(*_counted(p.trainer.model.spec))
     return memory.check_fits(sc.model.preset, p.trainer.abstract_state, total, len(p.cells),
                              devices)
 
-  ensemble = plan(size, size_cells, c.mesh.fsdp)
-  info = specs.run_info(sc, ensemble.trainer.model.spec, source, ensemble.trainer.mesh)
-  total = info["params"]["total"]
-  fsdp = c.mesh.fsdp
-  if fsdp == 1 and not c.mesh.one_program_per_cell:
-    try:
-      info["memory"] = fits(ensemble)
-      info["programs"] = 1
-      return [ensemble], info
-    except ConfigError as e:
-      log.info("%s: the ensemble does not fit (%s); one program per cell, FSDP", size, e)
-      fsdp = len(devices)
-  out = [plan(name, cs, fsdp) for name, cs in grid.programs(size, size_cells, one_per_cell=True)]
-  info["memory"] = fits(out[0])
-  info["programs"] = len(out)
-  return out, info
+  def length_plans(lc: ml_collections.ConfigDict, cs: list[grid.Cell]) -> tuple[list[Plan], str]:
+    fsdp = c.mesh.fsdp
+    if fsdp == 1 and not c.mesh.one_program_per_cell:
+      ensemble = plan(lc, cs[0].program, cs, fsdp)
+      try:
+        return [ensemble], fits(ensemble)
+      except ConfigError as e:
+        log.info("%s: the ensemble does not fit (%s); one program per cell, FSDP", size, e)
+        fsdp = len(devices)
+    out = [plan(lc, name, pcs, fsdp) for name, pcs in grid.programs(cs, one_per_cell=True)]
+    return out, fits(out[0])
+
+  by_length: dict[int, list[grid.Cell]] = {}
+  for cell in size_cells:
+    by_length.setdefault(cell.steps, []).append(cell)
+  plans, fit = [], ""
+  for steps, cs in by_length.items():
+    lc = ml_collections.ConfigDict(sc.to_dict())
+    lc.train.steps = steps
+    these, fit = length_plans(lc, cs)
+    plans += these
+  info = specs.run_info(sc, plans[0].trainer.model.spec, source, plans[0].trainer.mesh)
+  info.update(memory=fit, programs=len(plans))
+  return plans, info
+
+
+def _counted(spec) -> tuple:
+  return spec.shape, spec.vocab_size, spec.block, spec.tie_embeddings
 
 
 def program_of(plan: Plan, c: ml_collections.ConfigDict, wd: Path, source: data.TextSource,

@@ -49,7 +49,23 @@ def test_a_cells_plan_in_the_declared_unit():
 
 def test_programs_are_one_ensemble_or_one_per_cell():
   cells = grid.cells(_config())["cpu_d32"]
-  assert grid.programs("cpu_d32", cells, False) == [("cpu_d32", cells)]
-  split = grid.programs("cpu_d32", cells, True)
+  assert grid.programs(cells, False) == [("cpu_d32", cells)]
+  split = grid.programs(cells, True)
   assert [name for name, _ in split][:2] == ["cpu_d32-m0", "cpu_d32-m1"]
   assert [cs for _, cs in split] == [[x] for x in cells]
+
+
+def test_a_steps_axis_gives_each_length_its_cells_programs_and_names():
+  c = _config()
+  assert grid.lengths(c) == (c.train.steps,)
+  assert all(x.steps == c.train.steps and "-t" not in x.name for x in grid.cells(c)["cpu_d32"])
+  c.grid.steps = (100, 400)
+  cells = grid.cells(c)["cpu_d32"]
+  per_length = len(cells) // 2
+  assert [x.steps for x in cells] == [100] * per_length + [400] * per_length
+  assert [x.member for x in cells[per_length:]] == list(range(per_length))
+  assert len({x.name for x in cells}) == len(cells) and cells[0].name.startswith("cpu_d32-t100-")
+  assert grid.programs(cells[per_length:], False) == [("cpu_d32-t400", cells[per_length:])]
+  assert grid.programs(cells[:1], True) == [("cpu_d32-t100-m0", cells[:1])]
+  indices = [x.index for cs in grid.cells(c).values() for x in cs]
+  assert indices == list(range(len(indices)))

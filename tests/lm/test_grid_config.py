@@ -64,7 +64,7 @@ def test_the_learned_threshold_is_checked_and_its_old_name_refused_with_the_new_
   c = grid_config.base_config()
   c.learned.criterion = "loss"
   with pytest.raises(ConfigError, match=r"config.learned.criterion = 'loss': allowed: one of "
-                                        r"\['accuracy'\]"):
+                                        r"\['accuracy', 'choice_accuracy'\]"):
     grid_config.resolve(c, "cpu")
   c = grid_config.base_config()
   c.learned_accuracy = 0.8
@@ -107,7 +107,33 @@ def test_withholding_every_step_is_refused():
   c = grid_config.base_config()
   c.injection.withhold_steps = c.train.steps
   with pytest.raises(ConfigError, match="config.injection.withhold_steps = 1000: allowed: an "
-                                        "integer below train.steps = 1000"):
+                                        "integer below the shortest run length, 1000 steps"):
+    grid_config.resolve(c, "cpu")
+  c.grid.steps = (2000, 500)  # the shortest of grid.steps, not train.steps
+  c.injection.withhold_steps = 500
+  with pytest.raises(ConfigError, match="config.injection.withhold_steps = 500: allowed: an "
+                                        "integer below the shortest run length, 500 steps"):
+    grid_config.resolve(c, "cpu")
+
+
+@pytest.mark.parametrize("field,value,allowed", [
+    ("grid.steps", (100, 100), "an empty tuple"), ("grid.steps", (0,), "an empty tuple"),
+    ("task.split", "mirror", r"one of \['ordered', 'unordered'\]"),
+    ("learned.last_evals", 0, "an integer >= 1")])
+def test_the_new_fields_are_checked(field, value, allowed):
+  c = grid_config.base_config()
+  section, name = field.split(".")
+  c[section][name] = value
+  with pytest.raises(ConfigError, match=rf"config.{field} = .*: allowed: {allowed}"):
+    grid_config.resolve(c, "cpu")
+
+
+def test_a_length_whose_schedule_does_not_fit_is_refused():
+  c = grid_config.base_config()
+  c.grid.steps = (50, 1000)  # evaluations every 100 steps do not fit a 50-step run
+  with pytest.raises(ConfigError, match=r"config.grid.steps = \(50, 1000\): allowed: run lengths "
+                                        "each of which the training fields fit; at 50 steps: "
+                                        "config.eval_every = 100"):
     grid_config.resolve(c, "cpu")
 
 
