@@ -98,7 +98,16 @@ def test_a_run_writes_results_manifests_figures_and_a_summary(uninterrupted):
       assert 0 <= r[f"{name}_train_accuracy"] <= 1 and r[f"{name}_test_loss"] > 0
   cells = {c["name"] for c in info["cells"]}
   assert set(_manifests(wd)) == {f"{name}.csv" for name in cells}
-  assert "smallest learned frequency" in (wd / "summary.md").read_text()
+  for r in records:
+    for name in ("comparison", "addition"):
+      assert 0 <= r[f"{name}_train_choice_accuracy"] <= 1
+      for split in ("test_unseen", "test_mirror"):  # None: no off-diagonal pair in the split
+        v = r[f"{name}_{split}_choice_accuracy"]
+        assert v is None or 0 <= v <= 1
+      assert 0 <= r[f"{name}_train_format_rate"] <= 1
+  summary = (wd / "summary.md").read_text()
+  assert "threshold (accuracy)" in summary and "Not measured" not in summary
+  assert len(tables.read_csv(wd / "thresholds.csv")) == 2 * 1 * 2  # tasks x sizes x scores
 
 
 def test_the_manifest_matches_the_batches_actually_trained(uninterrupted):
@@ -168,21 +177,34 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "lm_workdir_before
 
 def test_a_work_directory_written_before_the_engine_re_reports_and_resumes(tmp_path):
   """Its config.json holds the study's old name and learned_accuracy; written on one device, it
-  resumes on one to the same records, bit for bit."""
+  resumes on one to the same records, bit for bit, in every value it measured then; what it did
+  not measure (choice accuracy, format rate, the mirror splits) is NaN, and the summary says
+  so."""
   old = json.loads((FIXTURES / "injection_finished" / "config.json").read_text())
   assert old["study"] == "lm_width_by_frequency" and old["learned_accuracy"] == 0.9
   finished, interrupted = tmp_path / "finished", tmp_path / "interrupted"
   shutil.copytree(FIXTURES / "injection_finished", finished)
   shutil.copytree(FIXTURES / "injection_interrupted", interrupted)
-  stored = (finished / "results.csv").read_text()
+  stored = tables.read_csv(finished / "results.csv")
   assert grid_study.run(tiny_config(), finished).trained_steps == 0
-  assert (finished / "results.csv").read_text() == stored
+  rows = tables.read_csv(finished / "results.csv")
+  assert tuple(rows[0]) == results_table.COLUMNS and len(rows) == len(stored)
+  for before, now in zip(stored, rows):
+    assert {k: now[k] for k in before if k not in ("learned", "generalised")} == {
+        k: v for k, v in before.items() if k not in ("learned", "generalised")}
+    assert now["train_choice_accuracy"] == now["format_rate"] == "nan"
+    assert float(now["train_choice_baseline"]) > 0  # counting needs no model
+  summary = (finished / "summary.md").read_text()
+  assert "Not measured in this run (comparison, addition)" in summary
   assert (finished / "figures/heatmap_comparison.png").exists()
   one = jax.devices()[:1]
   assert grid_study.run(tiny_config(), interrupted, devices=one).trained_steps == STEPS - 4
   assert _manifests(interrupted) == _manifests(finished)
-  assert _records(interrupted) == _records(finished)
-  assert (interrupted / "results.csv").read_text() == stored
+  resumed, kept = _records(interrupted), _records(finished)
+  assert len(resumed) == len(kept)
+  for new, old_record in zip(resumed, kept):
+    assert {k: new[k] for k in old_record} == old_record
+  assert {"comparison_train_choice_accuracy", "steps"} <= set(resumed[-1])
 
 
 def _by_cell(wd):

@@ -12,7 +12,7 @@ import ml_collections
 from rare_tasks.core import tables, workdir
 from rare_tasks.core.report import Section, fmt
 from rare_tasks.lm.report.injection_view import FIGURES, InjectionRun
-from rare_tasks.lm.report.task_loss_curves import curves_figure
+from rare_tasks.lm.report.task_loss_curves import curves_figure, longest
 
 FILES = (FIGURES,)
 
@@ -37,10 +37,11 @@ def section(run: InjectionRun, task: str) -> Section:
   """Draws the task's loss curves per gap; returns the gap table."""
   name = run.figure("gap", task)
   if workdir.is_writer():
-    curves_figure(run.wd / name, run.config, run.cells, run.histories, task, "gap")
+    curves_figure(run.wd / name, run.config, longest(run), run.histories, task, "gap")
   lines = ["", "Gap sweep at matched frequency (seed-mean final train loss / accuracy):", "",
            "| size | frequency | gap | train loss | train accuracy |",
            "|---|---:|---:|---:|---:|"]
   lines += [f"| {s} | {f:g} | {g} | {fmt(loss)} | {fmt(acc)} |"
-            for s, f, g, loss, acc in gap_effect(run.config, run.rows, task)]
+            for s, f, g, loss, acc in gap_effect(run.config, [
+                r for r in run.rows if r["steps"] == max(run.lengths)], task)]
   return Section(lines, {}, (name,))

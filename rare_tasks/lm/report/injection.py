@@ -3,8 +3,9 @@ summary.md, from metrics.jsonl and run.json, assembled from its sections in summ
 
 summary.md: the opening (grid_setting, with the findings' headline), then per task its sections
 (PER_TASK: the learned frequencies, the gap sweep when the grid has more than one gap) followed
-by links to the figures they drew, then the background text's loss and the pointer to
-results.csv.
+by links to the figures they drew (the thresholds, the data-scaling control when the grid has
+several run lengths, the heatmaps, the choice-accuracy and loss curves, the gap sweep when it
+has several gaps), then the background text's loss and the pointer to results.csv.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from rare_tasks.core.report import SUMMARY_FILE, Section, declared_files, write_
 from rare_tasks.lm.grid import Cell
 from rare_tasks.lm.report import (
   background_loss,
+  choice_curves,
+  data_scaling,
   gap_sweep,
   grid_setting,
   heatmaps,
@@ -32,7 +35,7 @@ from rare_tasks.lm.tasks import Task
 
 # Each task's sections in summary.md order, each written when it applies to the run; the figures
 # they drew are linked after them, in this order too.
-PER_TASK = (learned_frequency, heatmaps, task_loss_curves, gap_sweep)
+PER_TASK = (learned_frequency, data_scaling, heatmaps, choice_curves, task_loss_curves, gap_sweep)
 CLOSING = (background_loss, results_table)
 # Everything the report writes into the work directory (--overwrite deletes these).
 FILES = declared_files((SUMMARY_FILE,), *(s.FILES for s in (grid_setting, *PER_TASK, *CLOSING)))
@@ -42,7 +45,7 @@ def write(wd: Path, c: ml_collections.ConfigDict, info: dict[str, Any],
           cells: dict[str, list[Cell]], task_list: Sequence[Task],
           records: list[dict[str, Any]]) -> dict[str, Any]:
   """Writes results.csv, the figures and summary.md; returns the headline numbers."""
-  rows = results_table.result_rows(c, info, cells, records)
+  rows = results_table.result_rows(c, info, cells, records, task_list)
   run = InjectionRun(c, Path(wd), info, cells, tuple(task_list), records, rows)
   if workdir.is_writer():
     (run.wd / FIGURES).mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from rare_tasks.core import tables, workdir
+from rare_tasks.lm import grid
 from rare_tasks.lm.grid import Cell
 from rare_tasks.lm.tasks import Task
 
@@ -56,6 +57,11 @@ class InjectionRun:
     return list(self.config.grid.size)
 
   @functools.cached_property
+  def lengths(self) -> tuple[int, ...]:
+    """The run lengths in steps (grid.steps, or train.steps alone)."""
+    return grid.lengths(self.config)
+
+  @functools.cached_property
   def params(self) -> dict[str, int]:
     """Each size's parameter count."""
     return {s: self.info["sizes"][s]["params"]["total"] for s in self.sizes}
@@ -74,10 +80,12 @@ def histories(records: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
 
 
 def seed_mean(rows: list[dict[str, Any]], task: str, gap: int, column: str,
-              sizes: Sequence[str], freqs: Sequence[float]) -> np.ndarray:
+              sizes: Sequence[str], freqs: Sequence[float], steps: int | None = None
+              ) -> np.ndarray:
   """(sizes, frequencies) seed means of a column at one gap (the control at frequency 0 for
-  every gap); NaN where no cell finished."""
+  every gap) and, when given, one run length; NaN where no cell finished."""
   means = tables.mean_by([r for r in rows if r["task"] == task
-                          and (r["gap"] == gap or r["frequency"] == 0)],
+                          and (r["gap"] == gap or r["frequency"] == 0)
+                          and (steps is None or r["steps"] == steps)],
                          ("size", "frequency"), column)
   return np.array([[means.get((s, f), np.nan) for f in freqs] for s in sizes], float)

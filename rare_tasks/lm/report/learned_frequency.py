@@ -1,74 +1,123 @@
-"""The smallest frequency each size learns a task at, and the order in which it learns them.
+"""The smallest frequency each size learns a task at, read by one rule, under both scores.
 
-Per task, at the grid's first gap: each size's seed-mean final train accuracy per frequency and
-its smallest learned one (accuracy >= learned.threshold), the frequencies only the largest size
-learns, whether the smallest learned frequency never rises with size, and how far the learning
-order (first learned step) follows the frequency order. The summary's headline is each task's
-smallest learned frequencies.
+Per task, run length and size, at the grid's first gap: each seed's train accuracy and choice
+accuracy (the mean of the last `learned.last_evals` evaluations) per frequency, learned when at
+or above learned.threshold (a diverged seed learns nothing); each seed's threshold and its
+bracket and the size's median and range (`rare_tasks.analysis.thresholds`), written to
+thresholds.csv; whether adjacent sizes separate; the choice accuracy on pairs never injected in
+either order beside the count baseline; the format rate; and how far the learning order follows
+the frequency order. The summary's headline is each task's thresholds under the criterion.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
-import ml_collections
 import numpy as np
 
+from rare_tasks.analysis import thresholds
 from rare_tasks.analysis.learning_order import pair_agreement
-from rare_tasks.core import tables
+from rare_tasks.core import tables, workdir
 from rare_tasks.core.report import Section, fmt, pct
 from rare_tasks.lm.report.injection_view import InjectionRun, seed_mean
+from rare_tasks.lm.task_metrics import CRITERIA
 
-FILES: tuple[str, ...] = ()
+THRESHOLDS_FILE = "thresholds.csv"
+FILES = (THRESHOLDS_FILE,)
+COLUMNS = ("task", "size", "steps", "metric", "threshold", "threshold_low", "threshold_high",
+           "seeds", "seeds_learned_at_max", "diverged_seeds")
+NAMES = {"accuracy": "accuracy", "choice_accuracy": "choice accuracy"}
 
 
 def applies(run: InjectionRun) -> bool:
   return True
 
 
-def science(c: ml_collections.ConfigDict, rows: list[dict[str, Any]], task: str,
-            sizes: Sequence[str], params: dict[str, int]) -> dict[str, Any]:
-  """The study's findings for one task at the first gap: per size the smallest learned
-  frequency (seed-mean final train accuracy >= learned.threshold), the frequencies the largest
-  size learns and the smallest does not, whether the smallest learned frequency never rises
-  with size, and how far the learning order follows the frequency order.
-
-  "accuracy" is the (sizes, frequencies) seed-mean accuracy, sizes by parameter count and
-  frequencies ascending ("sizes", "frequencies").
-  """
-  gap = c.grid.gap[0]
+def learned_grid(run: InjectionRun, task: str, size: str, steps: int, metric: str
+                 ) -> tuple[list[float], np.ndarray, np.ndarray, np.ndarray]:
+  """(frequencies ascending, scores (S, F), learned (S, F), diverged (S,)) of one size and
+  length at the first gap, seeds in grid order; a seed without a finished cell at a frequency
+  has a NaN score there (not learned)."""
+  c = run.config
   freqs = sorted(set(c.grid.frequency))
-  order = sorted(sizes, key=lambda s: params[s])
-  acc = seed_mean(rows, task, gap, "train_accuracy", order, freqs)
-  learned = acc >= c.learned.threshold
-  smallest = {s: (freqs[int(np.argmax(learned[i]))] if learned[i].any() else None)
-              for i, s in enumerate(order)}
-  only_large = [f for j, f in enumerate(freqs) if learned[-1, j] and not learned[0, j]]
-  known = [smallest[s] if smallest[s] is not None else np.inf for s in order]
-  monotone = all(b <= a for a, b in zip(known, known[1:]))
-  agreement, pairs = order_agreement(c, rows, task, order)
-  return {"smallest_learned": smallest, "only_largest": only_large, "monotone": monotone,
-          "order_agreement": agreement, "order_pairs": pairs, "accuracy": acc,
-          "frequencies": freqs, "sizes": order}
+  seeds = list(c.grid.seed)
+  scores = np.full((len(seeds), len(freqs)), np.nan)
+  diverged = np.zeros(len(seeds), bool)
+  for r in run.rows:
+    if (r["task"] == task and r["size"] == size and r["steps"] == steps
+        and r["gap"] == c.grid.gap[0] and r["frequency"] > 0):
+      i, j = seeds.index(r["seed"]), freqs.index(r["frequency"])
+      scores[i, j] = r[f"mean_train_{metric}"]
+      diverged[i] |= bool(r["diverged"])
+  learned = np.nan_to_num(scores, nan=-1.0) >= c.learned.threshold
+  return freqs, scores, learned, diverged
 
 
-def order_agreement(c: ml_collections.ConfigDict, rows: list[dict[str, Any]], task: str,
-                    sizes: Sequence[str]) -> tuple[float, int]:
-  """(fraction, pairs): of the pairs of frequencies of one size (at the first gap) learned at
-  different evaluations, or only one of them at all, the fraction whose higher frequency was
-  learned first (seed-mean first learned step); NaN with no such pair."""
-  gap = c.grid.gap[0]
-  late = 10.0 * c.train.steps  # never learned: after every learned one
+def size_thresholds(run: InjectionRun, task: str, steps: int, metric: str
+                    ) -> dict[str, thresholds.SizeThreshold]:
+  """Each size's threshold under `metric`, sizes by parameter count."""
+  out = {}
+  for s in sorted(run.sizes, key=lambda s: run.params[s]):
+    freqs, _, learned, diverged = learned_grid(run, task, s, steps, metric)
+    out[s] = thresholds.size_threshold(np.array(freqs), learned, diverged)
+  return out
+
+
+def threshold_rows(run: InjectionRun) -> list[dict[str, Any]]:
+  """thresholds.csv: per task, size, length and metric the threshold, its range and seeds."""
+  rows = []
+  for t in run.task_list:
+    for steps in run.lengths:
+      for metric in CRITERIA:
+        for size, st in size_thresholds(run, t.name, steps, metric).items():
+          rows.append({"task": t.name, "size": size, "steps": steps, "metric": metric,
+                       "threshold": st.threshold, "threshold_low": st.low,
+                       "threshold_high": st.high, "seeds": st.seeds,
+                       "seeds_learned_at_max": st.seeds_learned_at_max,
+                       "diverged_seeds": len(st.diverged)})
+  return rows
+
+
+def describe(st: thresholds.SizeThreshold) -> str:
+  """'0.1 (0.05, 0.2]': the median threshold and its range; 'none' above the grid."""
+  mid = "none" if math.isinf(st.threshold) else f"{st.threshold:g}"
+  high = "inf)" if math.isinf(st.high) else f"{st.high:g}]"
+  return f"{mid} ({st.low:g}, {high}"
+
+
+def separation(found: dict[str, thresholds.SizeThreshold]) -> list[str]:
+  """One phrase per adjacent pair of sizes (by parameter count): separated and falling,
+  separated and rising, or overlapping."""
+  sizes = list(found)
+  out = []
+  for a, b in zip(sizes, sizes[1:]):
+    if thresholds.separated(found[a], found[b]):
+      falls = found[b].high <= found[a].low
+      out.append(f"{a} -> {b}: separated, the threshold {'falls' if falls else 'rises'}")
+    else:
+      out.append(f"{a} -> {b}: ranges overlap")
+  return out
+
+
+def order_agreement(run: InjectionRun, task: str, steps: int, sizes: Sequence[str]
+                    ) -> tuple[float, int]:
+  """(fraction, pairs): of the pairs of frequencies of one size (first gap, one length) learned
+  at different evaluations, or only one of them at all, the fraction whose higher frequency was
+  learned first. A seed that never reached the threshold counts as learning after the run's
+  end, before the mean over seeds (so a frequency learned at one seed of two is not learned
+  early); NaN with no such pair."""
+  late = 10.0 * steps
   agree, counted = [], 0
-  steps = [dict(r, first=float(r["first_learned_step"]) if r["first_learned_step"] != ""
-                else np.nan) for r in rows if r["task"] == task and r["gap"] == gap
-           and r["frequency"] > 0]
+  rows = [dict(r, first=float(r["first_learned_step"]) if r["first_learned_step"] != ""
+               else late) for r in run.rows
+          if r["task"] == task and r["gap"] == run.config.grid.gap[0] and r["frequency"] > 0
+          and r["steps"] == steps]
   for s in sizes:
-    first = tables.mean_by([r for r in steps if r["size"] == s], ("frequency",), "first")
+    first = tables.mean_by([r for r in rows if r["size"] == s], ("frequency",), "first")
     f = np.array(sorted(k[0] for k in first))
     measured = np.array([first[(x,)] for x in f])
-    measured = np.where(np.isfinite(measured), measured, late)
     a, n = pair_agreement(measured, -f)
     if n:
       agree.append(a * n)
@@ -76,35 +125,100 @@ def order_agreement(c: ml_collections.ConfigDict, rows: list[dict[str, Any]], ta
   return (sum(agree) / counted if counted else float("nan")), counted
 
 
+def _mean(values: np.ndarray) -> float:
+  return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
 def headline(found: dict[str, dict[str, Any]]) -> str:
-  """Per task (task -> its findings), each size's smallest learned frequency."""
-  return "; ".join(f"{task}: smallest learned frequency " + ", ".join(
-      f"{s} {fmt(v) if v is not None else 'none'}" for s, v in f["smallest_learned"].items())
-      for task, f in found.items())
+  """Per task (task -> its findings) and length, each size's threshold under the criterion."""
+  parts = []
+  for task, f in found.items():
+    for steps, by_size in f["criterion_thresholds"].items():
+      at = f" at {steps} steps" if len(f["criterion_thresholds"]) > 1 else ""
+      parts.append(f"{task}{at}: threshold ({f['criterion']}) " + ", ".join(
+          f"{s} {text}" for s, text in by_size.items()))
+  return "; ".join(parts)
+
+
+def length_lines(run: InjectionRun, task: str, steps: int, base: dict[str, Any],
+                 numbers: dict[str, Any]) -> list[str]:
+  """One length's exposures, score tables, thresholds and findings; records its numbers."""
+  c = run.config
+  order = sorted(run.sizes, key=lambda s: run.params[s])
+  freqs = sorted(set(c.grid.frequency))
+  lines: list[str] = []
+  exposures = tables.mean_by([r for r in run.rows if r["task"] == task
+                              and r["steps"] == steps and r["frequency"] > 0],
+                             ("frequency",), "exposures")
+  lines += ["Exposures of each train instance: " + ", ".join(
+      f"{f:g}: {fmt(exposures.get((f,), float('nan')))}" for f in freqs) + ".", ""]
+  found = {m: size_thresholds(run, task, steps, m) for m in CRITERIA}
+  numbers["thresholds"][steps] = {m: {s: dict(vars(st)) for s, st in found[m].items()}
+                                  for m in CRITERIA}
+  numbers["criterion_thresholds"][steps] = {s: describe(st) for s, st in
+                                            found[c.learned.criterion].items()}
+  for m in CRITERIA:
+    lines += [f"Train {NAMES[m]} (seed mean; seeds learned of {len(c.grid.seed)}):", "",
+              "| size | " + " | ".join(f"{f:g}" for f in freqs) + " |",
+              "|---|" + "---:|" * len(freqs)]
+    for s in order:
+      _, scores, learned, _ = learned_grid(run, task, s, steps, m)
+      cells = [f"{fmt(_mean(scores[:, j]))} ({int(learned[:, j].sum())})"
+               for j in range(len(freqs))]
+      lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    lines.append("")
+  lines += ["| size | parameters | threshold, accuracy | threshold, choice accuracy | "
+            "seeds learning the top frequency (accuracy / choice) | diverged seeds |",
+            "|---|---:|---:|---:|---:|---:|"]
+  for s in order:
+    a, ch = found["accuracy"][s], found["choice_accuracy"][s]
+    lines.append(f"| {s} | {run.params[s]:,} | {describe(a)} | {describe(ch)} | "
+                 f"{a.seeds_learned_at_max} / {ch.seeds_learned_at_max} of {a.seeds} | "
+                 f"{len(a.diverged)} |")
+  lines.append("")
+  for m in CRITERIA:
+    lines.append(f"- {NAMES[m]}: " + "; ".join(separation(found[m])))
+  unseen = seed_mean(run.rows, task, c.grid.gap[0], "test_unseen_choice_accuracy", order,
+                     freqs, steps)
+  fmt_rate = seed_mean(run.rows, task, c.grid.gap[0], "format_rate", order, freqs, steps)
+  lines += [f"- choice accuracy on pairs never injected in either order (test_unseen, seed "
+            f"mean) at the highest frequency, against the count baseline "
+            f"{fmt(base.get('test_unseen_choice_baseline', float('nan')))}: "
+            + ", ".join(f"{s} {fmt(unseen[i, -1])}" for i, s in enumerate(order)),
+            "- format rate (the argmax is an answer the task allows; train, seed mean) at the "
+            "highest frequency: " + ", ".join(f"{s} {fmt(fmt_rate[i, -1])}"
+                                              for i, s in enumerate(order))]
+  agreement, pairs = order_agreement(run, task, steps, order)
+  lines += ["- learning order against frequency order: of the "
+            f"{pairs} pairs of frequencies of one size that were learned at different "
+            "evaluations (or only one of them at all), "
+            f"{pct(agreement)} learned the higher frequency first", ""]
+  numbers.setdefault("order_agreement", {})[steps] = agreement
+  return lines
 
 
 def section(run: InjectionRun, task: str) -> Section:
-  """The task's heading, its accuracy table and findings; numbers: {task: the findings}."""
+  """The task's heading, its score tables, thresholds and findings; numbers: {task: ...}."""
   c = run.config
-  found = science(c, run.rows, task, run.sizes, run.params)
-  freqs, order = found["frequencies"], found["sizes"]
-  lines = [f"## {task}", "", "Seed-mean train accuracy at the end (gap "
-           f"{c.grid.gap[0]}; control = frequency 0):", "",
-           "| size | " + " | ".join(f"{f:g}" for f in freqs) + " | smallest learned |",
-           "|---|" + "---:|" * (len(freqs) + 1)]
-  for i, s in enumerate(order):
-    small = found["smallest_learned"][s]
-    lines.append(f"| {s} | " + " | ".join(fmt(v) for v in found["accuracy"][i])
-                 + f" | {'none' if small is None else f'{small:g}'} |")
-  only = found["only_largest"]
-  lines += ["",
-            f"- learned by the largest size ({order[-1]}) and not by the smallest "
-            f"({order[0]}): " + (", ".join(f"{f:g}" for f in only) if only else "none"),
-            "- the smallest learned frequency never rises with size: "
-            + ("yes" if found["monotone"] else "no"),
-            "- learning order against frequency order: of the "
-            f"{found['order_pairs']} pairs of frequencies of one size that were learned at "
-            "different evaluations (or only one of them at all), "
-            f"{pct(found['order_agreement'])} learned the higher frequency first"]
-  numbers = {task: dict(found, accuracy=np.asarray(found["accuracy"]).tolist())}
-  return Section(lines, numbers)
+  if workdir.is_writer() and task == run.task_list[0].name:
+    tables.write_csv(run.wd / THRESHOLDS_FILE, COLUMNS, threshold_rows(run))
+  base = {r["task"]: r for r in run.rows}.get(task, {})
+  lines = [f"## {task}", "",
+           f"Learned: train {NAMES[c.learned.criterion]} >= {c.learned.threshold}, the mean of "
+           f"the last {c.learned.last_evals} evaluations (a diverged seed learns nothing). A "
+           "seed's threshold is the smallest frequency from which every higher one is learned; "
+           "a size's is the median over its seeds, with the range from the lowest bracket to "
+           "the highest seed threshold. Count baseline of choice accuracy (ranking the answers "
+           "by how often each is a train label; no model): "
+           + ", ".join(f"{split} {fmt(base.get(f'{split}_choice_baseline', float('nan')))}"
+                       for split in ("train", "test_unseen", "test_mirror")) + ".", ""]
+  numbers: dict[str, Any] = {"criterion": NAMES[c.learned.criterion], "criterion_thresholds": {},
+                             "thresholds": {}}
+  for steps in run.lengths:
+    if len(run.lengths) > 1:
+      lines += [f"### {task}, {steps} steps", ""]
+    lines += length_lines(run, task, steps, base, numbers)
+  numbers["count_baseline"] = {split: base.get(f"{split}_choice_baseline")
+                               for split in ("train", "test_unseen", "test_mirror")}
+  return Section(lines, {task: numbers}, FILES, {THRESHOLDS_FILE: "per task, size, length and "
+                                                 "score: the threshold and its range"})

@@ -1,5 +1,6 @@
 """figures/task_loss_<task>.png (paper Fig. 6a): the train-instance LABEL loss against step, a
-line per frequency at the grid's first gap (the control dashed), one panel per size."""
+line per frequency at the grid's first gap (the control dashed), one panel per size, at the
+grid's longest run length."""
 
 from __future__ import annotations
 
@@ -24,8 +25,14 @@ def section(run: InjectionRun, task: str) -> Section:
   """Draws the task's loss curves per frequency; the Section lists the figure."""
   name = run.figure("task_loss", task)
   if workdir.is_writer():
-    curves_figure(run.wd / name, run.config, run.cells, run.histories, task, "frequency")
+    curves_figure(run.wd / name, run.config, longest(run), run.histories, task, "frequency")
   return Section([], {}, (name,))
+
+
+def longest(run: InjectionRun) -> dict[str, list[Cell]]:
+  """Each size's cells at the grid's longest run length."""
+  n = max(run.lengths)
+  return {s: [x for x in cs if x.steps == n] for s, cs in run.cells.items()}
 
 
 def curves_figure(path: Path, c: ml_collections.ConfigDict, cells: dict[str, list[Cell]],

@@ -69,18 +69,21 @@ INFO = {"sizes": {"cpu_d16": {"params": {"total": 100}, "tokens_per_step": 64 * 
 
 def injection_config():
   """Sizes cpu_d16 and cpu_d64 x frequencies 0.01, 0.004, 0.001 of one task at one gap, one
-  seed, evaluated at steps 10, 20 and 30."""
+  seed, evaluated at steps 10, 20 and 30; learned on the last evaluation alone."""
   c = grid_config.base_config()
   c.grid.update(dict(size=("cpu_d16", "cpu_d64"), frequency=(0.01, 0.004, 0.001), gap=(1,),
                      task=("comparison",), seed=(0,)))
   c.train.steps = 30
   c.eval_every = 10
+  c.learned.last_evals = 1
   return c
 
 
-def injection_records(c, cells, first=FIRST):
+def injection_records(c, cells, first=FIRST, choice=True):
   """Every cell's records at steps 10, 20, 30: the planted final accuracy (test accuracy half
-  of it), 0.9 from the planted first learned step on before that, else 0.1."""
+  of it), 0.9 from the planted first learned step on before that, else 0.1; with `choice`
+  (a run that measured it), choice accuracy 1 on train and 0.75 on unseen pairs, a format
+  rate of 0.5 and the splits' accuracy; the instances injected are frequency x 1000 x step."""
   out = []
   for size, size_cells in cells.items():
     for cell in size_cells:
@@ -88,16 +91,27 @@ def injection_records(c, cells, first=FIRST):
       for step in (10, 20, 30):
         reached = (size, cell.frequency) in first and step >= first[(size, cell.frequency)]
         acc = final if step == 30 else (0.9 if reached else 0.1)
-        out.append(cell.record() | {"step": step, "val_loss": 3.0, "val_gap": 1.0,
-                                    "comparison_train_loss": 1.0 - acc,
-                                    "comparison_train_accuracy": acc,
-                                    "comparison_test_loss": 2.0,
-                                    "comparison_test_accuracy": acc / 2})
+        r = cell.record() | {"step": step, "val_loss": 3.0, "val_gap": 1.0,
+                             "instances_per_task": round(cell.frequency * 1000 * step),
+                             "comparison_train_loss": 1.0 - acc,
+                             "comparison_train_accuracy": acc,
+                             "comparison_test_loss": 2.0,
+                             "comparison_test_accuracy": acc / 2}
+        if choice:
+          r |= {"comparison_train_choice_accuracy": 1.0,
+                "comparison_test_unseen_choice_accuracy": 0.75,
+                "comparison_test_mirror_choice_accuracy": 0.875,
+                "comparison_test_choice_accuracy": 0.8,
+                "comparison_train_format_rate": 0.5,
+                "comparison_test_unseen_accuracy": acc / 4,
+                "comparison_test_mirror_accuracy": acc / 2,
+                "comparison_test_unseen_loss": 2.5, "comparison_test_mirror_loss": 1.5}
+        out.append(r)
   return out
 
 
 def injection_tasks():
-  return tasks.make_tasks(("comparison",), 4, 64, seed=0)
+  return tasks.make_tasks(("comparison",), 6, 64, seed=0)
 
 
 def injection_run(c=None, wd=Path("."), records=None) -> InjectionRun:
@@ -105,5 +119,5 @@ def injection_run(c=None, wd=Path("."), records=None) -> InjectionRun:
   c = c or injection_config()
   cells = grid.cells(c)
   records = injection_records(c, cells) if records is None else records
-  rows = results_table.result_rows(c, INFO, cells, records)
+  rows = results_table.result_rows(c, INFO, cells, records, injection_tasks())
   return InjectionRun(c, Path(wd), INFO, cells, injection_tasks(), records, rows)

@@ -17,11 +17,13 @@ def test_write_draws_the_figures_and_the_gap_table(tmp_path):
   cells = grid.cells(c)
   summary = injection.write(tmp_path, c, INFO, cells, injection_tasks(),
                             injection_records(c, cells))
-  for name in ("heatmap_comparison", "task_loss_comparison", "gap_comparison"):
+  for name in ("heatmap_comparison", "choice_comparison", "task_loss_comparison",
+               "gap_comparison"):
     assert (tmp_path / f"figures/{name}.png").read_bytes()[:4] == b"\x89PNG"
   text = (tmp_path / "summary.md").read_text()
   assert "Gap sweep at matched frequency" in text and "| cpu_d64 | 0.004 | 4 |" in text
-  assert summary["comparison"]["smallest_learned"]["cpu_d64"] == 0.004
+  assert summary["comparison"]["criterion_thresholds"][30]["cpu_d64"] == "0.004 (0.001, 0.004]"
+  assert (tmp_path / "thresholds.csv").exists()
   rows = tables.read_csv(tmp_path / "results.csv")
   assert tuple(rows[0]) == results_table.COLUMNS and len(rows) == 2 * (3 * 2 + 1)
   assert np.isfinite(float(rows[0]["train_loss"]))
@@ -40,21 +42,24 @@ def test_the_summary_orders_the_opening_each_tasks_part_and_the_closing(tmp_path
   summary = injection.write(tmp_path, c, INFO, cells, task_list, records)
   lines = (tmp_path / "summary.md").read_text().splitlines()
   assert lines[0].startswith("# Rare tasks injected into pretraining")
-  headline = ("comparison: smallest learned frequency cpu_d16 0.01, cpu_d64 0.004; "
-              "addition: smallest learned frequency cpu_d16 none, cpu_d64 none")
+  headline = ("comparison: threshold (accuracy) cpu_d16 0.01 (0.004, 0.01], cpu_d64 0.004 "
+              "(0.001, 0.004]; addition: threshold (accuracy) cpu_d16 none (0.01, inf), cpu_d64 "
+              "none (0.01, inf)")
   assert lines[2] == summary["headline"] == headline
   # Each task: its heading, then its figures' links; then the background and the pointer.
   expected = [line for t in ("comparison", "addition") for line in (
       f"## {t}", f"![heatmap_{t}](figures/heatmap_{t}.png)",
-      f"![task_loss_{t}](figures/task_loss_{t}.png)")]
+      f"![choice_{t}](figures/choice_{t}.png)", f"![task_loss_{t}](figures/task_loss_{t}.png)")]
   expected.append("## Background text (control cells, last step)")
   assert [line for line in lines if line in expected] == expected
   assert lines[-1].startswith("Per cell and task: [results.csv]")
   assert not any("gap_" in line or "Gap sweep" in line for line in lines)  # one gap
   assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(
-      f"{kind}_{t}.png" for t in ("comparison", "addition") for kind in ("heatmap", "task_loss"))
-  assert summary["addition"]["smallest_learned"] == {"cpu_d16": None, "cpu_d64": None}
+      f"{kind}_{t}.png" for t in ("comparison", "addition")
+      for kind in ("heatmap", "choice", "task_loss"))
+  assert summary["addition"]["criterion_thresholds"][30] == {"cpu_d16": "none (0.01, inf)",
+                                                             "cpu_d64": "none (0.01, inf)"}
 
 
 def test_the_files_declared():
-  assert set(injection.FILES) == {"results.csv", "figures", "summary.md"}
+  assert set(injection.FILES) == {"results.csv", "thresholds.csv", "figures", "summary.md"}

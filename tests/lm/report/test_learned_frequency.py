@@ -1,82 +1,110 @@
-"""Tests of rare_tasks/lm/report/learned_frequency.py on planted results: the science read from
-them (smallest learned frequency per size, sizes that differ, monotonicity, learning order), the
-headline and the task's table."""
+"""Tests of rare_tasks/lm/report/learned_frequency.py on planted results: each size's threshold
+and range under both scores, separation between sizes, thresholds.csv, the learning order (a
+frequency learned at one seed of two is not learned early), the headline and the section."""
 
 import math
 
 import pytest
 
+from rare_tasks.core import tables
 from rare_tasks.lm import grid
-from rare_tasks.lm.report import learned_frequency, results_table
-from tests.lm.report.conftest import (
-  FIRST,
-  INFO,
-  injection_config,
-  injection_records,
-  injection_run,
-)
+from rare_tasks.lm.report import learned_frequency
+from tests.lm.report.conftest import FIRST, injection_config, injection_records, injection_run
 
 
-def test_science_on_planted_results():
+def test_thresholds_under_both_scores_on_planted_results():
+  run = injection_run()
+  acc = learned_frequency.size_thresholds(run, "comparison", 30, "accuracy")
+  assert list(acc) == ["cpu_d16", "cpu_d64"]  # by parameter count
+  assert (acc["cpu_d16"].threshold, acc["cpu_d16"].low, acc["cpu_d16"].high) == (0.01, 0.004,
+                                                                                  0.01)
+  assert (acc["cpu_d64"].threshold, acc["cpu_d64"].low) == (0.004, 0.001)
+  assert learned_frequency.separation(acc) == ["cpu_d16 -> cpu_d64: separated, the threshold "
+                                               "falls"]
+  choice = learned_frequency.size_thresholds(run, "comparison", 30, "choice_accuracy")
+  assert {s: st.threshold for s, st in choice.items()} == {"cpu_d16": 0.001, "cpu_d64": 0.001}
+  assert learned_frequency.separation(choice) == ["cpu_d16 -> cpu_d64: ranges overlap"]
+
+
+def test_a_seed_that_diverged_learns_nothing_and_is_counted():
   c = injection_config()
   cells = grid.cells(c)
-  rows = results_table.result_rows(c, INFO, cells, injection_records(c, cells))
-  found = learned_frequency.science(c, rows, "comparison", list(c.grid.size),
-                                    {"cpu_d16": 100, "cpu_d64": 1000})
-  assert found["smallest_learned"] == {"cpu_d16": 0.01, "cpu_d64": 0.004}
-  assert found["only_largest"] == [0.004]
-  assert found["monotone"]
+  records = injection_records(c, cells)
+  for r in records:
+    if r["size"] == "cpu_d64" and r["frequency"] == 0.001 and r["step"] == 30:
+      r["val_loss"] = float("nan")
+  run = injection_run(c, records=records)
+  st = learned_frequency.size_thresholds(run, "comparison", 30, "choice_accuracy")["cpu_d64"]
+  assert st.diverged == (0,) and math.isinf(st.threshold) and st.seeds_learned_at_max == 0
+
+
+def test_thresholds_csv_has_a_row_per_task_size_length_and_score(tmp_path):
+  run = injection_run(wd=tmp_path)
+  learned_frequency.section(run, "comparison")
+  rows = tables.read_csv(tmp_path / learned_frequency.THRESHOLDS_FILE)
+  assert tuple(rows[0]) == learned_frequency.COLUMNS and len(rows) == 2 * 2
+  d16 = next(r for r in rows if r["size"] == "cpu_d16" and r["metric"] == "accuracy")
+  assert (d16["steps"], d16["threshold"], d16["threshold_low"], d16["threshold_high"],
+          d16["seeds"], d16["seeds_learned_at_max"]) == ("30", "0.01", "0.004", "0.01", "1", "1")
+
+
+def test_the_learning_order_follows_the_frequency_order():
+  run = injection_run()
   # Pairs: d16 (0.01 learned, 0.004 and 0.001 not): 2; d64: (0.01, 0.004) learned in order,
   # and both before 0.001: 3. All five follow the frequency order.
-  assert found["order_agreement"] == 1.0 and found["order_pairs"] == 5
-
-
-def test_a_learning_order_against_frequency_is_counted():
+  assert learned_frequency.order_agreement(run, "comparison", 30,
+                                           ["cpu_d16", "cpu_d64"]) == (1.0, 5)
   c = injection_config()
-  cells = grid.cells(c)
   backwards = {**FIRST, ("cpu_d64", 0.01): 30, ("cpu_d64", 0.004): 10}
-  rows = results_table.result_rows(c, INFO, cells, injection_records(c, cells, backwards))
-  found = learned_frequency.science(c, rows, "comparison", list(c.grid.size),
-                                    {"cpu_d16": 100, "cpu_d64": 1000})
-  assert found["order_agreement"] == pytest.approx(4 / 5)
+  run = injection_run(c, records=injection_records(c, grid.cells(c), backwards))
+  agreement, pairs = learned_frequency.order_agreement(run, "comparison", 30, ["cpu_d64"])
+  assert (agreement, pairs) == (pytest.approx(2 / 3), 3)
 
 
-def test_a_smallest_learned_frequency_that_rises_with_size_is_reported():
+def test_a_frequency_learned_at_one_seed_of_two_is_not_learned_early():
   c = injection_config()
-  cells = grid.cells(c)
-  rows = results_table.result_rows(c, INFO, cells, injection_records(c, cells))
-  found = learned_frequency.science(c, rows, "comparison", list(c.grid.size),
-                                    {"cpu_d16": 1000, "cpu_d64": 100})  # sizes swapped
-  assert not found["monotone"] and found["only_largest"] == []
+  c.grid.seed = (0, 1)
+  backwards = {**FIRST, ("cpu_d64", 0.01): 30, ("cpu_d64", 0.004): 10}
+  records = injection_records(c, grid.cells(c), backwards)
+  for r in records:  # seed 1 never learns 0.004 at cpu_d64; seed 0 learns it at step 10
+    if r["size"] == "cpu_d64" and r["seed"] == 1 and r["frequency"] == 0.004:
+      r["comparison_train_accuracy"] = 0.1
+  run = injection_run(c, records=records)
+  # cpu_d64: 0.01 at 30, 0.004 at (10 + 10 x 30) / 2 = 155, 0.001 never (300): the frequency
+  # order. With the unlearned seed ignored, 0.004 (10) would come before 0.01.
+  assert learned_frequency.order_agreement(run, "comparison", 30, ["cpu_d64"]) == (1.0, 3)
 
 
 def test_no_frequency_learned_at_different_evaluations_gives_no_order():
-  c = injection_config()
-  cells = grid.cells(c)
-  rows = results_table.result_rows(c, INFO, cells, injection_records(c, cells))
-  for r in rows:
+  run = injection_run()
+  for r in run.rows:
     r["first_learned_step"] = ""  # nothing ever learned: every frequency ties
-  agreement, pairs = learned_frequency.order_agreement(c, rows, "comparison", ["cpu_d16"])
+  agreement, pairs = learned_frequency.order_agreement(run, "comparison", 30, ["cpu_d16"])
   assert pairs == 0 and math.isnan(agreement)
 
 
-def test_the_headline_names_each_tasks_smallest_learned_frequency_per_size():
-  found = {"comparison": {"smallest_learned": {"cpu_d16": 0.01, "cpu_d64": None}},
-           "addition": {"smallest_learned": {"cpu_d16": 0.125}}}
+def test_the_headline_names_each_tasks_thresholds_per_size():
+  found = {"comparison": {"criterion": "accuracy", "criterion_thresholds": {
+      30: {"cpu_d16": "0.01 (0.004, 0.01]", "cpu_d64": "none (0.01, inf)"}}},
+      "addition": {"criterion": "choice accuracy", "criterion_thresholds": {
+          10: {"cpu_d16": "0.1 (0, 0.1]"}, 40: {"cpu_d16": "0.1 (0, 0.1]"}}}}
   assert learned_frequency.headline(found) == (
-      "comparison: smallest learned frequency cpu_d16 0.01, cpu_d64 none; "
-      "addition: smallest learned frequency cpu_d16 0.125")
+      "comparison: threshold (accuracy) cpu_d16 0.01 (0.004, 0.01], cpu_d64 none (0.01, inf); "
+      "addition at 10 steps: threshold (choice accuracy) cpu_d16 0.1 (0, 0.1]; "
+      "addition at 40 steps: threshold (choice accuracy) cpu_d16 0.1 (0, 0.1]")
 
 
-def test_the_section_tables_the_seed_mean_accuracy_and_states_the_findings():
-  run = injection_run()
-  section = learned_frequency.section(run, "comparison")
-  lines = section.lines
+def test_the_section_tables_both_scores_the_thresholds_and_the_findings(tmp_path):
+  lines = learned_frequency.section(injection_run(wd=tmp_path), "comparison").lines
   assert lines[0] == "## comparison"
-  assert "| size | 0.001 | 0.004 | 0.01 | smallest learned |" in lines
-  assert "| cpu_d16 | 0 | 0.5 | 0.95 | 0.01 |" in lines
-  assert "| cpu_d64 | 0.1 | 0.92 | 1 | 0.004 |" in lines
-  assert lines[-3].endswith("(cpu_d16): 0.004")
-  assert lines[-2].endswith(": yes") and "of the 5 pairs" in lines[-1] and "100%" in lines[-1]
-  found = section.numbers["comparison"]
-  assert found["accuracy"] == [[0.0, 0.5, 0.95], [0.1, 0.92, 1.0]]  # a list, for the summary
+  assert lines[2].startswith("Learned: train accuracy >= 0.9, the mean of the last 1 ")
+  assert "Exposures of each train instance: 0.001: 1.67, 0.004: 6.67, 0.01: 16.7." in lines
+  assert "| cpu_d16 | 0 (0) | 0.5 (0) | 0.95 (1) |" in lines
+  assert "| cpu_d64 | 1 (1) | 1 (1) | 1 (1) |" in lines  # choice accuracy
+  assert ("| cpu_d16 | 100 | 0.01 (0.004, 0.01] | 0.001 (0, 0.001] | 1 / 1 of 1 | 0 |"
+          in lines)
+  assert "- accuracy: cpu_d16 -> cpu_d64: separated, the threshold falls" in lines
+  assert any(line.startswith("- choice accuracy on pairs never injected") and
+             line.endswith("cpu_d16 0.75, cpu_d64 0.75") for line in lines)
+  assert any(line.startswith("- format rate") and line.endswith("cpu_d16 0.5, cpu_d64 0.5")
+             for line in lines)
