@@ -88,11 +88,13 @@ def describe(st: thresholds.SizeThreshold) -> str:
 
 
 def separation(found: dict[str, thresholds.SizeThreshold]) -> list[str]:
-  """One phrase per adjacent pair of sizes (by parameter count): separated and falling,
-  separated and rising, or overlapping."""
+  """One phrase per adjacent pair of sizes (by parameter count), and for three or more the
+  smallest against the largest: separated and falling, separated and rising, or
+  overlapping."""
   sizes = list(found)
+  pairs = list(zip(sizes, sizes[1:])) + ([(sizes[0], sizes[-1])] if len(sizes) > 2 else [])
   out = []
-  for a, b in zip(sizes, sizes[1:]):
+  for a, b in pairs:
     if thresholds.separated(found[a], found[b]):
       falls = found[b].high <= found[a].low
       out.append(f"{a} -> {b}: separated, the threshold {'falls' if falls else 'rises'}")
@@ -179,12 +181,14 @@ def length_lines(run: InjectionRun, task: str, steps: int, base: dict[str, Any],
   for m in CRITERIA:
     lines.append(f"- {NAMES[m]}: " + "; ".join(separation(found[m])))
   unseen = seed_mean(run.rows, task, c.grid.gap[0], "test_unseen_choice_accuracy", order,
-                     freqs, steps)
+                     [0.0, *freqs], steps)
   fmt_rate = seed_mean(run.rows, task, c.grid.gap[0], "format_rate", order, freqs, steps)
   lines += [f"- choice accuracy on pairs never injected in either order (test_unseen, seed "
             f"mean) at the highest frequency, against the count baseline "
             f"{fmt(base.get('test_unseen_choice_baseline', float('nan')))}: "
-            + ", ".join(f"{s} {fmt(unseen[i, -1])}" for i, s in enumerate(order)),
+            + ", ".join(f"{s} {fmt(unseen[i, -1])}" for i, s in enumerate(order))
+            + "; the control's, which never saw the task (the background's own preference): "
+            + ", ".join(f"{s} {fmt(unseen[i, 0])}" for i, s in enumerate(order)),
             "- format rate (the argmax is an answer the task allows; train, seed mean) at the "
             "highest frequency: " + ", ".join(f"{s} {fmt(fmt_rate[i, -1])}"
                                               for i, s in enumerate(order))]

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from rare_tasks.analysis import thresholds
 from rare_tasks.core import tables
 from rare_tasks.lm import grid
 from rare_tasks.lm.report import learned_frequency
@@ -24,6 +25,14 @@ def test_thresholds_under_both_scores_on_planted_results():
   choice = learned_frequency.size_thresholds(run, "comparison", 30, "choice_accuracy")
   assert {s: st.threshold for s, st in choice.items()} == {"cpu_d16": 0.001, "cpu_d64": 0.001}
   assert learned_frequency.separation(choice) == ["cpu_d16 -> cpu_d64: ranges overlap"]
+
+
+def test_with_three_sizes_the_smallest_is_also_set_against_the_largest():
+  st = {s: thresholds.SizeThreshold(t, lo, hi, 3, 3, (t,) * 3, ()) for s, t, lo, hi in (
+      ("a", 0.1, 0.05, 0.2), ("b", 0.1, 0.05, 0.1), ("c", 0.05, 0.025, 0.05))}
+  assert learned_frequency.separation(st) == [
+      "a -> b: ranges overlap", "b -> c: separated, the threshold falls",
+      "a -> c: separated, the threshold falls"]
 
 
 def test_a_seed_that_diverged_learns_nothing_and_is_counted():
@@ -105,6 +114,7 @@ def test_the_section_tables_both_scores_the_thresholds_and_the_findings(tmp_path
           in lines)
   assert "- accuracy: cpu_d16 -> cpu_d64: separated, the threshold falls" in lines
   assert any(line.startswith("- choice accuracy on pairs never injected") and
-             line.endswith("cpu_d16 0.75, cpu_d64 0.75") for line in lines)
+             "cpu_d16 0.75, cpu_d64 0.75; the control's" in line
+             and line.endswith("cpu_d16 0.75, cpu_d64 0.75") for line in lines)
   assert any(line.startswith("- format rate") and line.endswith("cpu_d16 0.5, cpu_d64 0.5")
              for line in lines)
