@@ -39,12 +39,13 @@ from rare_tasks.lm.program import TextProgram
 RESULTS = timing.REPO / "benchmarks" / "results"
 
 
-def programs(c, sc, size: str, cells: list[grid.Cell], source: data.TextSource,
+def programs(c, sc, cells: list[grid.Cell], source: data.TextSource,
              task_list: Sequence[tasks.Task], wd: Path, one_per_cell: bool) -> list[TextProgram]:
-  """The size's cells as the study builds its programs: one ensemble, or one per cell."""
+  """The cells of one size and length as the study builds its programs: one ensemble, or one
+  per cell."""
   devices = jax.devices()
   out = []
-  for name, cs in grid.programs(size, cells, one_per_cell):
+  for name, cs in grid.programs(cells, one_per_cell):
     mesh = specs.ensemble_mesh(sc, len(cs), devices, 1)
     plan = grid_study.Plan(name, sc, cs, specs.ensemble_trainer(sc, source.vocab_size, len(cs),
                                                                 mesh))
@@ -80,12 +81,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
   sc = sizes[size]
   source = data.source_of(sc)
   task_list = grid.tasks_of(c, source.eos_id)
-  cells = grid.cells(c)[size]
+  cells = [x for x in grid.cells(c)[size] if x.steps == grid.lengths(c)[0]]
   steps = args.steps or c.train.steps_per_dispatch
   with tempfile.TemporaryDirectory() as wd:
-    ensemble = Timed(programs(c, sc, size, cells, source, task_list, Path(wd) / "ensemble",
+    ensemble = Timed(programs(c, sc, cells, source, task_list, Path(wd) / "ensemble",
                               one_per_cell=False), steps)
-    alone = Timed(programs(c, sc, size, cells, source, task_list, Path(wd) / "alone",
+    alone = Timed(programs(c, sc, cells, source, task_list, Path(wd) / "alone",
                            one_per_cell=True), steps)
     raw = timing.interleaved({"ensemble": ensemble.run, "one at a time": alone.run},
                              args.repeats)

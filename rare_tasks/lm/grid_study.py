@@ -5,16 +5,16 @@ injected at controlled frequencies, top to bottom.
   1. the config, resolved per size and checked, the tasks drawn, and every program's mesh and
      memory estimate, before any compute;
   2. the work directory (config.json, run.json; a run of another config is refused);
-  3. per size, its cells trained by the engine as one ensemble program (or one program per
-     cell), resumed from the program's latest checkpoint or skipped when finished; the injected
-     rows are the program's input (every chunk's written to the cells' manifests,
+  3. per size and run length, its cells trained by the engine as one ensemble program (or one
+     program per cell), resumed from the program's latest checkpoint or skipped when finished;
+     the injected rows are the program's input (every chunk's written to the cells' manifests,
      injections/<cell>.csv, as they are planned) and the task evaluation its measurement;
-  4. the report: results.csv, the figures and summary.md.
+  4. the report: results.csv, thresholds.csv, the figures and summary.md.
 
-Every `eval_every` steps each cell's record goes to metrics.jsonl: per task the LABEL
-cross-entropy and accuracy on the train and the test instances (the prefix TOK1 TOK2 alone,
-argmax over the whole vocabulary), and the background validation loss with its gap to the
-entropy floor.
+Every `eval_every` steps each cell's record goes to metrics.jsonl: per task and split (train,
+test, test_unseen, test_mirror) the LABEL cross-entropy, accuracy, choice accuracy and format
+rate after the prefix TOK1 TOK2 alone (`rare_tasks.lm.task_metrics`), and the background
+validation loss with its gap to the entropy floor.
 """
 
 from __future__ import annotations
