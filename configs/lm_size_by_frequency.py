@@ -15,9 +15,9 @@ found: docs/lab_notes.md, "The language-model injection study".
 
 Presets (wall time on a 2-core CPU):
   :smoke         two sizes, two frequencies, 150 steps: the pipeline end to end in under a minute.
-  :data_scaling  the smallest and the largest size at 2,000 and 8,000 steps (4x; each its own
-                 schedule), five frequencies 0.4 .. 0.025: can more steps teach the small size
-                 what the large one learns? About 13 minutes.
+  :data_scaling  the smallest and the largest size at the default's 4,000 steps and at 16,000
+                 (4x; each its own schedule), at the four lowest frequencies 0.2 .. 0.025: can
+                 more steps teach the small size what the large one learns? About 15 minutes.
   :depth         the depth ablation: cpu_d16 (1 layer) against cpu_d16_l2 (2 layers) and
                  cpu_d64, the default's design otherwise.
   :d128          the default's ladder with cpu_d128 (2 layers) on top.
@@ -65,8 +65,8 @@ def get_config(preset: str = "default"):
     c.data.validation_rows = 128
   elif preset == "data_scaling":
     c.grid.size = ("cpu_d16_l2", "cpu_d64")
-    c.grid.frequency = (0.4, 0.2, 0.1, 0.05, 0.025)
-    c.grid.steps = (2000, 8000)
+    c.grid.frequency = (0.2, 0.1, 0.05, 0.025)
+    c.grid.steps = (4000, 16000)
   elif preset == "depth":
     c.grid.size = ("cpu_d16", "cpu_d16_l2", "cpu_d64")
   elif preset == "d128":
