@@ -64,10 +64,13 @@ class Task:
     return self.mirror() != np.arange(self.num_symbols ** 2)
 
   def split_rows(self) -> dict[str, np.ndarray]:
-    """Sorted row indices per SPLIT_NAMES: train; test_unseen, the test rows whose mirror is not in
-    train (the diagonal's test rows among them); test_mirror, the test rows whose mirror is."""
-    seen = np.isin(self.mirror()[self.test], self.train)
-    return {"train": self.train, "test_unseen": self.test[~seen], "test_mirror": self.test[seen]}
+    """Sorted row indices per SPLIT_NAMES: train; test_unseen, the off-diagonal test rows whose
+    mirror is not in train; test_mirror, those whose mirror is. A diagonal pair (a, a) is its
+    own mirror and its T_CMP label repeats the prompt, so its test rows are in neither (only in
+    `test`)."""
+    test = self.test[self.off_diagonal()[self.test]]
+    seen = np.isin(self.mirror()[test], self.train)
+    return {"train": self.train, "test_unseen": test[~seen], "test_mirror": test[seen]}
 
   def choices(self) -> tuple[np.ndarray, np.ndarray]:
     """The answers an instance chooses among: candidates (p^2, C) int32 token ids and right (p^2,)

@@ -150,8 +150,8 @@ class Trainer:
     """Every member's scores of the token after each prefix: prefixes (N, L), labels (N,), the
     answers each instance allows candidates (N, C) (negative: padding) and the index of the right
     one right (N,) -> {"ce": cross-entropy (nats), "hit": the argmax over the whole vocabulary is
-    the label, "choice": the right candidate scores highest among the candidates, "formatted":
-    the argmax is one of the candidates}, each (P, N)."""
+    the label, "choice": the right candidate scores highest among the candidates (1/k when it
+    ties with k - 1 others), "formatted": the argmax is one of the candidates}, each (P, N)."""
     n, length = prefixes.shape
     xs = (prefixes.reshape(-1, rows_per_batch, length), labels.reshape(-1, rows_per_batch),
           candidates.reshape(-1, rows_per_batch, candidates.shape[-1]),
@@ -165,7 +165,13 @@ class Trainer:
         top = jnp.argmax(logits, axis=-1)
         scores = jnp.where(cand >= 0, jnp.take_along_axis(logits, jnp.maximum(cand, 0), 1),
                            -jnp.inf)
-        return {"ce": ce, "hit": top == y, "choice": jnp.argmax(scores, axis=-1) == r,
+        # Ties at the top are broken at random in expectation, as the count baseline breaks
+        # them: 1/k when the right answer is one of k tied candidates; NaN logits score 0.
+        best = scores.max(axis=-1, keepdims=True)
+        tied = (scores == best).sum(axis=-1)
+        right_best = jnp.take_along_axis(scores, r[:, None], 1)[:, 0] == best[:, 0]
+        return {"ce": ce, "hit": top == y,
+                "choice": jnp.where(right_best, 1.0 / jnp.maximum(tied, 1), 0.0),
                 "formatted": jnp.any((cand == top[:, None]) & (cand >= 0), axis=-1)}
 
       out = jax.lax.map(one, xs)
@@ -205,7 +211,7 @@ class Trainer:
                     rows_per_batch: int) -> dict[str, jax.Array]:
     """Per member the cross-entropy, argmax hit, choice hit and format of `labels` after
     `prefixes` (N, L), N a multiple of rows_per_batch, among `candidates` (N, C) with the right
-    one at `right` (N,): {"ce": (P, N) float32, "hit", "choice", "formatted": (P, N) bool}."""
+    one at `right` (N,): {"ce", "choice": (P, N) float32, "hit", "formatted": (P, N) bool}."""
     return self._labels(state["params"], prefixes, labels, candidates, right, rows_per_batch)
 
   def learning_rate(self, count: int) -> float:

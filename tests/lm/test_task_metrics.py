@@ -65,7 +65,8 @@ def test_an_empty_split_records_none():
   ev = TaskEvaluation((t,), 1, 64, mesh)
   r = ev.record(0, jax.device_get(ev.measure(FakeTrainer(1), np.array([0.0]))))
   assert r["comparison_test_mirror_accuracy"] is None
-  assert r["comparison_test_unseen_accuracy"] == r["comparison_test_accuracy"]
+  # Every off-diagonal test pair is unseen: the two choice scores are over the same pairs.
+  assert r["comparison_test_unseen_choice_accuracy"] == r["comparison_test_choice_accuracy"]
 
 
 def test_large_vocabularies_split_the_instances_into_padded_dispatches():

@@ -196,7 +196,8 @@ def test_label_metrics_of_a_planted_lookup_table_are_exact():
   right = np.where(candidates[:, 1] < 0, 0, rng.integers(0, 2, n)).astype(np.int32)
   scores = np.where(candidates >= 0, logits[np.arange(n)[:, None], np.maximum(candidates, 0)],
                     -np.inf)
-  expected_choice = scores.argmax(1) == right
+  best = scores.max(1)
+  expected_choice = (scores[np.arange(n), right] == best) / (scores == best[:, None]).sum(1)
   expected_formatted = np.array([logits[i].argmax() in candidates[i] for i in range(n)])
   mesh = sharding.make_mesh(jax.devices()[:1], 1, 1)
   trainer = Trainer(LookupModel(vocab), TRAIN, 2, mesh)
@@ -207,12 +208,29 @@ def test_label_metrics_of_a_planted_lookup_table_are_exact():
   ce, hit = out["ce"], out["hit"]
   np.testing.assert_allclose(np.asarray(ce[0]), expected_ce, rtol=1e-5)
   np.testing.assert_array_equal(np.asarray(hit[0]), expected_hit)
-  np.testing.assert_array_equal(np.asarray(out["choice"][0]), expected_choice)
+  np.testing.assert_allclose(np.asarray(out["choice"][0]), expected_choice)
   np.testing.assert_array_equal(np.asarray(out["formatted"][0]), expected_formatted)
   assert 0 < expected_hit.mean() < 1 and 0 < expected_choice.mean() < 1
+  assert {0.5, 1.0} <= set(expected_choice.tolist())  # wins and ties
   assert 0 < expected_formatted.mean() < 1
-  # The untrained member: uniform logits, CE ln V; argmax ties go to token 0 (and among the
-  # candidates to the first).
+  # The untrained member: uniform logits, CE ln V; argmax ties go to token 0; among the
+  # candidates every one ties, worth 1/k (1 for a row with one candidate, 1/2 with two).
   np.testing.assert_allclose(np.asarray(ce[1]), np.log(vocab), rtol=1e-6)
   np.testing.assert_array_equal(np.asarray(hit[1]), labels == 0)
-  np.testing.assert_array_equal(np.asarray(out["choice"][1]), right == 0)
+  np.testing.assert_allclose(np.asarray(out["choice"][1]),
+                             np.where(candidates[:, 1] < 0, 1.0, 0.5))
+
+
+def test_a_member_with_nan_logits_chooses_nothing():
+  vocab, n = 8, 8
+  rng = np.random.default_rng(1)
+  prefixes = rng.integers(0, vocab, (n, 2)).astype(np.int32)
+  candidates = rng.integers(0, vocab, (n, 2)).astype(np.int32)
+  mesh = sharding.make_mesh(jax.devices()[:1], 1, 1)
+  trainer = Trainer(LookupModel(vocab), TRAIN, 1, mesh)
+  state = trainer.init(np.array([0]))
+  state["params"]["table"] = jnp.full((1, vocab, vocab, vocab), jnp.nan)
+  out = trainer.label_metrics(state, jnp.asarray(prefixes), jnp.asarray(candidates[:, 0]),
+                              jnp.asarray(candidates), jnp.zeros(n, jnp.int32), 4)
+  np.testing.assert_array_equal(np.asarray(out["choice"]), 0.0)
+  assert np.isnan(np.asarray(out["ce"])).all()
