@@ -129,6 +129,9 @@ def resolve(config: ml_collections.ConfigDict, platform: str
   tasks.check_num_symbols(c.task.num_symbols, names, c.data.vocab_size, c.task.answer_tokens)
   sizes = {size: lm_config.resolve(size_config(c, size), platform) for size in g.size}
   for steps in g.steps:  # every length's schedule checked (its warmup fits, ...)
+    check(c.train.warmup_steps < steps, "grid.steps", tuple(g.steps),
+          f"run lengths above train.warmup_steps = {c.train.warmup_steps} (each length is a "
+          "whole warmup-cosine schedule)")
     try:
       lm_config.resolve(size_config(c, g.size[0], steps), platform)
     except ConfigError as e:

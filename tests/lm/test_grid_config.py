@@ -130,6 +130,11 @@ def test_the_new_fields_are_checked(field, value, allowed):
 
 def test_a_length_whose_schedule_does_not_fit_is_refused():
   c = grid_config.base_config()
+  c.grid.steps = (100, 1000)  # no decay after the 100 warmup steps
+  with pytest.raises(ConfigError, match=r"config.grid.steps = \(100, 1000\): allowed: run lengths "
+                                        "above train.warmup_steps = 100"):
+    grid_config.resolve(c, "cpu")
+  c.train.warmup_steps = 10
   c.grid.steps = (50, 1000)  # evaluations every 100 steps do not fit a 50-step run
   with pytest.raises(ConfigError, match=r"config.grid.steps = \(50, 1000\): allowed: run lengths "
                                         "each of which the training fields fit; at 50 steps: "

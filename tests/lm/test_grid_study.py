@@ -193,6 +193,7 @@ def test_a_work_directory_written_before_the_engine_re_reports_and_resumes(tmp_p
     assert {k: now[k] for k in before if k not in ("learned", "generalised")} == {
         k: v for k, v in before.items() if k not in ("learned", "generalised")}
     assert now["train_choice_accuracy"] == now["format_rate"] == "nan"
+    assert now["generalised"] == ""  # not measured: unknown, not False
     assert float(now["train_choice_baseline"]) > 0  # counting needs no model
   summary = (finished / "summary.md").read_text()
   assert "Not measured in this run (comparison, addition)" in summary
@@ -294,3 +295,33 @@ def test_on_real_text_the_task_vocabulary_must_be_the_models(shards, text_cache,
                                         r"model's vocabulary on this text, 384"):
     grid_study.run(c, tmp_path / "bad")
   assert not (tmp_path / "bad").exists()
+
+
+def test_a_steps_axis_trains_each_length_as_its_own_schedule(uninterrupted, tmp_path):
+  """Two lengths: a program per size and length, each cell's records end at its length with
+  the learning rate at its schedule's floor, and the cells at the run's own train.steps equal
+  the same cells of a run without the axis."""
+  c = tiny_config()
+  c.grid.update(dict(frequency=(0.5,), gap=(2,), steps=(STEPS, 2 * STEPS)))
+  wd = tmp_path / "lengths"
+  grid_study.run(c, wd)
+  assert sorted(p.name for p in (wd / "checkpoints").iterdir()) == ["cpu_d16-t16", "cpu_d16-t8"]
+  records = workdir.read_metrics(wd, grid_study.METRICS_KEY)
+  for steps in (STEPS, 2 * STEPS):
+    mine = [r for r in records if r["steps"] == steps]
+    assert max(r["step"] for r in mine) == steps and len({r["cell"] for r in mine}) == 3
+  # At step 8 the short schedule has decayed to its end, the long one is half-way.
+  at8 = {r["steps"]: r["learning_rate"] for r in records if r["step"] == STEPS}
+  assert at8[2 * STEPS] > 5 * at8[STEPS]
+  rows = tables.read_csv(wd / "results.csv")
+  assert {r["steps"] for r in rows} == {"8", "16"}
+  assert {r["steps"] for r in tables.read_csv(wd / "thresholds.csv")} == {"8", "16"}
+  assert "data scaling (8 against 16 steps, 2x)" in (wd / "summary.md").read_text()
+  # The 8-step cells are the uninterrupted run's cells at frequency 0.5, gap 2, and the control.
+  base = _by_cell(uninterrupted[0])
+  for key, r in _by_cell(wd).items():
+    if r["steps"] == STEPS:
+      old = base[key]
+      for k, v in old.items():
+        if isinstance(v, float):
+          assert r[k] == pytest.approx(v, rel=1e-4, abs=1e-5), (key, k)

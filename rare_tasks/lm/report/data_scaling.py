@@ -2,12 +2,14 @@
 steps teach the smallest size what the largest learns, or does it take size?
 
 Per task, the smallest and the largest size by parameter count, the shortest and the longest
-length (each its own warmup-cosine schedule). A frequency is learned at a size and length when
-more than half its seeds learned it (the learned criterion). The verdict names the frequencies
-the smallest size learns only at the longer length (learnable via data scaling at this scale)
-and those the largest learns at the shorter length while the smallest does not even at the
-longer ("not learned at Rx", R the length ratio), with the smallest size's task loss at both
-lengths and its slope over the last evaluations; it claims nothing beyond R.
+length (each its own warmup-cosine schedule). A frequency counts as learned at a size and length
+when more than half its seeds learned it (the learned criterion; the seed counts are shown). The
+verdict names the frequencies the smallest size learns only at the longer length (learnable via
+data scaling at this scale) and those the largest learns at the shorter length while the
+smallest does not even at the longer ("not learned at Rx", R the length ratio), with the
+smallest size's task loss at both lengths and its slope over the last evaluations; it claims
+nothing beyond R. Whether a size's threshold moved is read from its ranges at the two lengths,
+by the one rule of `rare_tasks.analysis.thresholds`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rare_tasks.analysis import thresholds
 from rare_tasks.core import tables
 from rare_tasks.core.report import Section, fmt
 from rare_tasks.lm.report import learned_frequency
@@ -29,17 +32,20 @@ def applies(run: InjectionRun) -> bool:
   return len(run.lengths) > 1
 
 
-def majority(run: InjectionRun, task: str, size: str, steps: int) -> dict[float, bool]:
-  """Per frequency: learned at more than half of the seeds."""
-  freqs, _, learned, _ = learned_frequency.learned_grid(run, task, size, steps,
-                                                        run.config.learned.criterion)
-  return {f: bool(learned[:, j].sum() * 2 > learned.shape[0]) for j, f in enumerate(freqs)}
+def seeds_learned(run: InjectionRun, task: str, size: str, steps: int
+                  ) -> tuple[dict[float, int], int, bool]:
+  """(per frequency the seeds that learned it, the seeds, whether every cell finished)."""
+  freqs, scores, learned, _ = learned_frequency.learned_grid(run, task, size, steps,
+                                                             run.config.learned.criterion)
+  return ({f: int(learned[:, j].sum()) for j, f in enumerate(freqs)}, learned.shape[0],
+          bool(np.isfinite(scores).all()))
 
 
 def task_loss(run: InjectionRun, task: str, size: str, steps: int, frequency: float
-              ) -> tuple[float, float]:
+              ) -> tuple[float, float, tuple[int, int]]:
   """(seed-mean train-instance loss at the end, its slope per 1,000 steps over the last
-  learned.last_evals evaluations) of one size, length and frequency at the first gap."""
+  learned.last_evals evaluations (at least 2), the steps that slope spans) of one size, length
+  and frequency at the first gap."""
   key, gap0 = f"{task}_train_loss", run.config.grid.gap[0]
   points = [{"step": r["step"], "value": tables.number(r.get(key))}
             for cell in run.cells[size] if cell.steps == steps and task in cell.tasks
@@ -48,10 +54,10 @@ def task_loss(run: InjectionRun, task: str, size: str, steps: int, frequency: fl
   means = tables.mean_by(points, ("step",), "value")
   at = sorted(k[0] for k in means)[-max(2, run.config.learned.last_evals):]
   if not at:
-    return float("nan"), float("nan")
+    return float("nan"), float("nan"), (0, 0)
   y = np.array([means[(s,)] for s in at])
   slope = float(np.polyfit(np.array(at, float), y, 1)[0] * 1000) if len(at) > 1 else math.nan
-  return float(y[-1]), slope
+  return float(y[-1]), slope, (at[0], at[-1])
 
 
 def verdict(run: InjectionRun, task: str) -> dict[str, Any]:
@@ -59,25 +65,28 @@ def verdict(run: InjectionRun, task: str) -> dict[str, Any]:
   order = sorted(run.sizes, key=lambda s: run.params[s])
   small, large = order[0], order[-1]
   short, long = min(run.lengths), max(run.lengths)
-  m = {(s, n): majority(run, task, s, n) for s in (small, large) for n in (short, long)}
+  counts = {(s, n): seeds_learned(run, task, s, n) for s in order for n in (short, long)}
+  m = {k: {f: 2 * c > seeds for f, c in per.items()} for k, (per, seeds, _) in counts.items()}
   freqs = sorted(m[small, short])
   by_data = [f for f in freqs if not m[small, short][f] and m[small, long][f]]
   by_size = [f for f in freqs if m[large, short][f] and not m[small, long][f]]
+  gap_short = [f for f in freqs if m[large, short][f] and not m[small, short][f]]
   losses = {f: {n: task_loss(run, task, small, n, f) for n in (short, long)} for f in by_size}
   crit = run.config.learned.criterion
+  th = {n: learned_frequency.size_thresholds(run, task, n, crit) for n in (short, long)}
   moved = {}
   for s in order:
-    th = {n: learned_frequency.size_thresholds(run, task, n, crit)[s] for n in (short, long)}
-    moved[s] = (th[short].threshold, th[long].threshold)
+    a, b = th[short][s], th[long][s]
+    moved[s] = {"short": learned_frequency.describe(a), "long": learned_frequency.describe(b),
+                "falls": thresholds.separated(a, b) and b.high <= a.low}
   return {"smallest": small, "largest": large, "short": short, "long": long,
-          "ratio": long / short, "learned": {f"{s}@{n}": [f for f in freqs if v[f]]
-                                             for (s, n), v in m.items()},
-          "by_data": by_data, "by_size": by_size, "losses": losses, "thresholds": moved,
-          "all_move": all(b < a for a, b in moved.values())}
-
-
-def _threshold(x: float) -> str:
-  return "none" if math.isinf(x) else f"{x:g}"
+          "ratio": long / short, "counts": {f"{s}@{n}": per for (s, n), (per, _, _)
+                                            in counts.items()},
+          "seeds": len(run.config.grid.seed), "by_data": by_data, "by_size": by_size,
+          "gap_short": gap_short, "losses": losses, "thresholds": moved,
+          "all_fall": all(v["falls"] for v in moved.values()),
+          "unfinished": [k for k, (_, _, done) in
+                         {f"{s} at {n}": v for (s, n), v in counts.items()}.items() if not done]}
 
 
 def _freqs(fs: list[float]) -> str:
@@ -90,28 +99,39 @@ def section(run: InjectionRun, task: str) -> Section:
   small, large, short, long = v["smallest"], v["largest"], v["short"], v["long"]
   r = f"{v['ratio']:g}x"
   lines = [f"### {task}: data scaling ({short} against {long} steps, {r})", "",
-           "Frequencies learned (more than half the seeds, the learned criterion):", ""]
-  lines += [f"- {key.replace('@', ' at ')} steps: {_freqs(fs) or 'none'}"
-            for key, fs in v["learned"].items()]
+           f"Seeds (of {v['seeds']}) that learned each frequency (the learned criterion); a "
+           "frequency counts as learned where more than half did:", ""]
+  lines += [f"- {key.replace('@', ' at ')} steps: " + ", ".join(
+      f"{f:g} {c}" for f, c in sorted(per.items())) for key, per in v["counts"].items()]
   lines.append("")
+  if v["unfinished"]:
+    lines.append("- unfinished cells (" + "; ".join(v["unfinished"]) + "): what follows is "
+                 "provisional")
   if v["by_data"]:
     lines.append(f"- learnable via data scaling at this scale: {small} learns "
                  f"{_freqs(v['by_data'])} only with {r} the steps")
   else:
     lines.append(f"- {small} learns no frequency at {long} steps that it missed at {short}")
-  if v["by_size"]:
-    for f in v["by_size"]:
-      (l0, _), (l1, slope) = v["losses"][f][short], v["losses"][f][long]
-      lines.append(f"- not learned at {r}: {large} learns {f:g} at {short} steps, {small} not "
-                   f"even at {long}; its task loss {fmt(l0)} at {short} steps, {fmt(l1)} at "
-                   f"{long} (slope {fmt(slope)} nats per 1,000 steps over the last "
-                   f"evaluations); beyond {r} this control says nothing")
-  else:
-    lines.append(f"- no frequency that {large} learns at {short} steps stays unlearned by "
-                 f"{small} at {long}: at this scale every gap between them closes within {r}")
-  lines.append(f"- thresholds (median over seeds), {short} -> {long} steps: " + "; ".join(
-      f"{s} {_threshold(a)} -> {_threshold(b)}" for s, (a, b) in v["thresholds"].items())
-      + ("; every threshold moves with steps" if v["all_move"] else ""))
+  for f in v["by_size"]:
+    (l0, _, _), (l1, slope, span) = v["losses"][f][short], v["losses"][f][long]
+    lines.append(f"- not learned at {r}: {large} learns {f:g} at {short} steps, {small} not "
+                 f"even at {long}; its task loss {fmt(l0)} nats at {short} steps, {fmt(l1)} at "
+                 f"{long}, changing by {fmt(slope)} nats per 1,000 steps over steps "
+                 f"{span[0]}-{span[1]} (the end of the schedule, at its lowest learning rate); "
+                 f"beyond {r} this control says nothing")
+  if not v["by_size"]:
+    if v["gap_short"]:
+      lines.append(f"- every frequency {large} learns and {small} does not at {short} steps "
+                   f"({_freqs(v['gap_short'])}) {small} learns at {long}: at this scale the gap "
+                   f"between them closes within {r}")
+    else:
+      lines.append(f"- at {short} steps {large} learns no frequency that {small} does not: "
+                   "there is no gap for more steps to close")
+  lines.append(f"- thresholds, {short} -> {long} steps: " + "; ".join(
+      f"{s} {t['short']} -> {t['long']}" + (" (falls; the ranges separate)" if t["falls"]
+                                             else " (the ranges overlap)")
+      for s, t in v["thresholds"].items())
+      + ("; every size's threshold falls with the steps" if v["all_fall"] else ""))
   lines.append("")
   numbers = {f"{task}_data_scaling": {k: val for k, val in v.items() if k != "losses"}}
   return Section(lines, numbers)

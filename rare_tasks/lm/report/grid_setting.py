@@ -20,7 +20,7 @@ def section(run: InjectionRun, headline: str) -> Section:
   batch = {s: run.info["sizes"][s]["tokens_per_step"] // c.data.seq_len for s in sizes}
   unit = c.injection.unit.replace("_", " ")
   tasks = run.task_list
-  splits = tasks[0].split_rows()
+  splits = [t.split_rows() for t in tasks]
   lengths = " and ".join(f"{n:,}" for n in run.lengths)
   lines = [f"# Rare tasks injected into pretraining: {len(sizes)} sizes x "
            f"{len(c.grid.frequency)} frequencies ({unit})", "", headline, "",
@@ -31,9 +31,10 @@ def section(run: InjectionRun, headline: str) -> Section:
            + f" rows of {c.data.seq_len} tokens; schedule `{c.injection.schedule}`, the first "
            f"{c.injection.withhold_steps} steps without injections",
            f"- tasks over p = {tasks[0].num_symbols} symbols each, split `{c.task.split}`: "
-           f"{len(splits['train'])} train instances (injected), {len(splits['test_unseen'])} "
-           f"test instances whose pair was never injected in either order (test_unseen) and "
-           f"{len(splits['test_mirror'])} whose mirror was (test_mirror)",
+           + "; ".join(f"{t.name} {len(r['train'])} train instances (injected), "
+                       f"{len(r['test_unseen'])} off-diagonal test pairs never injected in "
+                       f"either order (test_unseen) and {len(r['test_mirror'])} whose mirror "
+                       "was (test_mirror)" for t, r in zip(tasks, splits)),
            "- scores of the LABEL after TOK1 TOK2 alone: accuracy (the argmax over all "
            f"{c.data.vocab_size} tokens), choice accuracy (the right answer above the others the "
            "task allows, off-diagonal pairs) and format rate (the argmax is an allowed answer)",

@@ -2,7 +2,7 @@
 gap (the control at frequency 0) of the train accuracy and train choice accuracy (each the mean
 of the last learned.last_evals evaluations, the two scores a learned criterion may read), the
 choice accuracy on pairs never injected in either order with the count baseline in its title,
-and the format rate. With several run lengths, a row per size and length."""
+and the format rate at the last evaluation. With several run lengths, a row per size and length."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def heatmap_figure(path: Path, rows: list[dict[str, Any]], task: str, gap: int,
             ("mean_train_choice_accuracy", "choice accuracy, train"),
             ("mean_test_unseen_choice_accuracy",
              f"choice accuracy, unseen pairs\n(count baseline {fmt(baseline)})"),
-            ("format_rate", "format rate, train"))
+            ("format_rate", "format rate, train (last evaluation)"))
   fig, axes = plots.plt.subplots(1, len(panels), figsize=(3.8 * len(panels),
                                                           0.6 * len(lines) + 2.6))
   for ax, (column, title) in zip(axes, panels):

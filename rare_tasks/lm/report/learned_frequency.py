@@ -2,8 +2,8 @@
 
 Per task, run length and size, at the grid's first gap: each seed's train accuracy and choice
 accuracy (the mean of the last `learned.last_evals` evaluations) per frequency, learned when at
-or above learned.threshold (a diverged seed learns nothing); each seed's threshold and its
-bracket and the size's median and range (`rare_tasks.analysis.thresholds`), written to
+or above learned.threshold (a diverged seed learns nothing); each seed's threshold and
+its bracket and the size's median and range (`rare_tasks.analysis.thresholds`), written to
 thresholds.csv; whether adjacent sizes separate; the choice accuracy on pairs never injected in
 either order beside the count baseline; the format rate; and how far the learning order follows
 the frequency order. The summary's headline is each task's thresholds under the criterion.
@@ -27,7 +27,7 @@ from rare_tasks.lm.task_metrics import CRITERIA
 THRESHOLDS_FILE = "thresholds.csv"
 FILES = (THRESHOLDS_FILE,)
 COLUMNS = ("task", "size", "steps", "metric", "threshold", "threshold_low", "threshold_high",
-           "seeds", "seeds_learned_at_max", "diverged_seeds")
+           "seeds", "seeds_learned_at_max", "diverged_cells")
 NAMES = {"accuracy": "accuracy", "choice_accuracy": "choice accuracy"}
 
 
@@ -37,21 +37,22 @@ def applies(run: InjectionRun) -> bool:
 
 def learned_grid(run: InjectionRun, task: str, size: str, steps: int, metric: str
                  ) -> tuple[list[float], np.ndarray, np.ndarray, np.ndarray]:
-  """(frequencies ascending, scores (S, F), learned (S, F), diverged (S,)) of one size and
-  length at the first gap, seeds in grid order; a seed without a finished cell at a frequency
-  has a NaN score there (not learned)."""
+  """(frequencies ascending, scores (S, F), learned (S, F), diverged (S, F)) of one size and
+  length at the first gap, seeds in grid order; a diverged cell (a non-finite loss) learned
+  nothing, and a seed without a finished cell at a frequency has a NaN score there (not
+  learned)."""
   c = run.config
   freqs = sorted(set(c.grid.frequency))
   seeds = list(c.grid.seed)
   scores = np.full((len(seeds), len(freqs)), np.nan)
-  diverged = np.zeros(len(seeds), bool)
+  diverged = np.zeros((len(seeds), len(freqs)), bool)
   for r in run.rows:
     if (r["task"] == task and r["size"] == size and r["steps"] == steps
         and r["gap"] == c.grid.gap[0] and r["frequency"] > 0):
       i, j = seeds.index(r["seed"]), freqs.index(r["frequency"])
       scores[i, j] = r[f"mean_train_{metric}"]
-      diverged[i] |= bool(r["diverged"])
-  learned = np.nan_to_num(scores, nan=-1.0) >= c.learned.threshold
+      diverged[i, j] = bool(r["diverged"])
+  learned = (np.nan_to_num(scores, nan=-1.0) >= c.learned.threshold) & ~diverged
   return freqs, scores, learned, diverged
 
 
@@ -60,8 +61,8 @@ def size_thresholds(run: InjectionRun, task: str, steps: int, metric: str
   """Each size's threshold under `metric`, sizes by parameter count."""
   out = {}
   for s in sorted(run.sizes, key=lambda s: run.params[s]):
-    freqs, _, learned, diverged = learned_grid(run, task, s, steps, metric)
-    out[s] = thresholds.size_threshold(np.array(freqs), learned, diverged)
+    freqs, _, learned, _ = learned_grid(run, task, s, steps, metric)
+    out[s] = thresholds.size_threshold(np.array(freqs), learned)
   return out
 
 
@@ -72,11 +73,12 @@ def threshold_rows(run: InjectionRun) -> list[dict[str, Any]]:
     for steps in run.lengths:
       for metric in CRITERIA:
         for size, st in size_thresholds(run, t.name, steps, metric).items():
+          diverged = learned_grid(run, t.name, size, steps, metric)[3]
           rows.append({"task": t.name, "size": size, "steps": steps, "metric": metric,
                        "threshold": st.threshold, "threshold_low": st.low,
                        "threshold_high": st.high, "seeds": st.seeds,
                        "seeds_learned_at_max": st.seeds_learned_at_max,
-                       "diverged_seeds": len(st.diverged)})
+                       "diverged_cells": int(diverged.sum())})
   return rows
 
 
@@ -170,13 +172,14 @@ def length_lines(run: InjectionRun, task: str, steps: int, base: dict[str, Any],
       lines.append(f"| {s} | " + " | ".join(cells) + " |")
     lines.append("")
   lines += ["| size | parameters | threshold, accuracy | threshold, choice accuracy | "
-            "seeds learning the top frequency (accuracy / choice) | diverged seeds |",
+            "seeds learning the top frequency (accuracy / choice) | diverged cells |",
             "|---|---:|---:|---:|---:|---:|"]
   for s in order:
     a, ch = found["accuracy"][s], found["choice_accuracy"][s]
+    diverged = int(learned_grid(run, task, s, steps, "accuracy")[3].sum())
     lines.append(f"| {s} | {run.params[s]:,} | {describe(a)} | {describe(ch)} | "
                  f"{a.seeds_learned_at_max} / {ch.seeds_learned_at_max} of {a.seeds} | "
-                 f"{len(a.diverged)} |")
+                 f"{diverged} |")
   lines.append("")
   for m in CRITERIA:
     lines.append(f"- {NAMES[m]}: " + "; ".join(separation(found[m])))
@@ -209,7 +212,7 @@ def section(run: InjectionRun, task: str) -> Section:
   base = {r["task"]: r for r in run.rows}.get(task, {})
   lines = [f"## {task}", "",
            f"Learned: train {NAMES[c.learned.criterion]} >= {c.learned.threshold}, the mean of "
-           f"the last {c.learned.last_evals} evaluations (a diverged seed learns nothing). A "
+           f"the last {c.learned.last_evals} evaluations (a diverged cell learns nothing). A "
            "seed's threshold is the smallest frequency from which every higher one is learned; "
            "a size's is the median over its seeds, with the range from the lowest bracket to "
            "the highest seed threshold. Count baseline of choice accuracy (ranking the answers "

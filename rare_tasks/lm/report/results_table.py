@@ -4,8 +4,9 @@ split with the count baseline beside it, the format rate, the exposures of each 
 instance, the train and test_unseen accuracy and choice accuracy averaged over the last
 `learned.last_evals` evaluations (mean_<split>_<score>), whether the cell learned the task
 (its mean train score named by learned.criterion >= learned.threshold) and generalised it (the
-same on test_unseen), the first evaluated step at which its train score reached the threshold,
-and whether it diverged (a non-finite loss: counted as not learned).
+same on test_unseen; blank where that was not measured), the first evaluated step at which that
+mean, over the evaluations up to it, reached the threshold, and whether it diverged (a
+non-finite loss: counted as not learned).
 
 A run written before choice accuracy, format rate and the mirror splits were measured has
 NaN in their columns (`not_measured` says so).
@@ -76,7 +77,8 @@ def result_rows(c: ml_collections.ConfigDict, info: dict[str, Any], cells: dict[
         losses = [_value(last, f"{task}_train_loss"), _value(last, "val_loss")]
         diverged = not all(math.isfinite(x) for x in losses)
         key = f"{task}_train_{criterion}"
-        reached = [r["step"] for r in history if _value(r, key) >= threshold]
+        reached = [history[i]["step"] for i in range(len(history))
+                   if score(history[:i + 1], key, k) >= threshold]
         row = {"size": size, "params": params, "task": task, "steps": cell.steps,
                "frequency": cell.frequency, "gap": cell.gap, "seed": cell.seed,
                "exposures": _value(last, "instances_per_task") / train_size[task]}
@@ -89,8 +91,9 @@ def result_rows(c: ml_collections.ConfigDict, info: dict[str, Any], cells: dict[
           for m in CRITERIA:
             row[f"mean_{split}_{m}"] = score(history, f"{task}_{split}_{m}", k)
         row["learned"] = bool(not diverged and row[f"mean_train_{criterion}"] >= threshold)
-        row["generalised"] = bool(not diverged
-                                  and row[f"mean_test_unseen_{criterion}"] >= threshold)
+        unseen = row[f"mean_test_unseen_{criterion}"]
+        row["generalised"] = ("" if math.isnan(unseen) and not diverged
+                              else bool(not diverged and unseen >= threshold))
         row["first_learned_step"] = reached[0] if reached else ""
         row["diverged"] = diverged
         rows.append(row)

@@ -16,9 +16,9 @@ def test_the_opening_states_the_grid():
   assert "schedule `steady`" in lines[4]
   (t,) = injection_run().task_list
   rows = t.split_rows()
-  assert lines[5] == (f"- tasks over p = 6 symbols each, split `ordered`: {len(t.train)} train "
-                      f"instances (injected), {len(rows['test_unseen'])} test instances whose "
-                      "pair was never injected in either order (test_unseen) and "
+  assert lines[5] == (f"- tasks over p = 6 symbols each, split `ordered`: comparison "
+                      f"{len(t.train)} train instances (injected), {len(rows['test_unseen'])} "
+                      "off-diagonal test pairs never injected in either order (test_unseen) and "
                       f"{len(rows['test_mirror'])} whose mirror was (test_mirror)")
   assert "choice accuracy" in lines[6] and "format rate" in lines[6]
   assert lines[7] == ("- sizes: cpu_d16 (100 parameters, batch 32), cpu_d64 (1,000 parameters, "

@@ -35,16 +35,21 @@ def test_with_three_sizes_the_smallest_is_also_set_against_the_largest():
       "a -> c: separated, the threshold falls"]
 
 
-def test_a_seed_that_diverged_learns_nothing_and_is_counted():
+def test_a_diverged_cell_learns_nothing_and_only_it_is_counted(tmp_path):
   c = injection_config()
-  cells = grid.cells(c)
-  records = injection_records(c, cells)
-  for r in records:
-    if r["size"] == "cpu_d64" and r["frequency"] == 0.001 and r["step"] == 30:
+  c.grid.seed = (0, 1)
+  records = injection_records(c, grid.cells(c))
+  for r in records:  # seed 0's cell at 0.001 diverges; its other cells are unaffected
+    if (r["size"], r["frequency"], r["seed"], r["step"]) == ("cpu_d64", 0.001, 0, 30):
       r["val_loss"] = float("nan")
-  run = injection_run(c, records=records)
+  run = injection_run(c, wd=tmp_path, records=records)
   st = learned_frequency.size_thresholds(run, "comparison", 30, "choice_accuracy")["cpu_d64"]
-  assert st.diverged == (0,) and math.isinf(st.threshold) and st.seeds_learned_at_max == 0
+  # Choice accuracy 1 everywhere: seed 1's threshold 0.001, seed 0's 0.004 (0.001 diverged).
+  assert st.seed_thresholds == (0.004, 0.001) and (st.low, st.high) == (0.0, 0.004)
+  learned_frequency.section(run, "comparison")
+  rows = tables.read_csv(tmp_path / learned_frequency.THRESHOLDS_FILE)
+  assert {r["diverged_cells"] for r in rows if r["size"] == "cpu_d64"} == {"1"}
+  assert {r["diverged_cells"] for r in rows if r["size"] == "cpu_d16"} == {"0"}
 
 
 def test_thresholds_csv_has_a_row_per_task_size_length_and_score(tmp_path):

@@ -108,6 +108,7 @@ def test_a_run_from_before_choice_accuracy_has_nan_columns_and_a_non_finite_loss
       "train_choice_accuracy", "test_unseen_accuracy", "test_mirror_loss", "format_rate",
       "mean_train_choice_accuracy"))
   assert all(math.isfinite(r["train_choice_baseline"]) for r in rows)  # needs no model
+  assert {r["generalised"] for r in rows if not r["diverged"]} == {""}  # unknown, not False
   bad = next(r for r in rows if r["size"] == "cpu_d64" and r["frequency"] == broken.frequency)
   assert bad["diverged"] and not bad["learned"]  # its accuracy (1.0) would say learned
   assert sum(r["diverged"] for r in rows) == 1
