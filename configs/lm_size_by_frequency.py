@@ -4,7 +4,7 @@ built-in synthetic background with the comparison task T_CMP injected at six fre
 1.5 decades, three seeds each, each size's cells one ensemble. Formerly lm_width_by_frequency
 (configs/lm_width_by_frequency.py still runs and says so).
 
-Default (about 7 minutes on a 2-core CPU): cpu_d16_l2, cpu_d32 and cpu_d64, all 2 layers, one
+Default (6 minutes on a 2-core CPU): cpu_d16_l2, cpu_d32 and cpu_d64, all 2 layers, one
 learning rate (0.015) for every size; 4,000 steps of 8 rows of 16 tokens (512K tokens per
 model) on an order-1 Zipfian Markov background of 511 symbols; T_CMP over p = 8 symbols (32
 train instances, the split `ordered`, so unseen and mirror pairs are both measured) at 0.8 down

@@ -2,6 +2,7 @@
 pretraining, and the refusals that need the whole config."""
 
 import importlib.util
+import math
 import pathlib
 
 import pytest
@@ -182,3 +183,20 @@ def test_the_paper_config_caps_its_frequencies_at_one_instance_per_row():
   with pytest.raises(ConfigError, match=r"config.grid.frequency = 0.0078: allowed: frequencies "
                                         r"per_token of at most 0.000488281"):
     grid_config.resolve(c, "gpu")
+
+
+def test_the_cpu_default_holds_depth_and_learning_rate_and_reaches_the_rare_regime():
+  module = _config_file("lm_size_by_frequency")
+  c, sizes = grid_config.resolve(module.get_config("default"), "cpu")
+  assert len({s.model.num_layers for s in sizes.values()}) == 1
+  assert len({s.train.learning_rate for s in sizes.values()}) == 1
+  assert len(c.grid.seed) >= 3
+  freqs = sorted(c.grid.frequency)
+  assert math.log10(freqs[-1] / freqs[0]) >= 1.5
+  assert freqs[0] * c.train.batch_size < 1  # below one instance per batch
+  d, _ = grid_config.resolve(module.get_config("data_scaling"), "cpu")
+  ranked = sorted(c.grid.size, key=lambda s: sizes[s].model.d_model)
+  assert tuple(d.grid.size) == (ranked[0], ranked[-1])
+  assert max(d.grid.steps) >= 4 * min(d.grid.steps) and c.train.steps in d.grid.steps
+  depth, depth_sizes = grid_config.resolve(module.get_config("depth"), "cpu")
+  assert {depth_sizes[s].model.num_layers for s in depth.grid.size} == {1, 2}
