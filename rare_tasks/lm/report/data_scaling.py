@@ -9,7 +9,7 @@ data scaling at this scale) and those the largest learns at the shorter length w
 smallest does not even at the longer ("not learned at Rx", R the length ratio), with the
 smallest size's task loss at both lengths and its slope over the last evaluations; it claims
 nothing beyond R. Whether a size's threshold moved is read from its ranges at the two lengths,
-by the one rule of `rare_tasks.analysis.thresholds`.
+by the one rule of `rare_tasks.analysis.thresholds`, under the criterion and the other score.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from rare_tasks.core import tables
 from rare_tasks.core.report import Section, fmt
 from rare_tasks.lm.report import learned_frequency
 from rare_tasks.lm.report.injection_view import InjectionRun
+from rare_tasks.lm.task_metrics import CRITERIA
 
 FILES: tuple[str, ...] = ()
 
@@ -60,6 +61,19 @@ def task_loss(run: InjectionRun, task: str, size: str, steps: int, frequency: fl
   return float(y[-1]), slope, (at[0], at[-1])
 
 
+def threshold_moves(run: InjectionRun, task: str, order: list[str], short: int, long: int,
+                    metric: str) -> dict[str, dict[str, Any]]:
+  """Per size its threshold under `metric` at both lengths, and whether it falls (the ranges
+  separate, the longer's below)."""
+  th = {n: learned_frequency.size_thresholds(run, task, n, metric) for n in (short, long)}
+  out = {}
+  for s in order:
+    a, b = th[short][s], th[long][s]
+    out[s] = {"short": learned_frequency.describe(a), "long": learned_frequency.describe(b),
+              "falls": thresholds.separated(a, b) and b.high <= a.low}
+  return out
+
+
 def verdict(run: InjectionRun, task: str) -> dict[str, Any]:
   """The control's findings for one task (see the module docstring)."""
   order = sorted(run.sizes, key=lambda s: run.params[s])
@@ -72,19 +86,13 @@ def verdict(run: InjectionRun, task: str) -> dict[str, Any]:
   by_size = [f for f in freqs if m[large, short][f] and not m[small, long][f]]
   gap_short = [f for f in freqs if m[large, short][f] and not m[small, short][f]]
   losses = {f: {n: task_loss(run, task, small, n, f) for n in (short, long)} for f in by_size}
-  crit = run.config.learned.criterion
-  th = {n: learned_frequency.size_thresholds(run, task, n, crit) for n in (short, long)}
-  moved = {}
-  for s in order:
-    a, b = th[short][s], th[long][s]
-    moved[s] = {"short": learned_frequency.describe(a), "long": learned_frequency.describe(b),
-                "falls": thresholds.separated(a, b) and b.high <= a.low}
+  moved = {m: threshold_moves(run, task, order, short, long, m) for m in CRITERIA}
   return {"smallest": small, "largest": large, "short": short, "long": long,
           "ratio": long / short, "counts": {f"{s}@{n}": per for (s, n), (per, _, _)
                                             in counts.items()},
           "seeds": len(run.config.grid.seed), "by_data": by_data, "by_size": by_size,
-          "gap_short": gap_short, "losses": losses, "thresholds": moved,
-          "all_fall": all(v["falls"] for v in moved.values()),
+          "gap_short": gap_short, "losses": losses, "criterion": run.config.learned.criterion,
+          "thresholds": moved,
           "unfinished": [k for k, (_, _, done) in
                          {f"{s} at {n}": v for (s, n), v in counts.items()}.items() if not done]}
 
@@ -127,11 +135,14 @@ def section(run: InjectionRun, task: str) -> Section:
     else:
       lines.append(f"- at {short} steps {large} learns no frequency that {small} does not: "
                    "there is no gap for more steps to close")
-  lines.append(f"- thresholds, {short} -> {long} steps: " + "; ".join(
-      f"{s} {t['short']} -> {t['long']}" + (" (falls; the ranges separate)" if t["falls"]
-                                             else " (the ranges overlap)")
-      for s, t in v["thresholds"].items())
-      + ("; every size's threshold falls with the steps" if v["all_fall"] else ""))
+  for m in sorted(CRITERIA, key=lambda m: m != v["criterion"]):  # the criterion first
+    moved = v["thresholds"][m]
+    lines.append(f"- thresholds under {learned_frequency.NAMES[m]}, {short} -> {long} steps: "
+                 + "; ".join(f"{s} {t['short']} -> {t['long']}"
+                             + (" (falls; the ranges separate)" if t["falls"]
+                                else " (the ranges overlap)") for s, t in moved.items())
+                 + ("; every size's threshold falls with the steps"
+                    if all(t["falls"] for t in moved.values()) else ""))
   lines.append("")
   numbers = {f"{task}_data_scaling": {k: val for k, val in v.items() if k != "losses"}}
   return Section(lines, numbers)

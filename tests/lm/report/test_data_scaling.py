@@ -49,9 +49,10 @@ def test_the_verdict_on_planted_results():
   assert end_short == pytest.approx(1.7) and end_long == pytest.approx(1.7)
   # 0.1 nats per evaluation, evaluations 40 steps apart at 120 steps: -2.5 per 1,000 steps.
   assert slope == pytest.approx(-2.5) and span == (80, 120)
-  assert v["thresholds"]["cpu_d16"] == {"short": "0.01 (0.004, 0.01]",
-                                        "long": "0.004 (0.001, 0.004]", "falls": True}
-  assert not v["thresholds"]["cpu_d64"]["falls"] and not v["all_fall"]
+  acc = v["thresholds"]["accuracy"]
+  assert acc["cpu_d16"] == {"short": "0.01 (0.004, 0.01]", "long": "0.004 (0.001, 0.004]",
+                            "falls": True}
+  assert not acc["cpu_d64"]["falls"]
   assert v["counts"]["cpu_d16@30"] == {0.001: 0, 0.004: 0, 0.01: 3} and not v["unfinished"]
 
 
@@ -80,9 +81,10 @@ def test_the_section_states_both_findings_with_numbers():
                              "not even at 120; its task loss 1.7 nats at 30 steps, 1.7 at 120, "
                              "changing by -2.5 nats per 1,000 steps over steps 80-120")
              for line in lines)
-  assert lines[-2] == ("- thresholds, 30 -> 120 steps: cpu_d16 0.01 (0.004, 0.01] -> 0.004 "
-                       "(0.001, 0.004] (falls; the ranges separate); cpu_d64 0.001 (0, 0.001] "
-                       "-> 0.001 (0, 0.001] (the ranges overlap)")
+  assert lines[-3] == ("- thresholds under accuracy, 30 -> 120 steps: cpu_d16 0.01 (0.004, 0.01] "
+                       "-> 0.004 (0.001, 0.004] (falls; the ranges separate); cpu_d64 0.001 "
+                       "(0, 0.001] -> 0.001 (0, 0.001] (the ranges overlap)")
+  assert lines[-2].startswith("- thresholds under choice accuracy, 30 -> 120 steps: ")
 
 
 def test_when_more_steps_close_every_gap_the_section_says_so():
@@ -95,7 +97,7 @@ def test_when_more_steps_close_every_gap_the_section_says_so():
                                "comparison").lines
   assert ("- every frequency cpu_d64 learns and cpu_d16 does not at 30 steps (0.004) cpu_d16 "
           "learns at 120: at this scale the gap between them closes within 4x") in lines
-  assert lines[-2].endswith("every size's threshold falls with the steps")
+  assert lines[-3].endswith("every size's threshold falls with the steps")
 
 
 def test_with_no_gap_at_the_short_length_nothing_is_said_to_close():
