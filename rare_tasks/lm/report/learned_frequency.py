@@ -2,7 +2,7 @@
 
 Per task, run length and size, at the grid's first gap: each seed's train accuracy and choice
 accuracy (the mean of the last `learned.last_evals` evaluations) per frequency, learned when at
-or above learned.threshold (a diverged seed learns nothing); each seed's threshold and
+or above learned.threshold (a diverged cell learns nothing); each seed's threshold and
 its bracket and the size's median and range (`rare_tasks.analysis.thresholds`), written to
 thresholds.csv; whether adjacent sizes separate; the choice accuracy on pairs never injected in
 either order beside the count baseline; the format rate; and how far the learning order follows
