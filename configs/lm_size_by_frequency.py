@@ -19,11 +19,12 @@ Presets (wall time on a 2-core CPU):
                  (4x; each its own schedule), at the four lowest frequencies 0.2 .. 0.025: can
                  more steps teach the small size what the large one learns? About 15 minutes.
   :depth         the depth ablation: cpu_d16 (1 layer) against cpu_d16_l2 (2 layers) and
-                 cpu_d64, the default's design otherwise.
-  :d128          the default's ladder with cpu_d128 (2 layers) on top.
+                 cpu_d64, the default's design otherwise (5 minutes).
+  :d128          the default's ladder with cpu_d128 (2 layers) on top (16 minutes).
   :answer_tokens the control task: T_CMP answering with one of two reserved tokens (which prompt
                  token is larger), so mirror pairs have opposite labels and no answer dominates.
-  :addition      T_ADD alone (p = 8); :joint T_CMP and T_ADD injected together in every cell.
+  :addition      T_ADD alone (p = 8); :joint T_CMP and T_ADD injected together in every cell
+                 (6 and 4 minutes; :answer_tokens and :stdlib 6).
   :stdlib        the default's design on real text: the running Python's standard library,
                  BPE-tokenised to 512 tokens, as the background.
   :gap           cpu_d64 at 0.125 instances per sequence (4 per batch of 32) with bursts every
