@@ -32,7 +32,7 @@ from rare_tasks.core import engine, workdir
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.progress import Progress, log
 from rare_tasks.core.report import RunReport
-from rare_tasks.lm import data, grid, grid_config, injections, ladder, memory, sharding, specs
+from rare_tasks.lm import data, grid, grid_config, injections, memory, sharding, specs
 from rare_tasks.lm import tasks as lm_tasks
 from rare_tasks.lm.program import TextProgram
 from rare_tasks.lm.report import injection as report
@@ -115,8 +115,9 @@ def size_plans(c: ml_collections.ConfigDict, sc: ml_collections.ConfigDict, size
     trainer = specs.ensemble_trainer(lc, source.vocab_size, len(plan_cells), mesh)
     return Plan(name, lc, plan_cells, trainer)
 
+  total = specs.total_params(specs.model_spec(sc, source.vocab_size))
+
   def fits(p: Plan) -> str:
-    total = ladder.total_params(*_counted(p.trainer.model.spec))
     return memory.check_fits(sc.model.preset, p.trainer.abstract_state, total, len(p.cells),
                              devices)
 
@@ -144,10 +145,6 @@ def size_plans(c: ml_collections.ConfigDict, sc: ml_collections.ConfigDict, size
   info = specs.run_info(sc, plans[0].trainer.model.spec, source, plans[0].trainer.mesh)
   info.update(memory=fit, programs=len(plans))
   return plans, info
-
-
-def _counted(spec) -> tuple:
-  return spec.shape, spec.vocab_size, spec.block, spec.tie_embeddings
 
 
 def program_of(plan: Plan, c: ml_collections.ConfigDict, wd: Path, source: data.TextSource,

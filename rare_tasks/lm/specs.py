@@ -82,14 +82,18 @@ def initial_params(c: ml_collections.ConfigDict, spec: ModelSpec,
   return params
 
 
+def total_params(spec: ModelSpec) -> int:
+  """The decoder's parameter count, embeddings included."""
+  return ladder.total_params(spec.shape, spec.vocab_size, spec.block, spec.tie_embeddings)
+
+
 def run_info(c: ml_collections.ConfigDict, spec: ModelSpec, source: data.TextSource,
              mesh) -> dict[str, Any]:
   """What a run derives from its config: parameter counts, FLOPs, the source, the mesh."""
   preset = ladder.PRESETS[c.model.preset]
-  total = ladder.total_params(spec.shape, spec.vocab_size, spec.block, spec.tie_embeddings)
   return {
-      "params": {"total": total, "non_embedding": ladder.non_embedding_params(spec.shape,
-                                                                              spec.block),
+      "params": {"total": total_params(spec),
+                 "non_embedding": ladder.non_embedding_params(spec.shape, spec.block),
                  "nominal": preset.nominal_size(spec.block),
                  "nominal_counts": f"non-embedding + one {ladder.NAMING_VOCAB}-row embedding"},
       "flops_per_token": ladder.flops_per_token(spec.shape, spec.vocab_size, c.data.seq_len,

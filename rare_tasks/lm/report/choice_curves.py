@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rare_tasks.core import plots, tables, workdir
+from rare_tasks.core import plots, workdir
 from rare_tasks.core.report import Section
 from rare_tasks.lm.report.injection_view import FIGURES, InjectionRun
 
@@ -33,24 +33,14 @@ def curves(run: InjectionRun, task: str, size: str, steps: int
            ) -> list[tuple[float, np.ndarray, np.ndarray]]:
   """(frequency, steps (E,), seed-mean choice accuracy (E,)) of each frequency of one size and
   length at the first gap, by falling frequency, the control (0) last."""
-  key, gap0 = COLUMN.format(task=task), run.config.grid.gap[0]
-  points = [{"frequency": cell.frequency, "step": r["step"], "value": tables.number(r.get(key))}
-            for cell in run.cells[size] if cell.steps == steps
-            and (cell.is_control or (task in cell.tasks and cell.gap == gap0))
-            for r in run.histories.get(cell.index, [])]
-  means = tables.mean_by(points, ("frequency", "step"), "value")
-  out = []
-  for f in sorted({k[0] for k in means}, key=lambda f: (f == 0, -f)):
-    at = sorted(k[1] for k in means if k[0] == f)
-    out.append((f, np.array(at), np.array([means[(f, s)] for s in at])))
-  return out
+  means = run.history_means(task, size, steps, COLUMN.format(task=task))
+  return [(f, *means[f]) for f in sorted(means, key=lambda f: (f == 0, -f))]
 
 
 def choice_figure(path: Path, run: InjectionRun, task: str) -> None:
   """A panel per (size, length): choice accuracy on unseen pairs against step."""
   panels = [(s, n) for n in run.lengths for s in run.sizes]
-  base = next((r["test_unseen_choice_baseline"] for r in run.rows if r["task"] == task),
-              float("nan"))
+  base = run.baseline(task, "test_unseen")
   fig, axes = plots.plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0),
                                  squeeze=False, sharey=True)
   for ax, (size, steps) in zip(axes[0], panels):

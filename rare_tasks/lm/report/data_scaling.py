@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from rare_tasks.analysis import thresholds
-from rare_tasks.core import tables
 from rare_tasks.core.report import Section, fmt
 from rare_tasks.lm.report import learned_frequency
 from rare_tasks.lm.report.injection_view import InjectionRun
@@ -47,18 +46,13 @@ def task_loss(run: InjectionRun, task: str, size: str, steps: int, frequency: fl
   """(seed-mean train-instance loss at the end, its slope per 1,000 steps over the last
   learned.last_evals evaluations (at least 2), the steps that slope spans) of one size, length
   and frequency at the first gap."""
-  key, gap0 = f"{task}_train_loss", run.config.grid.gap[0]
-  points = [{"step": r["step"], "value": tables.number(r.get(key))}
-            for cell in run.cells[size] if cell.steps == steps and task in cell.tasks
-            and cell.frequency == frequency and cell.gap == gap0
-            for r in run.histories.get(cell.index, [])]
-  means = tables.mean_by(points, ("step",), "value")
-  at = sorted(k[0] for k in means)[-max(2, run.config.learned.last_evals):]
-  if not at:
+  means = run.history_means(task, size, steps, f"{task}_train_loss")
+  if frequency not in means:
     return float("nan"), float("nan"), (0, 0)
-  y = np.array([means[(s,)] for s in at])
-  slope = float(np.polyfit(np.array(at, float), y, 1)[0] * 1000) if len(at) > 1 else math.nan
-  return float(y[-1]), slope, (at[0], at[-1])
+  last = max(2, run.config.learned.last_evals)
+  at, y = (a[-last:] for a in means[frequency])
+  slope = float(np.polyfit(at.astype(float), y, 1)[0] * 1000) if len(at) > 1 else math.nan
+  return float(y[-1]), slope, (int(at[0]), int(at[-1]))
 
 
 def threshold_moves(run: InjectionRun, task: str, order: list[str], short: int, long: int,

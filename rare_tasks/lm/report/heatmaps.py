@@ -31,10 +31,9 @@ def section(run: InjectionRun, task: str) -> Section:
   if workdir.is_writer():
     freqs = [0.0] + sorted(set(c.grid.frequency))  # the control first
     lines = [(s, n) for n in run.lengths for s in run.sizes]
-    base = next((r["test_unseen_choice_baseline"] for r in run.rows if r["task"] == task),
-                float("nan"))
     heatmap_figure(run.wd / name, run.rows, task, c.grid.gap[0], lines, freqs,
-                   c.injection.unit, base, c.learned.last_evals, len(run.lengths) > 1)
+                   c.injection.unit, run.baseline(task, "test_unseen"), c.learned.last_evals,
+                   len(run.lengths) > 1)
   return Section([], {}, (name,))
 
 

@@ -66,6 +66,29 @@ class InjectionRun:
     """Each size's parameter count."""
     return {s: self.info["sizes"][s]["params"]["total"] for s in self.sizes}
 
+  def baseline(self, task: str, split: str) -> float:
+    """The task's count baseline of choice accuracy on a split (results.csv carries it on
+    every row of the task); NaN when no cell finished."""
+    return next((r[f"{split}_choice_baseline"] for r in self.rows if r["task"] == task),
+                float("nan"))
+
+  def history_means(self, task: str, size: str, steps: int, key: str
+                    ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    """frequency -> (evaluated steps (E,), seed means of record `key` (E,)) of one size and
+    length at the grid's first gap, the control at frequency 0 included."""
+    gap0 = self.config.grid.gap[0]
+    points = [{"frequency": cell.frequency, "step": r["step"],
+               "value": tables.number(r.get(key))}
+              for cell in self.cells[size] if cell.steps == steps
+              and (cell.is_control or (task in cell.tasks and cell.gap == gap0))
+              for r in self.histories.get(cell.index, [])]
+    means = tables.mean_by(points, ("frequency", "step"), "value")
+    out = {}
+    for f in sorted({k[0] for k in means}):
+      at = sorted(k[1] for k in means if k[0] == f)
+      out[f] = (np.array(at), np.array([means[(f, s)] for s in at]))
+    return out
+
   def figure(self, kind: str, task: str) -> str:
     """The work-directory path of a task's figure of one kind: figures/<kind>_<task>.png."""
     return f"{FIGURES}/{kind}_{task}.png"

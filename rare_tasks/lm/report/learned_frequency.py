@@ -23,6 +23,7 @@ from rare_tasks.core import tables, workdir
 from rare_tasks.core.report import Section, fmt, pct
 from rare_tasks.lm.report.injection_view import InjectionRun, seed_mean
 from rare_tasks.lm.task_metrics import CRITERIA
+from rare_tasks.lm.tasks import SPLIT_NAMES as SPLITS
 
 THRESHOLDS_FILE = "thresholds.csv"
 FILES = (THRESHOLDS_FILE,)
@@ -144,8 +145,8 @@ def headline(found: dict[str, dict[str, Any]]) -> str:
   return "; ".join(parts)
 
 
-def length_lines(run: InjectionRun, task: str, steps: int, base: dict[str, Any],
-                 numbers: dict[str, Any]) -> list[str]:
+def length_lines(run: InjectionRun, task: str, steps: int, numbers: dict[str, Any]
+                 ) -> list[str]:
   """One length's exposures, score tables, thresholds and findings; records its numbers."""
   c = run.config
   order = sorted(run.sizes, key=lambda s: run.params[s])
@@ -188,7 +189,7 @@ def length_lines(run: InjectionRun, task: str, steps: int, base: dict[str, Any],
   fmt_rate = seed_mean(run.rows, task, c.grid.gap[0], "format_rate", order, freqs, steps)
   lines += [f"- choice accuracy on pairs never injected in either order (test_unseen, seed "
             f"mean) at the highest frequency, against the count baseline "
-            f"{fmt(base.get('test_unseen_choice_baseline', float('nan')))}: "
+            f"{fmt(run.baseline(task, 'test_unseen'))}: "
             + ", ".join(f"{s} {fmt(unseen[i, -1])}" for i, s in enumerate(order))
             + "; the control's, which never saw the task (the background's own preference): "
             + ", ".join(f"{s} {fmt(unseen[i, 0])}" for i, s in enumerate(order)),
@@ -209,7 +210,6 @@ def section(run: InjectionRun, task: str) -> Section:
   c = run.config
   if workdir.is_writer() and task == run.task_list[0].name:
     tables.write_csv(run.wd / THRESHOLDS_FILE, COLUMNS, threshold_rows(run))
-  base = {r["task"]: r for r in run.rows}.get(task, {})
   lines = [f"## {task}", "",
            f"Learned: train {NAMES[c.learned.criterion]} >= {c.learned.threshold}, the mean of "
            f"the last {c.learned.last_evals} evaluations (a diverged cell learns nothing). A "
@@ -217,15 +217,14 @@ def section(run: InjectionRun, task: str) -> Section:
            "a size's is the median over its seeds, with the range from the lowest bracket to "
            "the highest seed threshold. Count baseline of choice accuracy (ranking the answers "
            "by how often each is a train label; no model): "
-           + ", ".join(f"{split} {fmt(base.get(f'{split}_choice_baseline', float('nan')))}"
-                       for split in ("train", "test_unseen", "test_mirror")) + ".", ""]
+           + ", ".join(f"{split} {fmt(run.baseline(task, split))}" for split in SPLITS)
+           + ".", ""]
   numbers: dict[str, Any] = {"criterion": NAMES[c.learned.criterion], "criterion_thresholds": {},
                              "thresholds": {}}
   for steps in run.lengths:
     if len(run.lengths) > 1:
       lines += [f"### {task}, {steps} steps", ""]
-    lines += length_lines(run, task, steps, base, numbers)
-  numbers["count_baseline"] = {split: base.get(f"{split}_choice_baseline")
-                               for split in ("train", "test_unseen", "test_mirror")}
+    lines += length_lines(run, task, steps, numbers)
+  numbers["count_baseline"] = {split: run.baseline(task, split) for split in SPLITS}
   return Section(lines, {task: numbers}, FILES, {THRESHOLDS_FILE: "per task, size, length and "
                                                  "score: the threshold and its range"})
