@@ -29,13 +29,22 @@ Presets (wall time on a 2-core CPU):
                  BPE-tokenised to 512 tokens, as the background.
   :gap           cpu_d64 at 0.125 instances per sequence (4 per batch of 32) with bursts every
                  1, 2, 4 and 8 updates (paper Fig. 6b: N instances every N batches).
+  :mechanism     why the larger size keeps the task (paper Figs. 7-9): the smallest and the
+                 largest size of the default's ladder, T_CMP withheld for 1,000 updates and then
+                 injected in bursts every 20 updates (the paper's 100 instances every 100
+                 batches, scaled to a batch of 8 rows: 8 or 4 instances a burst, 0.05 and 0.025
+                 per sequence in the long run), with the gradient decomposition at every burst
+                 and halfway between, the probes at every evaluation and the task loss after
+                 every update (retention). About 6 minutes.
+  :top_k         :mechanism's gradient decomposition on four supports (3%, 10%, 30% and all of
+                 the first layer's MLP neurons), without the probes and retention.
 """
 
 from rare_tasks.core.config import study_preset
 from rare_tasks.lm.grid_config import base_config
 
 PRESETS = ("default", "smoke", "data_scaling", "depth", "d128", "answer_tokens", "addition",
-           "joint", "stdlib", "gap")
+           "joint", "stdlib", "gap", "mechanism", "top_k")
 
 
 def get_config(preset: str = "default"):
@@ -94,4 +103,17 @@ def get_config(preset: str = "default"):
     c.train.warmup_steps = 100
     c.train.learning_rate = None
     c.eval_every = 100
+  elif preset in ("mechanism", "top_k"):
+    c.grid.size = ("cpu_d16_l2", "cpu_d64")
+    c.grid.frequency = (0.05, 0.025)
+    c.grid.gap = (20,)
+    c.injection.schedule = "bursts"
+    c.injection.withhold_steps = 1000
+    c.train.steps_per_dispatch = 10  # every burst update and the one halfway: chunks of 10
+    c.mechanism.gradients = True
+    if preset == "mechanism":
+      c.mechanism.probes = True
+      c.mechanism.retention = True
+    else:
+      c.mechanism.top_k = (0.03, 0.1, 0.3, 1.0)
   return c

@@ -219,12 +219,14 @@ def write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def append_metrics(workdir: Path, records: Iterable[dict[str, Any]]) -> None:
-  """Appends records to metrics.jsonl and forces them to disk."""
+def append_metrics(workdir: Path, records: Iterable[dict[str, Any]],
+                   name: str = METRICS_FILE) -> None:
+  """Appends records to metrics.jsonl (or another append-only JSON-lines file `name` of the work
+  directory) and forces them to disk."""
   if not is_writer():
     return
   lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-  path = workdir / METRICS_FILE
+  path = Path(workdir) / name
   if path.exists() and path.stat().st_size:
     with open(path, "rb") as f:
       f.seek(-1, os.SEEK_END)
@@ -236,11 +238,13 @@ def append_metrics(workdir: Path, records: Iterable[dict[str, Any]]) -> None:
     os.fsync(f.fileno())
 
 
-def read_metrics(workdir: Path, key: tuple[str, str] = ("cell", "step")) -> list[dict[str, Any]]:
-  """Every record of metrics.jsonl, one per `key` (a model, a step; by default (cell, step)): a
-  resumed run's rewrite wins. Sorted by key. A line cut short by a kill is skipped.
+def read_metrics(workdir: Path, key: tuple[str, str] = ("cell", "step"),
+                 name: str = METRICS_FILE) -> list[dict[str, Any]]:
+  """Every record of metrics.jsonl (or of the JSON-lines file `name`), one per `key` (a model, a
+  step; by default (cell, step)): a resumed run's rewrite wins. Sorted by key. A line cut short
+  by a kill is skipped.
   """
-  path = Path(workdir) / METRICS_FILE
+  path = Path(workdir) / name
   if not path.exists():
     return []
   latest: dict[tuple, dict[str, Any]] = {}

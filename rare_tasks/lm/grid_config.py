@@ -23,7 +23,8 @@ from rare_tasks.lm import grid, injections, ladder, task_metrics, tasks
 STUDY = "lm_size_by_frequency"
 START_FROM = "rare_tasks.lm.grid_config.base_config()"
 GRID_AXES = ("size", "frequency", "gap", "task", "seed", "steps")
-NOT_IDENTITY = ("checkpoint_interval_s", "learned")
+NOT_IDENTITY = ("checkpoint_interval_s", "learned", "mechanism.effectivity_window",
+                "mechanism.retention_lag")
 # Fields renamed since older work directories were written: their config.json is read in today's
 # names, and a config that uses an old name is refused with its new one.
 ALIASES = Aliases(studies={"lm_width_by_frequency": STUDY},
@@ -67,7 +68,27 @@ def base_config() -> ml_collections.ConfigDict:
   # right answer above the others the task allows), averaged over the last `last_evals`
   # evaluations.
   c.learned = ml_collections.ConfigDict(dict(criterion="accuracy", threshold=0.9, last_evals=3))
+  c.mechanism = mechanism_schema()
   return c
+
+
+def mechanism_schema() -> ml_collections.ConfigDict:
+  """Why a size keeps a task (docs/language_models.md, "The mechanism"), each measurement off by
+  default:
+    gradients: the decomposition of an update's gradient into its injected-task and
+      ordinary-text parts against the task's own gradient, on the top_k first-layer MLP neurons
+      (fractions of the MLP width, one support per fraction), at every evaluation and, under
+      bursts, at every burst update and halfway between bursts (gradients.jsonl);
+    probes: the tasks' order feature and Fourier modes in the residual stream at every
+      evaluation, a frequency counting as a mode above fourier_factor times an even spread;
+    retention: each task's loss on retention_instances train instances after every update
+      (bursts with a withholding phase only), read per injection as its effectivity (the drop
+      over the next effectivity_window updates; 0: until the next injection) and its
+      retainability (the share of the drop still held retention_lag updates after the lowest
+      point; 0: just before the next injection)."""
+  return ml_collections.ConfigDict(dict(
+      gradients=False, top_k=(0.1,), probes=False, fourier_factor=2.0, retention=False,
+      retention_instances=64, effectivity_window=0, retention_lag=0))
 
 
 def _distinct(test, what: str) -> checks.Check:
@@ -107,6 +128,15 @@ FIELD_CHECKS: dict[str, checks.Check] = {
     "learned.criterion": checks.choice(task_metrics.CRITERIA),
     "learned.last_evals": checks.int_at_least(1),
     "learned.threshold": checks.rule(lambda v: is_real(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "mechanism.gradients": checks.boolean,
+    "mechanism.top_k": _distinct(lambda f: is_real(f) and 0 < f <= 1,
+                                 "fractions in (0, 1] of the MLP width"),
+    "mechanism.probes": checks.boolean,
+    "mechanism.fourier_factor": checks.positive_real,
+    "mechanism.retention": checks.boolean,
+    "mechanism.retention_instances": checks.positive_int,
+    "mechanism.effectivity_window": checks.nonneg_int,
+    "mechanism.retention_lag": checks.nonneg_int,
 }
 
 
@@ -123,6 +153,7 @@ def resolve(config: ml_collections.ConfigDict, platform: str
   check(c.injection.schedule == "bursts" or tuple(g.gap) == (1,), "grid.gap", g.gap,
         "(1,) with injection.schedule = 'steady' (gaps need 'bursts')")
   shortest = min(grid.lengths(c))
+  _check_mechanism(c, shortest)
   check(c.injection.withhold_steps < shortest, "injection.withhold_steps",
         c.injection.withhold_steps, f"an integer below the shortest run length, {shortest} steps")
   names = tuple(g.task)
@@ -142,6 +173,24 @@ def resolve(config: ml_collections.ConfigDict, platform: str
     injections.check_rows(g.frequency, g.gap, c.injection.unit, s.train.batch_size,
                           c.data.seq_len, per_cell)
   return c, sizes
+
+
+def _check_mechanism(c: ml_collections.ConfigDict, shortest: int) -> None:
+  """Retention needs bursts after a withholding phase that holds at least one burst-free window
+  of the largest gap (the baseline), and an injection before the shortest run ends."""
+  if not c.mechanism.retention:
+    return
+  check(c.injection.schedule == "bursts" and max(c.grid.gap) >= 2, "mechanism.retention", True,
+        f"False unless injection.schedule = 'bursts' with a grid.gap >= 2 (now "
+        f"{c.injection.schedule!r}, gaps {tuple(c.grid.gap)}): retention reads the task loss "
+        "after each burst")
+  gap, withhold = max(c.grid.gap), c.injection.withhold_steps
+  check(withhold >= gap, "injection.withhold_steps", withhold,
+        f"at least the largest grid.gap ({gap}) with mechanism.retention: the baseline reads "
+        "burst-free windows of the withholding phase")
+  check(withhold + gap <= shortest, "injection.withhold_steps", withhold,
+        f"at most the shortest run ({shortest} steps) minus the largest gap ({gap}) with "
+        "mechanism.retention: a burst's window must fit in the run")
 
 
 def size_config(c: ml_collections.ConfigDict, size: str,

@@ -32,15 +32,18 @@ from rare_tasks.core import engine, workdir
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.progress import Progress, log
 from rare_tasks.core.report import RunReport
-from rare_tasks.lm import data, grid, grid_config, injections, memory, sharding, specs
+from rare_tasks.core.steps import eval_steps
+from rare_tasks.lm import data, gradient_log, grid, grid_config, injections, memory, sharding, specs
 from rare_tasks.lm import tasks as lm_tasks
+from rare_tasks.lm.probes import Probes
 from rare_tasks.lm.program import TextProgram
 from rare_tasks.lm.report import injection as report
 from rare_tasks.lm.task_metrics import TaskEvaluation
+from rare_tasks.lm.task_trace import TaskTrace
 from rare_tasks.lm.trainer import Trainer
 
 FILES = (specs.CHECKPOINTS_DIR, injections.MANIFEST_DIR, specs.RUN_FILE, data.TOKENIZER_FILE,
-         *report.FILES)
+         gradient_log.FILE, *report.FILES)
 METRICS_KEY = ("cell", "step")
 # Renamed studies and fields: an older run's config.json is read in today's names.
 ALIASES = grid_config.ALIASES
@@ -96,10 +99,12 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   for plan in plans:
     log.info("%s: %d cell(s), mesh %s", plan.name, len(plan.cells), dict(plan.trainer.mesh.shape))
     program = program_of(plan, c, wd, source, task_list, starts[plan.c.model.preset])
-    trained += engine.run(program, wd, callbacks, progress, c.checkpoint_interval_s)
+    own = mechanism_callbacks(plan, c, wd, source, task_list)
+    trained += engine.run(program, wd, [*callbacks, *own], progress, c.checkpoint_interval_s)
   # 4. The report.
   records = workdir.read_metrics(wd, METRICS_KEY)
-  summary = report.write(wd, c, info, cells, task_list, records)
+  gradients = workdir.read_metrics(wd, gradient_log.KEY, gradient_log.FILE)
+  summary = report.write(wd, c, info, cells, task_list, records, gradients)
   return RunReport(wd, trained, time.perf_counter() - start, summary)
 
 
@@ -149,20 +154,53 @@ def size_plans(c: ml_collections.ConfigDict, sc: ml_collections.ConfigDict, size
 
 def program_of(plan: Plan, c: ml_collections.ConfigDict, wd: Path, source: data.TextSource,
                task_list: Sequence[lm_tasks.Task], init_params) -> TextProgram:
-  """The engine's program of a plan: the text, each cell's injected rows as input, and the
-  task evaluation as a measurement."""
+  """The engine's program of a plan: the text, each cell's injected rows as input, the task
+  evaluation as a measurement, and what config.mechanism switches on: the probes (a
+  measurement), the task-loss trace (traced by the chunk) and, for the gradient decomposition,
+  chunks that end before every update it measures."""
   mesh = plan.trainer.mesh
   batch_size = plan.c.train.batch_size
-  injector = injections.Injector(
-      wd, [cell.name for cell in plan.cells],
-      [grid.injection_of(cell, c, batch_size) for cell in plan.cells], task_list, batch_size,
-      source.eos_id, sharding.injected_sharding(mesh))
-  evaluation = TaskEvaluation(task_list, len(plan.cells), c.data.vocab_size, mesh)
+  plans = injection_plans(plan, c)
+  injector = injections.Injector(wd, [cell.name for cell in plan.cells], plans, task_list,
+                                 batch_size, source.eos_id, sharding.injected_sharding(mesh))
+  measurements: list[Any] = [TaskEvaluation(task_list, len(plan.cells), c.data.vocab_size, mesh)]
+  m = c.mechanism
+  if m.probes:
+    measurements.append(Probes(task_list, mesh, m.fourier_factor))
+  trace = TaskTrace(task_list, m.retention_instances, c.task.seed, mesh) if m.retention else None
+  extra = gradient_updates(plan, plans) if m.gradients else ()
   return TextProgram(plan.name, plan.c, wd, source, plan.trainer,
                      members=[cell.record() for cell in plan.cells],
                      seeds=[cell.seed for cell in plan.cells], metrics_key=METRICS_KEY,
                      checkpoint_dir=f"{specs.CHECKPOINTS_DIR}/{plan.name}",
-                     init_params=init_params, inputs=injector, measurements=[evaluation])
+                     init_params=init_params, inputs=injector, measurements=measurements,
+                     trace=trace, extra_boundaries=extra)
+
+
+def injection_plans(plan: Plan, c: ml_collections.ConfigDict) -> list[injections.Injection]:
+  """Each cell's injection at the plan's batch size."""
+  return [grid.injection_of(cell, c, plan.c.train.batch_size) for cell in plan.cells]
+
+
+def gradient_updates(plan: Plan, plans: Sequence[injections.Injection]) -> list[int]:
+  """The updates the gradient decomposition measures in a plan's run."""
+  steps = plan.c.train.steps
+  return gradient_log.measured_updates(plans, steps, eval_steps(steps, plan.c.eval_every))
+
+
+def mechanism_callbacks(plan: Plan, c: ml_collections.ConfigDict, wd: Path,
+                        source: data.TextSource, task_list: Sequence[lm_tasks.Task]
+                        ) -> list[engine.Callback]:
+  """The engine callbacks config.mechanism switches on for a plan: the gradient
+  decomposition's log."""
+  if not c.mechanism.gradients:
+    return []
+  plans = injection_plans(plan, c)
+  log_ = gradient_log.GradientLog(
+      wd, plan.trainer, source, [{"cell": cell.index} for cell in plan.cells], plans, task_list,
+      plan.c.train.batch_size, source.eos_id, c.mechanism.top_k, gradient_updates(plan, plans),
+      seed=c.task.seed)
+  return [log_.callback()]
 
 
 def _describe_tasks(task_list: Sequence[lm_tasks.Task]) -> dict[str, Any]:

@@ -111,9 +111,11 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-  """One decoder block; scanned, so it takes and returns (residual, None)."""
+  """One decoder block; scanned, so it takes (residual, None) and returns (residual, residual
+  when `collect`, else None): the scan stacks what it collects."""
 
   spec: ModelSpec
+  collect: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, _: Any) -> tuple[jax.Array, None]:
@@ -122,33 +124,41 @@ class Block(nn.Module):
     attention_norm, mlp_norm = RMSNorm(eps, name="attention_norm"), RMSNorm(eps, name="mlp_norm")
     if self.spec.block == "olmo2":
       h = x + attention_norm(attention(x))
-      return h + mlp_norm(mlp(h)), None
-    h = x + attention(attention_norm(x))
-    return h + mlp(mlp_norm(h)), None
+      y = h + mlp_norm(mlp(h))
+    else:
+      h = x + attention(attention_norm(x))
+      y = h + mlp(mlp_norm(h))
+    return y, (y if self.collect else None)
 
 
 class Decoder(nn.Module):
-  """tokens (B, T) int -> logits (B, T, vocab_size) float32."""
+  """tokens (B, T) int -> logits (B, T, vocab_size) float32; with `collect`, (logits, the
+  residual stream (num_layers + 1, B, T, d_model): the embedding, then each block's output)."""
 
   spec: ModelSpec
+  collect: bool = False
 
   @nn.compact
-  def __call__(self, tokens: jax.Array) -> jax.Array:
+  def __call__(self, tokens: jax.Array) -> jax.Array | tuple[jax.Array, jax.Array]:
     spec, dtype = self.spec, DTYPES[self.spec.dtype]
     embedding = self.param("embedding", weight_init(), (spec.vocab_size, spec.shape.d_model),
                            jnp.float32)
     x = jnp.take(embedding, tokens, axis=0).astype(dtype)
+    embedded = x
     block = nn.remat(Block, prevent_cse=False) if spec.remat else Block
     layers = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
                      length=spec.shape.num_layers, unroll=unroll_of(spec.shape.num_layers))
-    x, _ = layers(spec, name="layers")(x, None)
+    x, stream = layers(spec, self.collect, name="layers")(x, None)
     x = RMSNorm(spec.norm_eps, name="final_norm")(x)
     flat = x.reshape(-1, spec.shape.d_model)
     if spec.tie_embeddings:
       logits = flat @ embedding.T.astype(dtype)
     else:
       logits = _dense_factory(spec)(spec.vocab_size, name="lm_head")(flat)
-    return logits.reshape(*tokens.shape, spec.vocab_size).astype(jnp.float32)
+    logits = logits.reshape(*tokens.shape, spec.vocab_size).astype(jnp.float32)
+    if not self.collect:
+      return logits
+    return logits, jnp.concatenate([embedded[None], stream]).astype(jnp.float32)
 
 
 def unroll_of(num_layers: int) -> int:
@@ -175,6 +185,7 @@ class Model:
   def __init__(self, spec: ModelSpec):
     self.spec = spec
     self._module = Decoder(spec)
+    self._collecting = Decoder(spec, collect=True)
 
   def init(self, key: jax.Array) -> Params:
     tokens = jnp.zeros((1, 2), jnp.int32)
@@ -183,6 +194,11 @@ class Model:
   def apply(self, params: Params, tokens: jax.Array) -> jax.Array:
     """tokens (B, T) int -> logits (B, T, V) float32."""
     return self._module.apply({"params": params}, tokens)
+
+  def residuals(self, params: Params, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """tokens (B, T) int -> (logits (B, T, V), the residual stream (num_layers + 1, B, T,
+    d_model) float32: index 0 the embedded tokens, index l the output of block l)."""
+    return self._collecting.apply({"params": params}, tokens)
 
 
 def token_losses(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -194,12 +210,15 @@ def token_losses(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.
 
 
 def loss(logits: jax.Array, targets: jax.Array, z_loss: float,
-         weights: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+         weights: jax.Array | None = None, normaliser: float | jax.Array | None = None
+         ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Mean cross-entropy + z_loss * mean(logsumexp^2) over the tokens (weighted when `weights`
-  (B, T) is given, with one normaliser); returns (total, {"ce", "z_loss"})."""
+  (B, T) is given, with one normaliser: `normaliser` when given, else the weights' sum); returns
+  (total, {"ce", "z_loss"}). Losses masked to disjoint parts of a batch with the batch's token
+  count as their normaliser sum to the batch's loss."""
   ce, lse = token_losses(logits, targets)
   w = jnp.ones_like(ce) if weights is None else weights.astype(jnp.float32)
-  norm = jnp.maximum(jnp.sum(w), 1.0)
+  norm = jnp.maximum(jnp.sum(w), 1.0) if normaliser is None else normaliser
   mean_ce = jnp.sum(ce * w) / norm
   mean_z = z_loss * jnp.sum(jnp.square(lse) * w) / norm
   return mean_ce + mean_z, {"ce": mean_ce, "z_loss": mean_z}

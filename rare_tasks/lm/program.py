@@ -54,6 +54,17 @@ class Measurement(Protocol):
     """The member's values, from the host copy of what `measure` returned."""
 
 
+class Trace(Protocol):
+  """Per-update measurements the scanned chunk traces beside the training losses."""
+
+  def arrays(self) -> tuple[jax.Array, jax.Array]:
+    """What the chunk measures after every update: prefixes (tasks, n, L), labels (tasks, n)."""
+
+  def record(self, member: int, first: int, traced: np.ndarray | None) -> dict[str, Any]:
+    """What the member's record says of its traced values (k, tasks): row i read after
+    first + i updates (None after a re-measured end, which trained nothing)."""
+
+
 class TextProgram:
   """An ensemble of decoders of one resolved config on one text source, as the engine's program.
 
@@ -68,11 +79,13 @@ class TextProgram:
                source: data.TextSource, trainer: Trainer, members: Sequence[dict[str, Any]],
                seeds: Sequence[int], metrics_key: tuple[str, str], checkpoint_dir: str,
                init_params: Params | None = None, inputs: Inputs | None = None,
-               measurements: Sequence[Measurement] = ()):
+               measurements: Sequence[Measurement] = (), trace: Trace | None = None,
+               extra_boundaries: Sequence[int] = ()):
     self.name, self.c, self.wd, self.source, self.trainer = name, c, wd, source, trainer
     self.members, self.seeds, self.metrics_key = list(members), tuple(seeds), metrics_key
     self.checkpoint_dir, self.init_params = checkpoint_dir, init_params
-    self.inputs, self.measurements = inputs, tuple(measurements)
+    self.inputs, self.measurements, self.trace = inputs, tuple(measurements), trace
+    self.extra_boundaries = tuple(int(b) for b in extra_boundaries)
     self.steps = c.train.steps
     mesh = trainer.mesh
     self.batch_sharding = sharding.batch_sharding(mesh, leading=1)
@@ -89,7 +102,10 @@ class TextProgram:
                                   sharding.batch_sharding(self.trainer.mesh))
 
   def boundaries(self) -> list[int]:
-    return chunk_bounds(self.steps, self.c.eval_every, self.c.train.steps_per_dispatch)
+    """The evaluations, every steps_per_dispatch steps, and the extra boundaries (the steps
+    before updates a callback measures)."""
+    bounds = chunk_bounds(self.steps, self.c.eval_every, self.c.train.steps_per_dispatch)
+    return sorted(set(bounds) | {b for b in self.extra_boundaries if 0 < b < self.steps})
 
   def evaluation_steps(self) -> list[int]:
     return eval_steps(self.steps, self.c.eval_every)
@@ -112,7 +128,8 @@ class TextProgram:
     batches = self.source.train_batches(first_step, num_steps, self.c.train.batch_size,
                                         self.batch_sharding)
     rows = None if self.inputs is None else self.inputs.rows(first_step, num_steps)
-    return self.trainer.chunk(state, batches, rows)
+    trace = None if self.trace is None else self.trace.arrays()
+    return self.trainer.chunk(state, batches, rows, trace)
 
   def start_outputs(self, state: State) -> None:
     del state
@@ -154,6 +171,10 @@ class TextProgram:
         r.update(self.inputs.record(m, step))
       for measurement, values in zip(self.measurements, extra):
         r.update(measurement.record(m, values))
+      if self.trace is not None:
+        traced = None if host is None else host["task_trace"][:, m]
+        r.update(self.trace.record(m, step - (0 if traced is None else len(traced)) + 1,
+                                   traced))
       out.append(r)
     return out
 

@@ -88,6 +88,9 @@ class Trainer:
     self._chunk_injected = jax.jit(self._train_chunk_injected, donate_argnums=0,
                                    out_shardings=(self.state_sharding, rep))
     self._labels = jax.jit(self._label_metrics, static_argnums=5, out_shardings=rep)
+    self._residuals = jax.jit(
+        jax.vmap(lambda p, t: self.model.residuals(p, t)[1][:, :, -1], in_axes=(0, None)),
+        out_shardings=rep)
 
   # -- pure functions -------------------------------------------------------------------------
 
@@ -109,17 +112,37 @@ class Trainer:
     parts["grad_norm"] = optax.tree.norm(grads)
     return optax.apply_updates(params, updates), opt, parts
 
-  def _train_chunk(self, state: State, batches: jax.Array) -> tuple[State, dict[str, jax.Array]]:
-    """batches (k, B, T+1) -> (state after k steps, {"ce", "z_loss", "grad_norm"}: (k, P))."""
+  def _trace(self, params, trace: tuple[jax.Array, jax.Array] | None) -> jax.Array | None:
+    """Every member's mean LABEL cross-entropy per task on the traced instances: trace =
+    (prefixes (tasks, n, PREFIX), labels (tasks, n)) -> (P, tasks); None without a trace."""
+    if trace is None:
+      return None
+    prefixes, labels = trace
+
+    def member(p):
+      logits = self.model.apply(p, prefixes.reshape(-1, prefixes.shape[-1]))[:, -1]
+      ce, _ = lm_model.token_losses(logits, labels.reshape(-1))
+      return ce.reshape(labels.shape).mean(axis=-1)
+
+    return jax.vmap(member)(params)
+
+  def _train_chunk(self, state: State, batches: jax.Array,
+                   trace: tuple[jax.Array, jax.Array] | None = None
+                   ) -> tuple[State, dict[str, jax.Array]]:
+    """batches (k, B, T+1) -> (state after k steps, {"ce", "z_loss", "grad_norm"}: (k, P), and
+    with a trace "task_trace": (k, P, tasks), each member's task loss after each update)."""
     step = jax.vmap(self._member_step, in_axes=(0, 0, None))
 
     def body(carry, tokens):
       params, opt, parts = step(carry["params"], carry["opt"], tokens)
+      if trace is not None:
+        parts["task_trace"] = self._trace(params, trace)
       return {"params": params, "opt": opt}, parts
 
     return jax.lax.scan(body, state, batches)
 
-  def _train_chunk_injected(self, state: State, batches: jax.Array, injected: jax.Array
+  def _train_chunk_injected(self, state: State, batches: jax.Array, injected: jax.Array,
+                            trace: tuple[jax.Array, jax.Array] | None = None
                             ) -> tuple[State, dict[str, jax.Array]]:
     """Like _train_chunk, member m training on batches with injected[:, m] (k, P, B, H) in place
     of each row's first H tokens where they are >= 0."""
@@ -130,6 +153,8 @@ class Trainer:
 
     def body(carry, xs):
       params, opt, parts = step(carry["params"], carry["opt"], *xs)
+      if trace is not None:
+        parts["task_trace"] = self._trace(params, trace)
       return {"params": params, "opt": opt}, parts
 
     return jax.lax.scan(body, state, (batches, injected))
@@ -194,14 +219,21 @@ class Trainer:
       raise ValueError("Trainer.start_from: parameters of another shape than the model's")
     return self._start(params)
 
-  def chunk(self, state: State, batches: jax.Array, injected: jax.Array | None = None
+  def chunk(self, state: State, batches: jax.Array, injected: jax.Array | None = None,
+            trace: tuple[jax.Array, jax.Array] | None = None
             ) -> tuple[State, dict[str, jax.Array]]:
     """Trains k steps on batches (k, B, T+1), shared by the members; member m's rows carry
     injected[:, m] (k, P, B, H) in place of their first H tokens when given (a negative token
-    keeps the row's own)."""
+    keeps the row's own). With a trace (prefixes (tasks, n, PREFIX), labels (tasks, n)), each
+    member's task loss on those instances after every update is traced too."""
     if injected is None:
-      return self._chunk(state, batches)
-    return self._chunk_injected(state, batches, injected)
+      return self._chunk(state, batches, trace)
+    return self._chunk_injected(state, batches, injected, trace)
+
+  def residuals(self, state: State, tokens: jax.Array) -> jax.Array:
+    """Every member's residual stream at the last position of tokens (N, L): (P, num_layers + 1,
+    N, d_model) float32, index 0 the embedding and l the output of block l."""
+    return self._residuals(state["params"], tokens)
 
   def evaluate(self, state: State, rows: jax.Array, rows_per_batch: int) -> jax.Array:
     return self._eval(state["params"], rows, rows_per_batch)

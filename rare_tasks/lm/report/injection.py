@@ -5,7 +5,9 @@ summary.md: the opening (grid_setting, with the findings' headline), then per ta
 (PER_TASK: the learned frequencies, the gap sweep when the grid has more than one gap) followed
 by links to the figures they drew (the thresholds, the data-scaling control when the grid has
 several run lengths, the heatmaps, the choice-accuracy and loss curves, the gap sweep when it
-has several gaps), then the background text's loss and the pointer to results.csv.
+has several gaps, and what config.mechanism measured: the gradient decomposition, the probes
+and the retention of each injection), then the background text's loss and the pointer to
+results.csv.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from rare_tasks.lm.report import (
   background_loss,
   choice_curves,
   data_scaling,
+  feature_probes,
   gap_sweep,
+  gradient_interference,
   grid_setting,
   heatmaps,
+  injection_retention,
   learned_frequency,
   results_table,
   task_loss_curves,
@@ -35,7 +40,8 @@ from rare_tasks.lm.tasks import Task
 
 # Each task's sections in summary.md order, each written when it applies to the run; the figures
 # they drew are linked after them, in this order too.
-PER_TASK = (learned_frequency, data_scaling, heatmaps, choice_curves, task_loss_curves, gap_sweep)
+PER_TASK = (learned_frequency, data_scaling, heatmaps, choice_curves, task_loss_curves, gap_sweep,
+            gradient_interference, feature_probes, injection_retention)
 CLOSING = (background_loss, results_table)
 # Everything the report writes into the work directory (--overwrite deletes these).
 FILES = declared_files((SUMMARY_FILE,), *(s.FILES for s in (grid_setting, *PER_TASK, *CLOSING)))
@@ -43,10 +49,12 @@ FILES = declared_files((SUMMARY_FILE,), *(s.FILES for s in (grid_setting, *PER_T
 
 def write(wd: Path, c: ml_collections.ConfigDict, info: dict[str, Any],
           cells: dict[str, list[Cell]], task_list: Sequence[Task],
-          records: list[dict[str, Any]]) -> dict[str, Any]:
-  """Writes results.csv, the figures and summary.md; returns the headline numbers."""
+          records: list[dict[str, Any]], gradients: Sequence[dict[str, Any]] = ()
+          ) -> dict[str, Any]:
+  """Writes results.csv, the figures and summary.md; returns the headline numbers. gradients:
+  the gradient decomposition's records (gradients.jsonl), when the run has them."""
   rows = results_table.result_rows(c, info, cells, records, task_list)
-  run = InjectionRun(c, Path(wd), info, cells, tuple(task_list), records, rows)
+  run = InjectionRun(c, Path(wd), info, cells, tuple(task_list), records, rows, list(gradients))
   if workdir.is_writer():
     (run.wd / FIGURES).mkdir(parents=True, exist_ok=True)
   body = [part for t in run.task_list for part in task_sections(run, t.name)]

@@ -36,6 +36,7 @@ class InjectionRun:
     task_list: the injected tasks, in config order.
     records: every metrics.jsonl record, in any order.
     rows: results.csv's rows (one per finished cell and task it injects, numbers as numbers).
+    gradients: every gradients.jsonl record (the gradient decomposition; empty without it).
   """
 
   config: ml_collections.ConfigDict
@@ -45,6 +46,12 @@ class InjectionRun:
   task_list: tuple[Task, ...]
   records: list[dict[str, Any]]
   rows: list[dict[str, Any]]
+  gradients: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+  @functools.cached_property
+  def cells_by_index(self) -> dict[int, Cell]:
+    """Every cell by its index."""
+    return {cell.index: cell for cs in self.cells.values() for cell in cs}
 
   @functools.cached_property
   def histories(self) -> dict[int, list[dict[str, Any]]]:
