@@ -74,8 +74,7 @@ def _prepare(path: Path, wanted: dict[str, Any], defaults: dict[str, Any], overw
   _barrier("rare_tasks: work directory checked")
   if is_writer():
     existing_file = path / CONFIG_FILE
-    if existing is not None and _diff(_identity(existing, not_identity),
-                                      _identity(wanted, not_identity), defaults):
+    if existing is not None and _identity_diff(existing, wanted, defaults, not_identity):
       # The overwrite _check allowed; run_files is read only here (it may import every study).
       _delete(path, (*BASE_FILES, *run_files))
     path.mkdir(parents=True, exist_ok=True)
@@ -98,8 +97,7 @@ def _check(path: Path, wanted: dict[str, Any], defaults: dict[str, Any], overwri
     raise WorkdirError(f"{path} is a file, not a work directory; choose a new or empty --workdir")
   if existing_file.exists():
     existing = aliases.translate(json.loads(existing_file.read_text()))
-    diffs = _diff(_identity(existing, not_identity), _identity(wanted, not_identity),
-                  defaults)
+    diffs = _identity_diff(existing, wanted, defaults, not_identity)
     if diffs and not overwrite:
       raise WorkdirError(
           f"{path} holds a run of a different config ({'; '.join(diffs[:5])}); use another "
@@ -173,6 +171,15 @@ def _identity(config: dict[str, Any], not_identity: tuple[str, ...]) -> dict[str
 
 
 _ABSENT = object()
+
+
+def _identity_diff(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any],
+                   not_identity: tuple[str, ...]) -> list[str]:
+  """The differences between two configs in what they train: the not_identity fields left out
+  of both and of the defaults (a group whose not_identity fields an older run lacks is still
+  its default)."""
+  return _diff(_identity(old, not_identity), _identity(new, not_identity),
+               _identity(defaults, not_identity))
 
 
 def _diff(old: Any, new: Any, default: Any, prefix: str = "config") -> list[str]:

@@ -291,3 +291,17 @@ def test_json_numbers_write_nan_as_null():
   out = workdir.json_numbers(np.array([[1.5, np.nan], [math.inf, 0.0]], np.float32))
   assert out == [[1.5, None], [math.inf, 0.0]]
   assert workdir.json_numbers(np.float32(np.nan)) is None
+
+
+def test_a_section_with_a_not_identity_field_absent_from_an_older_run_is_no_difference(
+    tmp_path):
+  """design.target_frequencies is not part of a run's identity: an older run without the whole
+  design section is still this run at the defaults, and its files stay."""
+  assert "design.target_frequencies" in NOT_IDENTITY
+  _old_run(tmp_path, drop_section="design")
+  prepare(tmp_path, base_config(), overwrite=False)
+  assert (tmp_path / "metrics.jsonl").read_text() == "kept\n"
+  c = base_config()
+  c.design.target_frequencies = (0.01,)
+  prepare(tmp_path, c, overwrite=False)
+  assert (tmp_path / "metrics.jsonl").read_text() == "kept\n"

@@ -200,3 +200,36 @@ def test_the_cpu_default_holds_depth_and_learning_rate_and_reaches_the_rare_regi
   assert max(d.grid.steps) >= 4 * min(d.grid.steps) and c.train.steps in d.grid.steps
   depth, depth_sizes = grid_config.resolve(module.get_config("depth"), "cpu")
   assert {depth_sizes[s].model.num_layers for s in depth.grid.size} == {1, 2}
+
+
+@pytest.mark.parametrize("field,value,allowed", [
+    ("mechanism.top_k", (0.0,), "a non-empty tuple of distinct fractions in \\(0, 1\\]"),
+    ("mechanism.top_k", (0.1, 0.1), "a non-empty tuple of distinct fractions"),
+    ("mechanism.retention_instances", 0, "an integer > 0"),
+    ("mechanism.fourier_factor", 0.0, "a finite number > 0"),
+    ("mechanism.effectivity_window", -1, "an integer >= 0")])
+def test_the_mechanism_fields_are_checked(field, value, allowed):
+  c = grid_config.base_config()
+  section, name = field.split(".")
+  c[section][name] = value
+  with pytest.raises(ConfigError, match=rf"config.{field} = .*: allowed: {allowed}"):
+    grid_config.resolve(c, "cpu")
+
+
+def test_retention_needs_bursts_after_a_withholding_phase_that_fits():
+  c = grid_config.base_config()
+  c.mechanism.retention = True
+  with pytest.raises(ConfigError, match="config.mechanism.retention = True: allowed: False "
+                                        "unless injection.schedule = 'bursts'"):
+    grid_config.resolve(c, "cpu")
+  c.injection.schedule, c.grid.gap = "bursts", (1, 10)
+  c.grid.frequency = (0.0001,)
+  with pytest.raises(ConfigError, match="config.injection.withhold_steps = 0: allowed: at least "
+                                        r"the largest grid.gap \(10\)"):
+    grid_config.resolve(c, "cpu")
+  c.injection.withhold_steps = 995
+  with pytest.raises(ConfigError, match="config.injection.withhold_steps = 995: allowed: at most "
+                                        r"the shortest run \(1000 steps\) minus the largest gap"):
+    grid_config.resolve(c, "cpu")
+  c.injection.withhold_steps = 100
+  assert grid_config.resolve(c, "cpu")[0].mechanism.retention

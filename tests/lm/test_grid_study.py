@@ -15,11 +15,13 @@ from rare_tasks.core import tables, workdir
 from rare_tasks.core.config import ConfigError
 from rare_tasks.lm import (
   data,
+  gradient_log,
   grid,
   grid_config,
   grid_study,
   injections,
   memory,
+  task_trace,
   tasks,
 )
 from rare_tasks.lm.report import results_table
@@ -63,9 +65,9 @@ def uninterrupted(tmp_path_factory):
   seen = []
   original = Trainer.chunk
 
-  def spy(self, state, batches, injected=None):
+  def spy(self, state, batches, injected=None, trace=None):
     seen.append((np.asarray(batches), None if injected is None else np.asarray(injected)))
-    return original(self, state, batches, injected)
+    return original(self, state, batches, injected, trace)
 
   Trainer.chunk = spy
   try:
@@ -325,3 +327,77 @@ def test_a_steps_axis_trains_each_length_as_its_own_schedule(uninterrupted, tmp_
       for k, v in old.items():
         if isinstance(v, float):
           assert r[k] == pytest.approx(v, rel=1e-4, abs=1e-5), (key, k)
+
+
+def mechanism_config(on: bool):
+  """The tiny study with bursts after a withholding phase, every mechanism measurement on (or
+  off). One update a chunk, on and off: the gradients are measured at every update from the
+  first burst, and a scan of another length may round differently."""
+  c = tiny_config()
+  c.grid.task = ("comparison",)
+  c.injection.withhold_steps = 2
+  c.train.steps_per_dispatch = 1
+  c.mechanism.update(dict(gradients=on, probes=on, retention=on, top_k=(0.25, 1.0)))
+  return c
+
+
+@pytest.fixture(scope="module")
+def with_mechanism(tmp_path_factory):
+  wd = tmp_path_factory.mktemp("lm_mechanism") / "run"
+  return wd, grid_study.run(mechanism_config(True), wd)
+
+
+def test_the_measurements_leave_training_bit_for_bit_unchanged(with_mechanism, tmp_path):
+  wd, _ = with_mechanism
+  grid_study.run(mechanism_config(False), tmp_path / "off")
+  off = _records(tmp_path / "off")
+  on = _records(wd)
+  assert len(on) == len(off)
+  for a, b in zip(on, off):
+    assert {k: v for k, v in a.items() if k in b} == b
+    assert set(a) - set(b) >= {"comparison_order_r2", "comparison_trace_loss", "trace_first"}
+
+
+def test_the_mechanism_measures_every_burst_and_writes_its_tables(with_mechanism):
+  wd, _ = with_mechanism
+  got = workdir.read_metrics(wd, gradient_log.KEY, gradient_log.FILE)
+  cells = {c.index: c for c in grid.cells(grid_config.resolve(mechanism_config(True),
+                                                              "cpu")[0])["cpu_d16"]}
+  # Evaluation 4 and, for the gap-2 cells, bursts 2, 4, 6 and the updates halfway, 3, 5, 7.
+  assert sorted({r["step"] for r in got}) == [2, 3, 4, 5, 6, 7]
+  for r in got:
+    cell = cells[r["cell"]]
+    carries = cell.gap == 2 and r["step"] % 2 == 0 or cell.gap == 1 and cell.frequency > 0
+    assert r["injection_step"] == carries
+  for name in ("gradients.csv", "probes.csv", "retention.csv"):
+    assert len(tables.read_csv(wd / name)) > 0
+  retention = tables.read_csv(wd / "retention.csv")
+  assert {int(r["gap"]) for r in retention} == {2}
+  summary = (wd / "summary.md").read_text()
+  for text in ("Gradient decomposition", "order feature R^2", "Retention of each comparison"):
+    assert text in summary
+  for name in ("gradients", "probes", "retention"):
+    assert (wd / "figures" / f"{name}_comparison.png").exists()
+  # The trace covers every update.
+  for cell in cells.values():
+    signal = task_trace.member_trace(
+        [r for r in workdir.read_metrics(wd, grid_study.METRICS_KEY) if r["cell"] == cell.index],
+        "comparison", STEPS)
+    assert np.isfinite(signal[1:]).all() and np.isnan(signal[0])
+
+
+def test_a_killed_run_with_the_mechanism_resumes_bit_identical(with_mechanism, tmp_path):
+  wd, _ = with_mechanism
+  killed = tmp_path / "killed"
+
+  def kill(step):
+    if step == 6:
+      raise Killed
+
+  with pytest.raises(Killed):
+    grid_study.run(mechanism_config(True), killed,
+                   callbacks=[after_chunk(lambda _, step: kill(step))])
+  grid_study.run(mechanism_config(True), killed)
+  assert _records(killed) == _records(wd)
+  for name in ("gradients.csv", "probes.csv", "retention.csv"):
+    assert (killed / name).read_text() == (wd / name).read_text()

@@ -167,3 +167,22 @@ def test_loss_is_cross_entropy_plus_z_loss():
   w = jnp.array([[1, 0, 1], [0, 0, 1]])
   _, wparts = model.loss(logits, targets, 0.0, weights=w)
   np.testing.assert_allclose(wparts["ce"], (ce * np.asarray(w)).sum() / 3, rtol=1e-6)
+
+
+def test_the_residual_stream_is_the_embedding_then_every_blocks_output():
+  m = model.Model(model.ModelSpec(SHAPE, 32))
+  params = m.init(jax.random.key(0))
+  tokens = jnp.array([[3, 5, 7, 1], [2, 2, 9, 30]])
+  logits, stream = m.residuals(params, tokens)
+  assert stream.shape == (3, 2, 4, 16)
+  np.testing.assert_array_equal(logits, m.apply(params, tokens))
+  np.testing.assert_allclose(stream[0], np.asarray(params["embedding"])[np.asarray(tokens)])
+  # The logits are the LM head of the final norm of the last block's output.
+  final = _rms(np.asarray(stream[-1], np.float64), np.asarray(params["final_norm"]["weight"]))
+  np.testing.assert_allclose(final @ np.asarray(params["lm_head"]["kernel"]), logits, rtol=1e-4,
+                             atol=1e-5)
+  # The first block alone, as its own model, gives layer 1.
+  one = model.Model(model.ModelSpec(dataclasses.replace(SHAPE, num_layers=1), 32))
+  first = dict(params, layers=jax.tree.map(lambda a: a[:1], params["layers"]))
+  np.testing.assert_allclose(one.residuals(first, tokens)[1][1], stream[1], rtol=1e-5,
+                             atol=1e-6)

@@ -104,3 +104,30 @@ def test_validation_batches_divide_the_rows_and_the_mesh_split():
   assert rows_per_eval(48, 32, 4) == 24
   assert rows_per_eval(16, 64, 8) == 16
   assert rows_per_eval(10, 32, 4) == 4  # no multiple of 4 divides 10: the split itself
+
+
+def test_extra_boundaries_split_chunks_before_the_updates_a_callback_measures():
+  p = _program(None, extra_boundaries=(1, 5, 6, 0, 9))
+  assert p.boundaries() == [1, 2, 3, 4, 5, 6]
+
+
+class Trace:
+  def arrays(self):
+    return (jax.numpy.zeros((1, 2, 2), jax.numpy.int32), jax.numpy.ones((1, 2), jax.numpy.int32))
+
+  def record(self, member, first, traced):
+    return {"first": first, "traced": None if traced is None else traced[:, 0].tolist()}
+
+
+def test_a_trace_is_traced_by_every_chunk_and_recorded_per_member(tmp_path):
+  p = _program(tmp_path, trace=Trace())
+  state = p.init()
+  p.start(0)
+  state, out1 = p.train(state, 0, 2)
+  state, out2 = p.train(state, 2, 1)
+  assert np.asarray(out1["task_trace"]).shape == (2, 2, 1)
+  records = p.records(3, [out1, out2], jax.device_get(p.evaluate(state)))
+  traced = np.concatenate([np.asarray(out1["task_trace"]), np.asarray(out2["task_trace"])])
+  for m, r in enumerate(records):
+    assert r["first"] == 1 and r["traced"] == traced[:, m, 0].tolist()
+  assert p.records(3, None, jax.device_get(p.evaluate(state)))[0]["traced"] is None

@@ -74,7 +74,7 @@ def phases(run: InjectionRun, table: list[dict[str, Any]], task: str, size: str,
            ) -> dict[str, list[dict[str, Any]]]:
   """The rows of one size and support on the task's direction: "at" and "between" injection
   steps (cells injecting the task, after the withholding phase), "control" (the cells that
-  inject nothing, after the withholding phase), and "injecting" (every measured update of the
+  inject nothing, from the first burst's update on), and "injecting" (every measured update of the
   injecting cells)."""
   after = run.config.injection.withhold_steps
   mine = [r for r in table if r["task"] == task and r["size"] == size and r["top_k"] == top_k
@@ -82,7 +82,7 @@ def phases(run: InjectionRun, table: list[dict[str, Any]], task: str, size: str,
   inj = [r for r in mine if r["injected"]]
   return {"at": [r for r in inj if r["injection_step"]],
           "between": [r for r in inj if not r["injection_step"] and r["step"] > after],
-          "control": [r for r in mine if r["frequency"] == 0 and r["step"] > after],
+          "control": [r for r in mine if r["frequency"] == 0 and r["step"] >= after],
           "injecting": inj}
 
 

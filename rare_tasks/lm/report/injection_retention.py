@@ -67,7 +67,11 @@ def cell_rows(run: InjectionRun, cell: grid.Cell, task: str) -> list[dict[str, A
   if len(updates) == 0 or not np.isfinite(signal[1:]).any():
     return []
   found = bursts_of.burst_metrics(signal, updates, **settings)
-  base = bursts_of.baseline_metrics(signal, int(updates[0]), cell.gap, **settings)
+  # Baseline windows as long as a burst's (its spacing: gap x the bursts per instance-carrying
+  # burst when a burst's share can round to none), tiled back from the withholding phase's end.
+  spacing = int(np.diff(updates).min()) if len(updates) > 1 else cell.gap
+  base = bursts_of.baseline_metrics(signal, run.config.injection.withhold_steps, spacing,
+                                    **settings)
   control = _control(run, cell)
   ctrl = {}
   if control is not None:
@@ -156,19 +160,19 @@ def section(run: InjectionRun, task: str) -> Section:
 
 
 def compare_sizes(run: InjectionRun, mine: list[dict[str, Any]]) -> list[str]:
-  """At each frequency both have, the largest size's retainability (seed medians) against the
-  smallest's."""
+  """At each frequency and gap both have, the largest size's retainability (seed medians)
+  against the smallest's."""
   if len(run.sizes) < 2 or not mine:
     return []
   lines: list[str] = []
   small, large = run.sizes[0], run.sizes[-1]
-  freqs = sorted({r["frequency"] for r in mine if r["size"] == small}
-                 & {r["frequency"] for r in mine if r["size"] == large})
-  for f in freqs:
-    s = seed_medians([r for r in mine if r["size"] == small and r["frequency"] == f],
-                     "retainability")
-    lg = seed_medians([r for r in mine if r["size"] == large and r["frequency"] == f],
-                      "retainability")
+  keys = sorted({(r["frequency"], r["gap"]) for r in mine if r["size"] == small}
+                & {(r["frequency"], r["gap"]) for r in mine if r["size"] == large})
+  for f, gap in keys:
+    s = seed_medians([r for r in mine if r["size"] == small and r["frequency"] == f
+                      and r["gap"] == gap], "retainability")
+    lg = seed_medians([r for r in mine if r["size"] == large and r["frequency"] == f
+                       and r["gap"] == gap], "retainability")
     sv, lv = np.array(list(s.values())), np.array(list(lg.values()))
     if not (np.isfinite(sv).any() and np.isfinite(lv).any()):
       continue
@@ -178,7 +182,8 @@ def compare_sizes(run: InjectionRun, mine: list[dict[str, Any]]) -> list[str]:
       said = "higher on average, the seeds overlapping"
     else:
       said = "not higher"
-    lines += ["", f"At frequency {f:g}, {large}'s retainability (seed medians "
+    at = f"frequency {f:g}" + (f", gap {gap}" if len({k[1] for k in keys}) > 1 else "")
+    lines += ["", f"At {at}, {large}'s retainability (seed medians "
               f"{', '.join(fmt(v) for v in lv)}) against {small}'s "
               f"({', '.join(fmt(v) for v in sv)}): {said}."]
   return lines
@@ -192,15 +197,14 @@ def figure(path: Path, run: InjectionRun, table: list[dict[str, Any]], task: str
   steps = max(run.lengths)
   for ax, size in zip(axes[0], run.sizes):
     cells = [c for c in run.cells[size] if task in c.tasks and c.gap >= 2 and c.steps == steps]
-    freqs = sorted({c.frequency for c in cells}, reverse=True)
-    colors = plots.task_colors(max(len(freqs), 1))
-    for k, f in enumerate(freqs):
-      group = [c for c in cells if c.frequency == f]
-      if not group:
-        continue
-      gap = group[0].gap
+    keys = sorted({(c.frequency, c.gap) for c in cells}, key=lambda k: (-k[0], k[1]))
+    colors = plots.task_colors(max(len(keys), 1))
+    several = len({g for _, g in keys}) > 1
+    for k, (f, gap) in enumerate(keys):
+      group = [c for c in cells if (c.frequency, c.gap) == (f, gap)]
       offsets = np.arange(-(gap // 2), gap + 1)
-      for who, color, label in (("cell", colors[k], f"{f:g}"), ("control", "gray", None)):
+      name = f"{f:g}" + (f" g{gap}" if several else "")
+      for who, color, label in (("cell", colors[k], name), ("control", "gray", None)):
         windows = []
         for cell in group:
           source = cell if who == "cell" else _control(run, cell)
@@ -213,10 +217,10 @@ def figure(path: Path, run: InjectionRun, table: list[dict[str, Any]], task: str
               windows.append(signal[at] - signal[b])
         if windows:
           median = np.nanmedian(np.array(windows), axis=0)
-          eff = [r["effectivity"] for r in table if r["size"] == size and r["frequency"] == f
-                 and r["task"] == task]
-          ret = [r["retainability"] for r in table if r["size"] == size
-                 and r["frequency"] == f and r["task"] == task]
+          mine = [r for r in table if r["size"] == size and r["frequency"] == f
+                  and r["gap"] == gap and r["task"] == task]
+          eff = [r["effectivity"] for r in mine]
+          ret = [r["retainability"] for r in mine]
           text = (f"{label}: eff {fmt(_median(eff))}, ret {fmt(_median(ret))}"
                   if label else ("control" if k == 0 else None))
           ax.plot(offsets, median, "-", lw=1.2, color=color, label=text)

@@ -62,4 +62,5 @@ def test_the_summary_orders_the_opening_each_tasks_part_and_the_closing(tmp_path
 
 
 def test_the_files_declared():
-  assert set(injection.FILES) == {"results.csv", "thresholds.csv", "figures", "summary.md"}
+  assert set(injection.FILES) == {"results.csv", "thresholds.csv", "figures", "summary.md",
+                                  "gradients.csv", "probes.csv", "retention.csv"}
