@@ -96,7 +96,7 @@ def correlations(xy: np.ndarray) -> tuple[float, float, int]:
 def section(run: InjectionRun, task: str) -> Section:
   """Writes probes.csv (every task) and the task's figure; the final presence per size and
   frequency and its correlation with unseen-pair choice accuracy."""
-  if workdir.is_writer():
+  if workdir.is_writer() and task == run.task_list[0].name:  # every task's rows, once
     tables.write_csv(run.wd / TABLE, COLUMNS, rows(run))
   name = run.figure("probes", task)
   if workdir.is_writer():

@@ -127,7 +127,7 @@ def verdict(small: dict[int, tuple[float, float]], large: dict[int, tuple[float,
 def section(run: InjectionRun, task: str) -> Section:
   """Writes gradients.csv (every task, once) and the task's figure; the cosines per size."""
   table = rows(run)
-  if workdir.is_writer():
+  if workdir.is_writer() and task == run.task_list[0].name:  # every task's rows, once
     tables.write_csv(run.wd / TABLE, COLUMNS, table)
   top_k = run.config.mechanism.top_k
   name = run.figure("gradients", task)

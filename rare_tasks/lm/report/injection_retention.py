@@ -120,7 +120,7 @@ def section(run: InjectionRun, task: str) -> Section:
   """Writes retention.csv (every task) and the task's figure; the statistics per size and
   frequency, and the smallest size against the largest."""
   table = rows(run)
-  if workdir.is_writer():
+  if workdir.is_writer() and task == run.task_list[0].name:  # every task's rows, once
     tables.write_csv(run.wd / TABLE, COLUMNS, table)
   name = run.figure("retention", task)
   if workdir.is_writer():
