@@ -73,7 +73,7 @@ def test_search_converges_on_monotone_oracle():
   results = search.results()
   for w in WIDTHS:
     r = results[w]
-    assert r.width == w and r.thresholds.shape == (SEEDS,)
+    assert r.key == w and r.thresholds.shape == (SEEDS,)
     assert (r.lo < truth[w]).all() and (truth[w] <= r.hi).all()
     assert r.resolution < 1.3
     ratio = np.abs(np.log(r.thresholds / truth[w]))
@@ -217,7 +217,7 @@ def test_next_round_is_idempotent_and_record_validates():
   np.testing.assert_array_equal(a[8], b[8])
   a[8][:] = 0  # the caller's copy; the search's own is untouched
   assert search.next_round()[8][0] > 0
-  with pytest.raises(ValueError, match="widths"):
+  with pytest.raises(ValueError, match="keys"):
     search.record({8: np.ones((2, 8), bool)})
   with pytest.raises(ValueError, match="shape"):
     search.record({8: np.ones((2, 8), bool), 16: np.ones((3, 8), bool)})
@@ -272,3 +272,52 @@ def test_log_slope_recovers_exponent_from_search():
   results = search.results()
   medians = [results[w].min_frequency for w in WIDTHS]
   assert fs.log_slope(WIDTHS, medians) == pytest.approx(SLOPE, abs=0.1)
+
+
+def test_keys_of_any_hashable_type_search_like_widths():
+  """A ladder preset's name or a (preset, run length) tuple is a key like a width: the same
+  rounds and thresholds for the same oracle."""
+  truth = true_thresholds()
+  names = {w: (f"d{w}", 4000) for w in WIDTHS}
+  by_width = fs.FrequencySearch(WIDTHS, SEEDS, power_law(), settings())
+  by_name = fs.FrequencySearch([names[w] for w in WIDTHS], SEEDS,
+                               {names[w]: c for w, c in power_law().items()}, settings())
+  width_of = {v: k for k, v in names.items()}
+  a = drive(by_width, monotone_oracle(truth))
+  b = drive(by_name, lambda k, f: monotone_oracle(truth)(width_of[k], f))
+  assert len(a) == len(b)
+  for ra, rb in zip(a, b):
+    assert {names[w] for w in ra} == set(rb)
+    for w, f in ra.items():
+      np.testing.assert_array_equal(f, rb[names[w]])
+  for w in WIDTHS:
+    np.testing.assert_array_equal(by_width.results()[w].hi, by_name.results()[names[w]].hi)
+    f, x = by_name.tested(names[w])
+    assert x.shape == (SEEDS, f.size) and f.size == sum(len(r.get(names[w], ())) for r in b)
+
+
+def test_smallest_key_keeps_the_given_order():
+  keys = ["small", "mid", "large"]
+  mid, lo, hi = fs.smallest_key(keys, [0.3, 0.1, np.nan], [0.2, 0.05, 0.02],
+                                [0.4, 0.2, np.nan], [0.5, 0.25, 0.1, 0.03, 0.01])
+  assert mid == ["small", "mid", "mid", None, None]
+  assert lo == ["small", "small", "mid", "large", None]
+  assert hi == ["small", "mid", None, None, None]
+
+
+def test_log_slope_interval_exact_law_and_too_few_sizes():
+  sizes = [1e3, 4e3, 1.6e4]
+  seeds = [[0.3, 0.3, 0.3], [0.1, 0.1, 0.1], [0.0375, 0.0375, 0.0375]]
+  slope, lo, hi = fs.log_slope_interval(sizes, seeds)
+  assert slope == pytest.approx(np.log(0.125) / np.log(16), abs=1e-12)
+  assert lo == pytest.approx(slope) and hi == pytest.approx(slope)  # no seed spread
+  # One seed never learning at the largest size: its median stays finite (2 of 3 learned).
+  slope2, lo2, hi2 = fs.log_slope_interval(sizes,
+                                           [[0.3] * 3, [0.1] * 3, [0.0375, 0.0375, np.inf]])
+  assert slope2 == pytest.approx(slope) and lo2 <= slope2 <= hi2
+  # Spread widens the interval around the fit.
+  slope3, lo3, hi3 = fs.log_slope_interval(sizes,
+                                           [[0.2, 0.3, 0.4], [0.1] * 3, [0.03, 0.0375, 0.05]])
+  assert lo3 < slope3 < hi3
+  assert all(np.isnan(fs.log_slope_interval(sizes[:2], seeds[:2])))
+  assert all(np.isnan(fs.log_slope_interval(sizes, [[0.3], [np.inf], [0.05]])))

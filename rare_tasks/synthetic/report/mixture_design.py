@@ -27,7 +27,7 @@ INVERSE_COLUMNS = ("frequency", "min_width", "min_width_low", "min_width_high",
                    "predicted_min_width")
 
 
-def width_rows(results: dict[int, frequency_search.WidthResult], predicted: dict[int, float],
+def width_rows(results: dict[int, frequency_search.KeyResult], predicted: dict[int, float],
                num_seeds: int) -> list[dict[str, Any]]:
   """mixture_design.csv's rows: one per width, from the search's results."""
   rows = []
