@@ -27,7 +27,8 @@ from rare_tasks.core.report import RunReport, declared_files
 STUDIES = {"grid": "rare_tasks.synthetic.grid_study",
            "mixture_design": "rare_tasks.synthetic.mixture_design",
            "lm_pretrain": "rare_tasks.lm.pretrain",
-           "lm_size_by_frequency": "rare_tasks.lm.grid_study"}
+           "lm_size_by_frequency": "rare_tasks.lm.grid_study",
+           "lm_mixture_design": "rare_tasks.lm.mixture_design"}
 
 
 def study_module(study: str) -> ModuleType:

@@ -22,7 +22,7 @@ LM = {"ladder": 0, "sharding": 0, "data": 0, "tasks": 0, "model": 1, "memory": 1
       "injections": 1, "task_metrics": 1, "count_baseline": 1, "probes": 1, "task_trace": 1,
       "config": 2, "trainer": 2, "grid": 2, "hf": 2, "gradients": 2,
       "report": 3, "specs": 3, "program": 3, "grid_config": 3, "gradient_log": 3,
-      "pretrain": 4, "export": 4, "grid_study": 5}
+      "pretrain": 4, "export": 4, "mixture_config": 4, "grid_study": 5, "mixture_design": 6}
 RANKS = {"synthetic": SYNTHETIC, "lm": LM}
 TRACKS = set(RANKS)
 MAX_MODULE_LINES = 400

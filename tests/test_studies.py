@@ -57,16 +57,18 @@ def test_an_unknown_study_is_refused_before_anything_is_written(tmp_path):
   c = base_config()
   c.study = "grdi"
   with pytest.raises(ConfigError, match=r"config.study = 'grdi': allowed: one of \['grid', "
-                                        r"'lm_pretrain', 'lm_size_by_frequency', "
-                                        r"'mixture_design'\]"):
+                                        r"'lm_mixture_design', 'lm_pretrain', "
+                                        r"'lm_size_by_frequency', 'mixture_design'\]"):
     studies.run(c, tmp_path / "wd")
   assert not (tmp_path / "wd").exists()
 
 
 def test_run_files_hold_the_language_model_studies_files_too():
-  from rare_tasks.lm import grid_study, pretrain
+  from rare_tasks.lm import grid_study, mixture_design, pretrain
 
   assert set(pretrain.FILES) | set(grid_study.FILES) <= set(studies.RUN_FILES)
+  assert {"tradeoff.csv", "min_size.csv", "rounds"} <= set(mixture_design.FILES)
+  assert set(mixture_design.FILES) <= set(studies.RUN_FILES)
   assert len(studies.RUN_FILES) == len(set(studies.RUN_FILES)) == len(list(studies.RUN_FILES))
   assert studies.RUN_FILES[0] == list(studies.RUN_FILES)[0]
 
