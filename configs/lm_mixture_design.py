@@ -13,14 +13,17 @@ candidates over 0.07 / 4 .. 0.07 x 4 for every size (design.centers_from may nam
 injection study's work directory instead), up to 2 expansion rounds and 1 refinement round.
 
 Presets (wall time on a 2-core CPU):
-  default          three sizes, 4,000 steps: see docs/language_models.md for the time.
+  default          three sizes, 4,000 steps, 2 rounds of 99 models: 9 min 8 s.
   :smoke           two sizes, 300 steps, one seed, 3 candidates, learned = choice accuracy
                    >= 0.8: two rounds, the pipeline end to end in under a minute.
   :training_length the smallest and the largest size at 2,000 and 8,000 steps (4x; each its
-                   own schedule): is longer training or upsampling the cheaper lever?
+                   own schedule): is longer training or upsampling the cheaper lever? About
+                   2.5x the default's member-steps per round.
   :gpu             the paper's 4M and 20M sizes with their 50,304-token vocabulary, rows of
-                   128, 1,200 steps in bfloat16 (configs/lm_gpu.py's setting);
-                   benchmarks/lm_mixture_design_gpu.sh runs it under a 5-minute limit.
+                   128, 1,200 steps in bfloat16 (configs/lm_gpu.py's setting), two seeds, 4
+                   candidates per round: about as many member-steps as configs/lm_gpu.py, planned
+                   at 2 to 4 minutes on one H100; benchmarks/lm_mixture_design_gpu.sh runs it
+                   under a 5-minute limit. Not yet measured on a GPU.
 """
 
 from rare_tasks.core.config import study_preset
@@ -80,6 +83,7 @@ def get_config(preset: str = "default"):
     c.train.learning_rate = 0.008
     c.train.steps_per_dispatch = 100
     c.eval_every = 100
+    c.grid.seed = (0, 1)  # two seeds: 10 members per size in the first round, 8 after
     c.design.initial_frequency = 0.05
     c.design.num_candidates = 4
     c.design.max_expansions = 1

@@ -20,6 +20,7 @@ SMALL = ["--config=configs/width_by_frequency.py:smoke", "--config.train.steps=4
 WIDTHS = "--config.grid.width=(2,8)"
 LM = "--config=configs/lm_pretrain.py:smoke"
 INJECT = "--config=configs/lm_size_by_frequency.py:smoke"
+DESIGN = "--config=configs/lm_mixture_design.py:smoke"
 
 
 def _main(*args, file_size_kb=None):
@@ -84,6 +85,10 @@ REFUSED = {
     "injection study: a burst larger than the batch": (
         [INJECT, "--config.injection.schedule=bursts", "--config.grid.gap=(1,1000)"],
         "error: config.grid.gap = 1000: allowed: gaps whose bursts fit in the batch's"),
+    "mixture design: a range upside down": (
+        [DESIGN, "--config.design.min_frequency=0.9"],
+        "error: config.design.min_frequency = 0.9: allowed: a frequency below "
+        "design.max_frequency = 0.8"),
     "renamed field": (
         ["--config.task.rare_frequency=0.1"],
         "error: --config.task.rare_frequency=0.1: config.task.rare_frequency was renamed "
@@ -117,7 +122,7 @@ def refused(tmp_path_factory):
     (tmp / "file").write_text("not a folder")
     args = [a.replace("{tmp}", str(tmp)) for a in args]
     workdir = [] if any(a.startswith("--workdir") for a in args) else [f"--workdir={tmp / 'wd'}"]
-    own_config = name == "misspelt field of the default config" or LM in args or INJECT in args
+    own_config = name == "misspelt field of the default config" or LM in args or INJECT in args or DESIGN in args
     preset = [] if own_config else SMALL
     procs[name] = (_main(*preset, *args, *workdir), tmp)
   yield procs

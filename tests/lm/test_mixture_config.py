@@ -1,6 +1,9 @@
 """Tests of rare_tasks/lm/mixture_config.py: the fields, each refusal naming its field, and the
 injection-study config of a round."""
 
+import importlib.util
+import pathlib
+
 import pytest
 
 from rare_tasks.core.config import ConfigError
@@ -73,3 +76,19 @@ def test_round_config_is_an_injection_study_of_the_rounds_candidates():
   assert r.train.steps == 123 and tuple(r.grid.size) == ("cpu_d16_l2", "cpu_d32")
   assert not r.mechanism.gradients and "design" not in r
   grid_config.resolve(r, "cpu")  # a valid injection study
+
+
+def test_every_preset_of_the_study_file_resolves():
+  path = pathlib.Path(__file__).resolve().parents[2] / "configs" / "lm_mixture_design.py"
+  spec = importlib.util.spec_from_file_location("_study_lm_mixture_design", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  for preset in module.PRESETS:
+    for platform in ("cpu", "gpu"):
+      c, sizes = mixture_config.resolve(module.get_config(preset), platform)
+      assert c.study == "lm_mixture_design" and set(sizes) == set(c.grid.size)
+  lengths = module.get_config("training_length").grid.steps
+  assert max(lengths) >= 4 * min(lengths)
+  assert tuple(module.get_config("gpu").grid.size) == ("4M", "20M")
+  with pytest.raises(ConfigError, match="configs/lm_mixture_design.py:nope: unknown preset"):
+    module.get_config("nope")
