@@ -121,17 +121,19 @@ def outcomes(rc: ml_collections.ConfigDict, info: dict[str, Any],
   learned), whether it diverged, its first learned step and its final background validation
   loss."""
   final = {r["cell"]: r for r in records}
-  by_cell = {}
+  by_cell = {}  # a control has a row per task: its first is read
   for row in result_rows(rc, info, cells, records, task_list):
-    by_cell.setdefault((row["size"], row["steps"], row["frequency"], row["seed"]), row)
+    task = row["task"] if row["frequency"] > 0 else ""
+    by_cell.setdefault((task, row["size"], row["steps"], row["frequency"], row["seed"]), row)
   out = []
   for size_cells in cells.values():
     for cell in size_cells:
       record = final.get(cell.index)
       if record is None or record["step"] != cell.steps:
         continue
-      row = by_cell.get((cell.size, cell.steps, cell.frequency, cell.seed), {})
-      out.append({"round": round_index, "task": cell.tasks[0] if cell.tasks else "",
+      task = cell.tasks[0] if cell.tasks else ""
+      row = by_cell.get((task, cell.size, cell.steps, cell.frequency, cell.seed), {})
+      out.append({"round": round_index, "task": task,
                   "size": cell.size, "steps": cell.steps, "seed": cell.seed,
                   "frequency": cell.frequency, "learned": bool(row.get("learned", False))
                   and not cell.is_control, "diverged": bool(row.get("diverged", False)),

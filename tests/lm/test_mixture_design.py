@@ -57,12 +57,14 @@ class Planted:
     for cs in cells.values():
       for cell in cs:
         seed_index = list(rc.grid.seed).index(cell.seed)
-        learns = bool(cell.tasks) and cell.frequency >= PLANTED[cell.size][seed_index]
+        scale = 2.0 if cell.tasks == ("addition",) else 1.0  # addition needs twice the rate
+        learns = bool(cell.tasks) and cell.frequency >= scale * PLANTED[cell.size][seed_index]
         for step in range(EVAL, cell.steps + 1, EVAL):
-          records.append({"cell": cell.index, "step": step,
-                          "comparison_train_accuracy": 1.0 if learns else 0.0,
-                          "comparison_train_loss": 0.1 if learns else 2.0,
-                          "val_loss": 2.0 + cell.frequency})
+          record = {"cell": cell.index, "step": step, "val_loss": 2.0 + cell.frequency}
+          for task in rc.grid.task:
+            record[f"{task}_train_accuracy"] = 1.0 if learns else 0.0
+            record[f"{task}_train_loss"] = 0.1 if learns else 2.0
+          records.append(record)
     workdir.append_metrics(rd, records)
     return sum(len(cs) for cs in cells.values()) * STEPS
 
@@ -227,3 +229,20 @@ def test_trained_for_real_killed_between_rounds_resumes_to_the_same_tables(tmp_p
   for name in (report.DESIGN_FILE, report.MIN_SIZE_FILE, report.TRADEOFF_FILE):
     assert (killed / name).read_text() == (whole / name).read_text()
   assert specs.RUN_FILE in {p.name for p in killed.iterdir()}
+
+
+def test_two_tasks_are_searched_apart_in_the_same_ensembles(tmp_path):
+  c = config()
+  c.grid.size = ("cpu_d16_l2", "cpu_d64")
+  c.grid.task = ("comparison", "addition")
+  planted = Planted()
+  study.run(c, tmp_path, train_round=planted)
+  rows = {(r["task"], r["size"]): r for r in tables.read_csv(tmp_path / report.DESIGN_FILE)}
+  for size in c.grid.size:
+    for task, scale in (("comparison", 1.0), ("addition", 2.0)):
+      r = rows[(task, size)]
+      truth = [scale * t for t in PLANTED[size]]
+      assert float(r["threshold_low"]) < min(truth) and max(truth) <= float(r["threshold_high"])
+  # one program per size and round holds both tasks' candidates
+  first = workdir.read_json(tmp_path / study.ROUNDS_DIR / "round0" / study.CELLS_FILE)
+  assert {tuple(x["injected"]) for x in first} == {("comparison",), ("addition",), ()}
