@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +58,13 @@ class SearchSettings:
   bracket_factor: float = 4.0
   refine_rounds: int = 2
   max_expansions: int = 3
+
+  @classmethod
+  def of(cls, design: Mapping[str, Any]) -> SearchSettings:
+    """The settings of a study's config.design (the fields named as here)."""
+    return cls(min_frequency=design["min_frequency"], max_frequency=design["max_frequency"],
+               num_candidates=design["num_candidates"], bracket_factor=design["bracket_factor"],
+               refine_rounds=design["refine_rounds"], max_expansions=design["max_expansions"])
 
   def __post_init__(self):
     if not 0 < self.min_frequency < self.max_frequency:

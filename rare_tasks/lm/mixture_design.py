@@ -60,14 +60,6 @@ def keys_of(c: ml_collections.ConfigDict, params: dict[str, int]) -> list[Key]:
   return [(t, s, n) for t in c.grid.task for s in sizes for n in grid.lengths(c)]
 
 
-def settings_of(c: ml_collections.ConfigDict) -> frequency_search.SearchSettings:
-  d = c.design
-  return frequency_search.SearchSettings(
-      min_frequency=d.min_frequency, max_frequency=d.max_frequency,
-      num_candidates=d.num_candidates, bracket_factor=d.bracket_factor,
-      refine_rounds=d.refine_rounds, max_expansions=d.max_expansions)
-
-
 def centers_of(c: ml_collections.ConfigDict, keys: Sequence[Key]) -> dict[Key, tuple[float, str]]:
   """Each key's first-round centre and where it came from: the threshold of a finished injection
   study (design.centers_from; under learned.criterion, at the same task, size and run length;
@@ -284,7 +276,8 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
                              {s: info["sizes"][s]["flops_per_token"] for s in sizes}, callbacks)
   seeds = [int(s) for s in c.grid.seed]
   search = frequency_search.FrequencySearch(keys, len(seeds), {k: v[0] for k, v in
-                                                               centers.items()}, settings_of(c))
+                                                               centers.items()},
+                                            frequency_search.SearchSettings.of(c.design))
   log.info("mixture design: %d key(s) (task, size, steps) x seeds %s, on %d device(s); "
            "workdir %s", len(keys), seeds, len(devices), wd)
   found, trained = search_rounds(c, wd, search, info, task_list, train_round)

@@ -45,14 +45,6 @@ FILES = reports.declared_files((ROUNDS_DIR, reports.SUMMARY_FILE), design_report
 ALIASES = schema.ALIASES
 
 
-def _settings(config: ml_collections.ConfigDict) -> frequency_search.SearchSettings:
-  d = config.design
-  return frequency_search.SearchSettings(
-      min_frequency=d.min_frequency, max_frequency=d.max_frequency,
-      num_candidates=d.num_candidates, bracket_factor=d.bracket_factor,
-      refine_rounds=d.refine_rounds, max_expansions=d.max_expansions)
-
-
 def _round_cells(config: ml_collections.ConfigDict, task: TaskFamily, base: list[Cell],
                  candidates: dict[int, np.ndarray]) -> list[Cell]:
   """Cells of one round: for each base (width, seed) cell being searched, one per candidate."""
@@ -113,7 +105,8 @@ def _start_search(config: ml_collections.ConfigDict, task: TaskFamily, widths: l
   centers = {w: predicted[w] if np.isfinite(predicted[w]) else d.initial_frequency
              for w in widths}
   centers = {w: float(np.clip(f, d.min_frequency, d.max_frequency)) for w, f in centers.items()}
-  return frequency_search.FrequencySearch(widths, num_seeds, centers, _settings(config)), predicted
+  settings = frequency_search.SearchSettings.of(config.design)
+  return frequency_search.FrequencySearch(widths, num_seeds, centers, settings), predicted
 
 
 def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: bool = False,
