@@ -122,7 +122,8 @@ def refused(tmp_path_factory):
     (tmp / "file").write_text("not a folder")
     args = [a.replace("{tmp}", str(tmp)) for a in args]
     workdir = [] if any(a.startswith("--workdir") for a in args) else [f"--workdir={tmp / 'wd'}"]
-    own_config = name == "misspelt field of the default config" or LM in args or INJECT in args or DESIGN in args
+    own_config = (name == "misspelt field of the default config"
+                  or any(a in args for a in (LM, INJECT, DESIGN)))
     preset = [] if own_config else SMALL
     procs[name] = (_main(*preset, *args, *workdir), tmp)
   yield procs
