@@ -135,7 +135,13 @@ def task_lines(run: DesignRun, rows: Sequence[dict[str, Any]], trade: Sequence[d
     pairs = separation(found) if len(found) > 1 else []
     rises = [p for p in pairs if "rises" in p]
     slope, lo, hi, n = power_law(run, rows, task, steps)
+    flips = [f"{r['size']} ({r['non_monotone_seeds']} of {r['seeds']} seeds; learned as low as "
+             f"{r['lowest_learned']:.3g} against a threshold of {r['threshold']:.3g})"
+             for r in these if r["non_monotone_seeds"]]
     lines += ["", "- " + ("; ".join(pairs) if pairs else "one size"),
+              "- outcomes that flip with frequency (a seed learned a frequency below one it did "
+              "not learn; the threshold is then the top of that band): " + (
+                  "; ".join(flips) if flips else "none"),
               "- the needed frequency " + (
                   "is non-increasing in size wherever the ranges separate" if not rises
                   else "rises with size where the ranges separate: " + "; ".join(rises)),

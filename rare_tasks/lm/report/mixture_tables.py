@@ -31,7 +31,7 @@ COLUMNS = ("task", "size", "params", "steps", "threshold", "threshold_low", "thr
            "seeds", "seeds_learned_at_max", "compute_to_learn", "background_loss_delta",
            "total_params", "highest_tested", "never_learned", "resolution", "first_learned_step",
            "flops_per_step", "background_loss", "control_background_loss", "diverged_cells",
-           "center", "center_from")
+           "lowest_learned", "non_monotone_seeds", "center", "center_from")
 MIN_SIZE_COLUMNS = ("task", "steps", "frequency", "min_size", "min_size_low", "min_size_high")
 TRADEOFF_COLUMNS = ("task", "steps", "size", "reference", "params", "reference_params",
                     "params_ratio", "threshold", "reference_threshold", "upsampling",
@@ -86,13 +86,31 @@ class DesignRun:
     return self.outcome("", size, steps, seed, 0.0)
 
 
-def key_threshold(run: DesignRun, key: tuple[str, str, int]) -> thresholds.SizeThreshold:
-  """A key's threshold by the injection study's rule over every frequency tested for it (a
-  frequency tested twice counts as learned by a seed only if it learned it both times)."""
+def merged_outcomes(run: DesignRun, key: tuple[str, str, int]) -> tuple[np.ndarray, np.ndarray]:
+  """A key's distinct tested frequencies, ascending (U,), and whether each seed learned each,
+  bool (S, U) (a frequency tested twice counts as learned only if it was learned both times)."""
   f, x = run.tested[key]
   uniq = np.unique(f)
-  merged = np.stack([x[:, f == u].all(axis=1) for u in uniq], axis=1)
-  return thresholds.size_threshold(uniq, merged)
+  return uniq, np.stack([x[:, f == u].all(axis=1) for u in uniq], axis=1)
+
+
+def key_threshold(run: DesignRun, key: tuple[str, str, int]) -> thresholds.SizeThreshold:
+  """A key's threshold by the injection study's rule over every frequency tested for it."""
+  return thresholds.size_threshold(*merged_outcomes(run, key))
+
+
+def band(run: DesignRun, key: tuple[str, str, int]) -> tuple[float, int]:
+  """(lowest_learned, non_monotone_seeds): the lowest tested frequency any seed learned (NaN
+  when none did), and how many seeds learned some frequency below one they did not learn.
+  Where outcomes flip with frequency, the threshold rule (every higher frequency learned) sits
+  at the top of the band [lowest_learned, threshold], and testing more frequencies inside the
+  band can only raise it."""
+  uniq, learned = merged_outcomes(run, key)
+  any_learned = learned.any(axis=0)
+  lowest = float(uniq[any_learned].min()) if any_learned.any() else float("nan")
+  # a seed is non-monotone when a learned frequency lies below an unlearned one
+  below = np.maximum.accumulate(learned, axis=1)
+  return lowest, int((below & ~learned).any(axis=1).sum())
 
 
 def _median(values: Sequence[float]) -> float:
@@ -138,7 +156,8 @@ def design_rows(run: DesignRun) -> list[dict[str, Any]]:
         "first_learned_step": first, "flops_per_step": run.flops_per_step(size),
         "background_loss": float(np.mean(losses)) if losses else float("nan"),
         "control_background_loss": float(np.mean(controls)) if controls else float("nan"),
-        "diverged_cells": diverged, "center": run.centers[key][0],
+        "diverged_cells": diverged, "lowest_learned": band(run, key)[0],
+        "non_monotone_seeds": band(run, key)[1], "center": run.centers[key][0],
         "center_from": run.centers[key][1]})
   return rows
 

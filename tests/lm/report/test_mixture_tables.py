@@ -127,3 +127,19 @@ def test_a_size_that_never_learns_is_said_to(tmp_path):
   mixture_design.write(run, trained=0, wall_s=1.0)
   assert "never learned up to 0.4, the highest frequency tested" in (
       tmp_path / "summary.md").read_text()
+
+
+def test_outcomes_that_flip_with_frequency_are_counted(tmp_path):
+  run = design(tmp_path)
+  assert report.band(run, (T, "a", STEPS)) == (pytest.approx(0.2), 0)
+  assert report.band(run, (T, "c", STEPS)) == (pytest.approx(0.025), 0)
+  # seed 1 of b learns 0.05, not 0.1, then 0.2: its threshold is 0.2, the band starts at 0.05
+  run.tested[(T, "b", STEPS)] = (np.array([0.05, 0.1, 0.2]),
+                                 np.array([[F, T_, T_], [T_, F, T_]]))
+  rows = {r["size"]: r for r in report.design_rows(run)}
+  assert rows["b"]["non_monotone_seeds"] == 1
+  assert rows["b"]["lowest_learned"] == pytest.approx(0.05)
+  assert rows["b"]["threshold"] == pytest.approx((0.1 + 0.2) / 2)
+  mixture_design.write(run, trained=0, wall_s=1.0)
+  assert "b (1 of 2 seeds; learned as low as 0.05 against a threshold of 0.15)" in (
+      tmp_path / "summary.md").read_text()
