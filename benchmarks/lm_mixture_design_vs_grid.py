@@ -58,7 +58,7 @@ def compare(design_wd: Path, grid_wd: Path) -> dict[str, Any]:
     sizes.append({"task": r["task"], "size": r["size"], "steps": int(r["steps"]),
                   "design_threshold": t, "design_resolution": float(r["resolution"]),
                   "grid_threshold": float(g["threshold"]), "grid_range": [lo, hi],
-                  "inside": bool(lo < t <= hi)})
+                  "inside": bool(lo < t <= hi * (1 + 1e-9))})  # 0.07 vs 0.07000000000000002
   design_models = sum(len(json.loads(p.read_text()))
                       for p in sorted((design_wd / "rounds").glob("round*/cells.json")))
   grid_models = len(json.loads((grid_wd / "run.json").read_text())["cells"])
