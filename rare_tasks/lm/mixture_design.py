@@ -37,7 +37,7 @@ from rare_tasks.core import engine, tables, workdir
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.progress import Progress, log
 from rare_tasks.core.report import SUMMARY_FILE, RunReport, declared_files
-from rare_tasks.lm import data, grid, grid_study, ladder, mixture_config, specs
+from rare_tasks.lm import data, grid, grid_study, mixture_config, specs
 from rare_tasks.lm import tasks as lm_tasks
 from rare_tasks.lm.report import learned_frequency
 from rare_tasks.lm.report import mixture_design as report
@@ -205,13 +205,7 @@ def run_info(sizes: dict[str, ml_collections.ConfigDict], source: data.TextSourc
   info: dict[str, Any] = {"sizes": {}, "source": source.describe(),
                           "loss_floor": source.loss_floor(), "platform": platform}
   for size, sc in sizes.items():
-    spec = specs.model_spec(sc, source.vocab_size)
-    info["sizes"][size] = {
-        "params": {"total": specs.total_params(spec),
-                   "non_embedding": ladder.non_embedding_params(spec.shape, spec.block)},
-        "flops_per_token": ladder.flops_per_token(spec.shape, spec.vocab_size,
-                                                  sc.data.seq_len, spec.block),
-        "tokens_per_step": sc.train.batch_size * sc.data.seq_len}
+    info["sizes"][size] = specs.size_info(sc, specs.model_spec(sc, source.vocab_size))
   return info
 
 

@@ -87,9 +87,8 @@ def total_params(spec: ModelSpec) -> int:
   return ladder.total_params(spec.shape, spec.vocab_size, spec.block, spec.tie_embeddings)
 
 
-def run_info(c: ml_collections.ConfigDict, spec: ModelSpec, source: data.TextSource,
-             mesh) -> dict[str, Any]:
-  """What a run derives from its config: parameter counts, FLOPs, the source, the mesh."""
+def size_info(c: ml_collections.ConfigDict, spec: ModelSpec) -> dict[str, Any]:
+  """What a size costs: its parameter counts, training FLOPs per token and tokens per step."""
   preset = ladder.PRESETS[c.model.preset]
   return {
       "params": {"total": total_params(spec),
@@ -99,6 +98,14 @@ def run_info(c: ml_collections.ConfigDict, spec: ModelSpec, source: data.TextSou
       "flops_per_token": ladder.flops_per_token(spec.shape, spec.vocab_size, c.data.seq_len,
                                                 spec.block),
       "tokens_per_step": c.train.batch_size * c.data.seq_len,
+  }
+
+
+def run_info(c: ml_collections.ConfigDict, spec: ModelSpec, source: data.TextSource,
+             mesh) -> dict[str, Any]:
+  """What a run derives from its config: parameter counts, FLOPs, the source, the mesh."""
+  return {
+      **size_info(c, spec),
       "source": source.describe(),
       "loss_floor": source.loss_floor(),
       "mesh": dict(mesh.shape),

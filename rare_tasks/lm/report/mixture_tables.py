@@ -124,7 +124,7 @@ def design_rows(run: DesignRun) -> list[dict[str, Any]]:
     task, size, steps = key
     st = key_threshold(run, key)
     f, x = run.tested[key]
-    cells, steps_learned, losses, deltas, controls = [], [], [], [], []
+    steps_learned, losses, deltas, controls = [], [], [], []
     for seed, t in zip(run.seeds, st.seed_thresholds):
       if not math.isfinite(t):
         continue
@@ -132,7 +132,6 @@ def design_rows(run: DesignRun) -> list[dict[str, Any]]:
       control = run.control(size, steps, seed)
       if cell is None:
         continue
-      cells.append(cell)
       if cell["first_learned_step"] != "":
         steps_learned.append(float(cell["first_learned_step"]))
       losses.append(cell["val_loss"])
@@ -143,6 +142,7 @@ def design_rows(run: DesignRun) -> list[dict[str, Any]]:
     both = [(lo_, hi_) for lo_, hi_ in _seed_brackets(f, x) if lo_ > 0 and math.isfinite(hi_)]
     diverged = sum(1 for o in run.outcomes if o["task"] == task and o["size"] == size
                    and o["steps"] == steps and o["diverged"])
+    lowest_learned, non_monotone = band(run, key)
     rows.append({
         "task": task, "size": size, "params": run.params(size), "steps": steps,
         "threshold": st.threshold, "threshold_low": st.low, "threshold_high": st.high,
@@ -156,8 +156,8 @@ def design_rows(run: DesignRun) -> list[dict[str, Any]]:
         "first_learned_step": first, "flops_per_step": run.flops_per_step(size),
         "background_loss": float(np.mean(losses)) if losses else float("nan"),
         "control_background_loss": float(np.mean(controls)) if controls else float("nan"),
-        "diverged_cells": diverged, "lowest_learned": band(run, key)[0],
-        "non_monotone_seeds": band(run, key)[1], "center": run.centers[key][0],
+        "diverged_cells": diverged, "lowest_learned": lowest_learned,
+        "non_monotone_seeds": non_monotone, "center": run.centers[key][0],
         "center_from": run.centers[key][1]})
   return rows
 
