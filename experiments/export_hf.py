@@ -10,6 +10,7 @@ import sys
 
 from absl import app, flags, logging
 
+from rare_tasks.core import disk
 from rare_tasks.core.config import ConfigError
 from rare_tasks.lm import export
 
@@ -28,6 +29,9 @@ def main(argv):
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except disk.DiskFull as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
   print(f"{folder}: member {_MEMBER.value} at step {step} (Olmo2ForCausalLM.from_pretrained)")
 
 

@@ -10,6 +10,7 @@ import sys
 
 from absl import app, flags
 
+from rare_tasks.core import disk
 from rare_tasks.core.config import ConfigError
 from rare_tasks.synthetic.report import scaling
 
@@ -30,6 +31,9 @@ def main(argv):
            if flags.FLAGS[flag.name].present}
   try:
     lines = scaling.write_for_workdir(_WORKDIR.value, given)
+  except disk.DiskFull as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
   except (FileNotFoundError, ValueError, ConfigError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -1,10 +1,12 @@
-"""What the PNG figures share: an off-screen backend, axes over width, task colours, saving.
+"""What the PNG figures share: an off-screen backend, axes over width, task colours, saving
+(atomically, through the work directory's writer).
 
 Importing this module selects matplotlib's Agg backend, so figures draw without a screen.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -13,7 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["edges", "save", "task_colors", "width_axis", "plt"]
+from rare_tasks.core import workdir  # noqa: E402
+
+__all__ = ["edges", "loggable", "save", "task_colors", "tight", "width_axis", "plt"]
 
 
 def edges(values: np.ndarray) -> np.ndarray:
@@ -37,7 +41,31 @@ def width_axis(ax, widths: np.ndarray, label: str = "width N") -> None:
   ax.set_xlabel(label)
 
 
+def loggable(fig) -> None:
+  """Sets a log-scaled axis linear where it has no positive finite data to show (every model
+  diverged: all NaN; or nothing above zero), which matplotlib cannot draw on a log scale; the
+  figure is then drawn, with its gaps, instead of failing."""
+  for ax in fig.axes:
+    for name, interval in (("x", ax.dataLim.intervalx), ("y", ax.dataLim.intervaly)):
+      scale = ax.get_xscale() if name == "x" else ax.get_yscale()
+      if scale == "log" and not (np.all(np.isfinite(interval)) and interval[1] > 0):
+        (ax.set_xscale if name == "x" else ax.set_yscale)("linear")
+
+
+def tight(fig) -> None:
+  """fig.tight_layout(), after `loggable` (laying out draws the ticks, which fails on a log
+  axis with nothing to show)."""
+  loggable(fig)
+  fig.tight_layout()
+
+
 def save(fig, path: Path, dpi: int = 110) -> None:
-  """Writes the figure to `path` and frees it."""
-  fig.savefig(path, dpi=dpi)
-  plt.close(fig)
+  """Writes the figure to `path` (in the format its suffix names) and frees it. The file is
+  written whole or not at all: a full disk is DiskFull naming `path`, the old figure kept."""
+  buf = io.BytesIO()
+  try:
+    loggable(fig)
+    fig.savefig(buf, dpi=dpi, format=Path(path).suffix.lstrip(".") or None)
+  finally:
+    plt.close(fig)
+  workdir.write_bytes(Path(path), buf.getvalue())

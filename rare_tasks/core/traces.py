@@ -7,12 +7,12 @@ the chunks after its checkpoint under the same names, so a group's files always 
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import numpy as np
 
-from rare_tasks.core import workdir
+from rare_tasks.core import disk, workdir
 
 TRACES_DIR = "traces"
 
@@ -22,11 +22,12 @@ def write_chunk(wd: Path, group: str, steps: np.ndarray, arrays: dict[str, np.nd
   if not workdir.is_writer():
     return
   folder = Path(wd) / TRACES_DIR / group
-  folder.mkdir(parents=True, exist_ok=True)
-  path = folder / f"{int(steps[-1]):09d}.npz"
-  tmp = folder / f"{int(steps[-1]):09d}.tmp.npz"
-  np.savez(tmp, steps=np.asarray(steps, np.int64), **arrays)
-  os.replace(tmp, path)
+  with disk.writing(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+  buf = io.BytesIO()
+  np.savez(buf, steps=np.asarray(steps, np.int64), **arrays)
+  # Atomic, and a full disk is DiskFull naming the chunk with no partial file left.
+  workdir.write_bytes(folder / f"{int(steps[-1]):09d}.npz", buf.getvalue())
 
 
 def read_group(wd: Path, group: str) -> dict[str, np.ndarray] | None:
@@ -35,6 +36,7 @@ def read_group(wd: Path, group: str) -> dict[str, np.ndarray] | None:
   Raises WorkdirError if the chunks leave a step out or repeat one (a damaged directory).
   """
   folder = Path(wd) / TRACES_DIR / group
+  # (*.tmp.npz: a partial chunk left by an older version of write_chunk.)
   files = sorted(f for f in folder.glob("*.npz") if not f.name.endswith(".tmp.npz")) \
       if folder.exists() else []
   if not files:

@@ -7,10 +7,12 @@ that declared list is all that --overwrite deletes. Only process 0 writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pickle
 import shutil
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from rare_tasks.core import disk
 from rare_tasks.core.aliases import NO_ALIASES, Aliases
 
 CONFIG_FILE = "config.json"
@@ -26,6 +29,9 @@ METRICS_FILE = "metrics.jsonl"
 FIGURES_DIR = "figures"
 # What every run writes, whatever its study.
 BASE_FILES = (CONFIG_FILE, METRICS_FILE, FIGURES_DIR)
+# The lock of the run using the directory (rare_tasks.core.workdir_lock). Neither it nor a stale
+# lock moved aside while it is taken over (a name that begins with it) is a file of a run.
+LOCK_FILE = ".rare_tasks.lock"
 
 
 class WorkdirError(RuntimeError):
@@ -53,13 +59,18 @@ def prepare(workdir: str | os.PathLike, config: ml_collections.ConfigDict, overw
   not change what is trained: they may change on a resume, and config.json then records them.
   `aliases`: the track's renamed fields, values and studies; a stored config.json is read in
   today's names before it is compared.
-  Raises WorkdirError, never OSError, when the directory cannot be created or written.
+  Raises WorkdirError, never OSError, when the directory cannot be created or written, and
+  disk.DiskFull when that is for lack of space.
   """
   path = Path(workdir)
   try:
     return _prepare(path, config_json(config), config_json(defaults), overwrite, run_files,
                     tuple(not_identity), aliases)
+  except disk.DiskFull:
+    raise
   except OSError as e:
+    if disk.no_space(e):
+      raise disk.DiskFull(e.filename or path, disk.free_bytes(path)) from e
     raise WorkdirError(f"{path}: cannot create or write the work directory "
                        f"({e.strerror or e}{': ' + str(e.filename) if e.filename else ''})"
                        ) from e
@@ -103,7 +114,7 @@ def _check(path: Path, wanted: dict[str, Any], defaults: dict[str, Any], overwri
           f"{path} holds a run of a different config ({'; '.join(diffs[:5])}); use another "
           "--workdir, or pass --overwrite to delete that run and start again")
     return existing
-  if path.exists() and any(path.iterdir()):
+  if path.exists() and any(not p.name.startswith(LOCK_FILE) for p in path.iterdir()):
     raise WorkdirError(f"{path} is not empty and holds no rare_tasks run (no {CONFIG_FILE}); "
                        "choose a new or empty --workdir")
   return None
@@ -113,6 +124,11 @@ def _barrier(name: str) -> None:
   """Waits until every process of a multi-process run has got here (nothing for one process)."""
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(name)
+
+
+def barrier(name: str) -> None:
+  """Waits until every process of a multi-process run has got here (nothing for one process)."""
+  _barrier(name)
 
 
 def _delete(path: Path, names: Iterable[str]) -> None:
@@ -199,9 +215,20 @@ def _diff(old: Any, new: Any, default: Any, prefix: str = "config") -> list[str]
 
 
 def _atomic_write(path: Path, text: str) -> None:
-  tmp = path.with_suffix(path.suffix + ".tmp")
-  tmp.write_text(text)
-  os.replace(tmp, path)
+  _replace(path, path.with_suffix(path.suffix + ".tmp"), lambda tmp: tmp.write_text(text))
+
+
+def _replace(path: Path, tmp: Path, write: Callable[[Path], object]) -> None:
+  """Writes `path` whole: write(tmp), then `tmp` renamed onto `path`. A write that fails (a full
+  disk: DiskFull naming `path`) removes `tmp` and leaves `path` as it was."""
+  with disk.writing(path):
+    try:
+      write(tmp)
+      os.replace(tmp, path)
+    except BaseException:
+      with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
+      raise
 
 
 def write_text(path: Path, text: str) -> None:
@@ -218,18 +245,25 @@ def read_json(path: Path) -> Any:
     return None
 
 
+def read_pickle(path: Path) -> Any:
+  """A pickle file's contents (written by this package), or None when missing or damaged."""
+  try:
+    return pickle.loads(Path(path).read_bytes())
+  except (OSError, pickle.UnpicklingError, EOFError, ValueError):
+    return None
+
+
 def write_bytes(path: Path, data: bytes) -> None:
   """Writes a whole binary file so that a reader never sees it half written."""
   if is_writer():
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    _replace(path, path.with_name(path.name + ".tmp"), lambda tmp: tmp.write_bytes(data))
 
 
 def append_metrics(workdir: Path, records: Iterable[dict[str, Any]],
                    name: str = METRICS_FILE) -> None:
   """Appends records to metrics.jsonl (or another append-only JSON-lines file `name` of the work
-  directory) and forces them to disk."""
+  directory) and forces them to disk. A write that fails (a full disk: DiskFull naming the file)
+  cuts the file back to its size before, so it never ends in a half-written record."""
   if not is_writer():
     return
   lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
@@ -239,10 +273,30 @@ def append_metrics(workdir: Path, records: Iterable[dict[str, Any]],
       f.seek(-1, os.SEEK_END)
       if f.read(1) != b"\n":  # a line cut short by a kill: never glue a record onto it
         lines = "\n" + lines
-  with open(path, "a") as f:
-    f.write(lines)
-    f.flush()
-    os.fsync(f.fileno())
+  append_bytes(path, lines.encode(), sync=True)
+
+
+def append_bytes(path: Path, data: bytes, sync: bool = False) -> None:
+  """Appends `data` to the file `path` (created if missing), forced to disk if `sync`. A write
+  that fails (a full disk: DiskFull naming `path`) cuts the file back to its size before, so
+  it never ends in half of `data`. Unlike the other writers, every process that calls it
+  writes."""
+  view = memoryview(data)
+  with disk.writing(path):
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+      size = os.fstat(fd).st_size
+      try:
+        while view:  # a write to a nearly full disk may take only part of the bytes
+          view = view[os.write(fd, view):]
+        if sync:
+          os.fsync(fd)
+      except BaseException:
+        with contextlib.suppress(OSError):
+          os.ftruncate(fd, size)
+        raise
+    finally:
+      os.close(fd)
 
 
 def read_metrics(workdir: Path, key: tuple[str, str] = ("cell", "step"),

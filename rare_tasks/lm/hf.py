@@ -31,6 +31,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from rare_tasks.core import disk
 from rare_tasks.core.config import ConfigError, is_int, is_real
 from rare_tasks.lm.ladder import Shape
 from rare_tasks.lm.model import Model, ModelSpec, Params
@@ -313,9 +314,10 @@ def save(path: str | Path, model: Model, params: Params, *,
   config = hf_config(model.spec, extra)
   tensors = to_hf(model.spec, params)
   path = Path(path)
-  path.mkdir(parents=True, exist_ok=True)
-  save_file(tensors, path / WEIGHTS, metadata={"format": "pt"})
-  (path / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+  with disk.writing(path):  # a full disk: DiskFull naming the folder; saving again redoes it
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, path / WEIGHTS, metadata={"format": "pt"})
+    (path / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
 
 
 def check_compatible(checkpoint: ModelSpec, run: ModelSpec, path: str | Path,

@@ -168,9 +168,7 @@ def append_manifest(path: Path, rows: np.ndarray, task_names: Sequence[str]) -> 
     buf.write(",".join(MANIFEST_COLUMNS) + "\n")
   for step, row, inst, task in rows.tolist():
     buf.write(f"{step},{row},{inst},{task_names[task]}\n")
-  with open(path, "a") as f:
-    f.write(buf.getvalue())
-    f.flush()
+  workdir.append_bytes(path, buf.getvalue().encode())  # a full disk: DiskFull, no partial row
 
 
 def truncate_manifest(path: Path, before_step: int) -> None:

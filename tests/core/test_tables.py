@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from rare_tasks.core import tables
+from rare_tasks.core import disk, tables
+from tests import full_disk
 
 
 def test_csv_round_trip_keeps_the_column_order_and_writes_atomically(tmp_path):
@@ -26,3 +27,13 @@ def test_mean_by_ignores_nan_unless_every_value_is():
   means = tables.mean_by(rows, ("w",), "v")
   assert means[(1,)] == pytest.approx(2.0)
   assert math.isnan(means[(2,)])
+
+
+def test_a_table_written_on_a_full_disk_keeps_the_old_one_and_leaves_no_tmp(tmp_path,
+                                                                             monkeypatch):
+  path = tmp_path / "results.csv"
+  tables.write_csv(path, ("a",), [{"a": 1}])
+  full_disk.fill_path_writes(monkeypatch, lambda p: p.suffix == ".tmp")
+  with pytest.raises(disk.DiskFull, match=f"cannot write {path}: no space left on the device"):
+    tables.write_csv(path, ("a",), [{"a": i} for i in range(1000)])
+  assert path.read_text() == "a\n1\n" and [p.name for p in tmp_path.iterdir()] == ["results.csv"]

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from rare_tasks.core import traces
+from rare_tasks.core import disk, traces
+from tests import full_disk
 
 S, P, R = 2, 3, 1
 
@@ -82,3 +83,15 @@ def test_no_trace_is_none_and_temporary_files_are_ignored(tmp_path):
   assert traces.read_group(tmp_path, "g") is None
   traces.write_chunk(tmp_path, "g", *_chunk(0, 1))
   np.testing.assert_array_equal(traces.read_group(tmp_path, "g")["steps"], [0, 1])
+
+
+def test_a_chunk_written_on_a_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):
+  traces.write_chunk(tmp_path, "g", *_chunk(0, 1))
+  full_disk.fill_path_writes(monkeypatch, lambda p: p.name.endswith(".tmp"))
+  path = tmp_path / traces.TRACES_DIR / "g" / "000000003.npz"
+  with pytest.raises(disk.DiskFull, match=f"cannot write {path}: no space left on the device"):
+    traces.write_chunk(tmp_path, "g", *_chunk(2, 3))
+  assert sorted(p.name for p in path.parent.iterdir()) == ["000000001.npz"]
+  monkeypatch.undo()
+  traces.write_chunk(tmp_path, "g", *_chunk(2, 3))  # the resume writes it again
+  np.testing.assert_array_equal(traces.read_group(tmp_path, "g")["steps"], [0, 1, 2, 3])

@@ -9,9 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from rare_tasks.core import workdir
+from rare_tasks.core import disk, workdir
 from rare_tasks.core.aliases import Aliases
 from rare_tasks.synthetic.config import NOT_IDENTITY, base_config
+from tests import full_disk
 
 RUN_FILES = ("results.csv", "checkpoints", "summary.md")
 
@@ -305,3 +306,75 @@ def test_a_section_with_a_not_identity_field_absent_from_an_older_run_is_no_diff
   c.design.target_frequencies = (0.01,)
   prepare(tmp_path, c, overwrite=False)
   assert (tmp_path / "metrics.jsonl").read_text() == "kept\n"
+
+
+# -- a full disk -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("write", [workdir.write_text, workdir.write_bytes])
+def test_a_whole_file_write_on_a_full_disk_keeps_the_old_file_and_leaves_no_tmp(tmp_path,
+                                                                                 monkeypatch,
+                                                                                 write):
+  path = tmp_path / "summary.md"
+  data = "old\n" if write is workdir.write_text else b"old\n"
+  write(path, data)
+  refused = full_disk.fill_path_writes(monkeypatch, lambda p: p.name.endswith(".tmp"))
+  with pytest.raises(disk.DiskFull, match=f"cannot write {path}: no space left") as caught:
+    write(path, data * 1000)
+  assert caught.value.path == str(path) and refused
+  assert path.read_bytes() == b"old\n"
+  assert [p.name for p in tmp_path.iterdir()] == ["summary.md"]
+  monkeypatch.undo()
+  write(path, data * 2)  # space freed: the same write succeeds
+  assert path.read_bytes() == b"old\nold\n"
+
+
+def test_a_full_disk_at_the_rename_also_leaves_no_tmp(tmp_path, monkeypatch):
+  path = tmp_path / "config.json"
+  workdir.write_text(path, "{}\n")
+
+  def replace(src, dst):
+    raise full_disk.no_space(dst)
+
+  monkeypatch.setattr(workdir.os, "replace", replace)
+  with pytest.raises(disk.DiskFull, match="config.json"):
+    workdir.write_text(path, '{"a": 1}\n')
+  assert path.read_text() == "{}\n" and [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+def test_any_other_failed_write_also_leaves_no_tmp(tmp_path, monkeypatch):
+  def replace(src, dst):
+    raise PermissionError(13, "Permission denied", str(dst))
+
+  monkeypatch.setattr(workdir.os, "replace", replace)
+  with pytest.raises(PermissionError):
+    workdir.write_bytes(tmp_path / "x.npz", b"data")
+  assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("at", ["write", "fsync"])
+def test_metrics_cut_by_a_full_disk_are_cut_back_and_a_resume_appends_cleanly(tmp_path,
+                                                                             monkeypatch, at):
+  workdir.append_metrics(tmp_path, [{"cell": 0, "step": 0, "v": 1}])
+  path = tmp_path / "metrics.jsonl"
+  before = path.read_bytes()
+  full_disk.fill_appends(monkeypatch, lambda p: p == path, at)
+  with pytest.raises(disk.DiskFull, match=f"cannot write {path}: no space left"):
+    workdir.append_metrics(tmp_path, [{"cell": c, "step": 5, "v": 2} for c in range(50)])
+  assert path.read_bytes() == before  # no half record: the file is as it was
+  monkeypatch.undo()
+  workdir.append_metrics(tmp_path, [{"cell": c, "step": 5, "v": 2} for c in range(50)])
+  assert len(workdir.read_metrics(tmp_path)) == 51
+  assert path.read_text().count("\n") == 51
+
+
+def test_a_full_disk_after_a_line_cut_by_a_kill_keeps_the_cut_line_apart(tmp_path, monkeypatch):
+  workdir.append_metrics(tmp_path, [{"cell": 0, "step": 5, "v": 1}])
+  path = tmp_path / "metrics.jsonl"
+  with open(path, "a") as f:
+    f.write('{"cell": 1, "step": 5, "v"')
+  full_disk.fill_appends(monkeypatch, lambda p: p == path)
+  with pytest.raises(disk.DiskFull):
+    workdir.append_metrics(tmp_path, [{"cell": 1, "step": 5, "v": 2}])
+  monkeypatch.undo()
+  workdir.append_metrics(tmp_path, [{"cell": 1, "step": 5, "v": 2}])
+  assert [(r["cell"], r["v"]) for r in workdir.read_metrics(tmp_path)] == [(0, 1), (1, 2)]

@@ -147,9 +147,11 @@ def test_a_work_directory_that_cannot_be_written_is_one_line_and_keeps_finished_
   wd = tmp_path / "wd"
   proc = _main(*SMALL, WIDTHS, "--config.train.steps=50", f"--workdir={wd}", file_size_kb=32)
   _, err = proc.communicate(timeout=240)
-  assert proc.returncode == 2, err
-  assert err.strip().splitlines()[-1].endswith(": File too large"), err
-  assert err.strip().splitlines()[-1].startswith("error: cannot write ")
+  # A file-size limit is a full disk for this run (rare_tasks.core.disk): exit 1, the same
+  # command resumes once there is room.
+  assert proc.returncode == 1, err
+  last = err.strip().splitlines()[-1]
+  assert last.startswith(f"error: cannot write {wd}/figures/") and "size limit" in last, err
   assert "Traceback" not in err
   assert len(read_results(wd)) == 4 * 8  # cells x tasks: nothing finished was lost
 
