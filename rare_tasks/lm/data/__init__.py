@@ -117,11 +117,13 @@ def keep_tokenizer(source: TextSource, wd: Path) -> None:
 
 def check_unchanged(source: TextSource, recorded: dict[str, Any]) -> None:
   """ConfigError unless a real-text source's rows are the ones a run's checkpoints were
-  trained on (`recorded`: the source's describe() when they were written)."""
+  trained on (`recorded`: the source's describe() when they were written; one recorded
+  without the files' content hashes is compared without them)."""
   if not isinstance(source, CachedText) or "fingerprint" not in recorded:
     return
   now = source.fingerprint()
-  check(recorded["fingerprint"] == now, "data.path", str(source.corpus.root),
+  same = recorded["fingerprint"] in (now, source.fingerprint(content=False))
+  check(same, "data.path", str(source.corpus.root),
         f"the corpus this run's checkpoints were trained on (fingerprint "
         f"{recorded['fingerprint']}, now {now}: a shard, the tokenizer or the row length "
         "changed); restore it, or start again with --overwrite")

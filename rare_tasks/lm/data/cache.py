@@ -7,14 +7,17 @@ kind and folder, the tokenizer (a file's path, or a trained BPE's size), seq_len
   tokenizer.json   the tokenizer the rows were made with
   tfds/            the TFDS dataset: splits "train" and "validation", feature "tokens"
   entry.json       written last: the fingerprint it was built from, rows, tokens, what reading
-                   the corpus skipped, and the size of every file
+                   the corpus skipped (`skipped`: lines or files per reason; `skipped_where`:
+                   the first places of each, file and line), and the size of every file
 
 An entry is used only when entry.json exists, its fingerprint equals the corpus's now (every
-file's name, size and modification time, the tokenizer's SHA-256, seq_len) and every file has
-its recorded size and the first and last row of each split read back; anything else (a build
-killed half-way, a damaged file, a changed shard) is logged and the entry rebuilt. A build
-writes into a temporary folder renamed into place at the end, so readers never see a partial
-entry.
+file's name, size, modification time and content hash, the tokenizer's SHA-256, seq_len), its
+tokenizer.json has the recorded SHA-256, every file has its recorded size and the first and
+last row of each split read back; anything else (a build killed half-way, a damaged file, a
+changed shard, named) is logged and the entry rebuilt. The fingerprint is taken before the
+corpus is read, so a shard changed during a build makes the entry stale. A build writes into a
+temporary folder renamed into place at the end, so readers never see a partial entry. What
+reading the corpus skipped is logged, with its first places, each time an entry is opened.
 
 Document j goes to the validation split when j % VALIDATION_EVERY == VALIDATION_EVERY - 1
 (2% of the documents, spread over the corpus), the rest to train. Each split's documents,
@@ -36,11 +39,12 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
+from rare_tasks.core import disk
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.progress import log
 from rare_tasks.lm.data import tokenizer as tokenizers
 from rare_tasks.lm.data.builder import BUILDER_NAME, text_rows_builder
-from rare_tasks.lm.data.corpora import Corpus, Counts
+from rare_tasks.lm.data.corpora import Corpus, Counts, skipped_text
 
 FORMAT = 1
 VALIDATION_EVERY = 50
@@ -49,6 +53,8 @@ ENTRY_FILE = "entry.json"
 TOKENIZER_FILE = "tokenizer.json"
 TFDS_DIR = "tfds"
 ENCODE_BATCH = 256
+# A stale entry's log line names this many of the corpus files that changed.
+NAMED_CHANGES = 3
 
 
 def default_dir() -> Path:
@@ -120,14 +126,15 @@ def problem(path: Path, wanted: dict[str, Any]) -> str | None:
     return "partial (no entry.json: its build did not finish)"
   built = {k: entry.get("fingerprint", {}).get(k) for k in wanted}
   if built != wanted:
-    old = {f[0]: tuple(f[1:]) for f in (built.get("corpus") or {}).get("files", [])}
-    new = {f[0]: tuple(f[1:]) for f in wanted["corpus"]["files"]}
-    changed = sum(old.get(name) != new.get(name) for name in old.keys() | new.keys())
-    what = (f"{changed} corpus file(s) added, removed or changed" if changed
-            else "the tokenizer, the row length or the Python changed")
-    return f"stale (its fingerprint no longer matches: {what})"
+    return f"stale (its fingerprint no longer matches: {_changes(built, wanted)})"
   if _files(path) != entry.get("files"):
     return "corrupted (its files are not those it was built with)"
+  try:
+    kept = hashlib.sha256((path / TOKENIZER_FILE).read_bytes()).hexdigest()
+  except OSError:
+    kept = None
+  if kept != entry.get("tokenizer_sha256"):
+    return f"corrupted (its {TOKENIZER_FILE} is not the one it was built with)"
   try:
     sources = data_sources(path)
     for split, src in sources.items():
@@ -137,6 +144,17 @@ def problem(path: Path, wanted: dict[str, Any]) -> str | None:
   except Exception as e:  # any failure to read back means the entry is unusable
     return f"corrupted ({type(e).__name__} reading it back)"
   return None
+
+
+def _changes(built: dict[str, Any], wanted: dict[str, Any]) -> str:
+  """What differs between an entry's fingerprint and the corpus's now, the first files named."""
+  old = {f[0]: tuple(f[1:]) for f in (built.get("corpus") or {}).get("files", [])}
+  new = {f[0]: tuple(f[1:]) for f in wanted["corpus"]["files"]}
+  changed = sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+  if not changed:
+    return "the tokenizer, the row length or the Python changed"
+  named = ", ".join(changed[:NAMED_CHANGES]) + (", ..." if len(changed) > NAMED_CHANGES else "")
+  return f"{len(changed)} corpus file(s) added, removed or changed: {named}"
 
 
 def _streams(corpus: Corpus, tok: tokenizers.TextTokenizer, folder: Path,
@@ -186,7 +204,7 @@ def _check_rows(corpus: Corpus, counts: Counts, tokens: dict[str, int], seq_len:
   """ConfigError naming data.path unless both splits hold at least one row."""
   where = str(corpus.root)
   if counts.documents == 0:
-    skipped = ", ".join(f"{n} {why}" for why, n in sorted(counts.skipped.items())) or "none"
+    skipped = counts.describe() or "none"
     raise ConfigError(f"config.data.path = {where!r}: no document to train on (skipped "
                       f"lines: {skipped}); allowed: JSON lines with a string `text` field")
   for split in SPLITS:
@@ -205,8 +223,9 @@ def build(path: Path, corpus: Corpus, tok: tokenizers.TextTokenizer | None, voca
   """
   start = time.perf_counter()
   tmp = path.parent / f".{path.name}.building-{uuid.uuid4().hex[:8]}"
+  trained = tok is None
+  built_from = fingerprint(corpus, None if tok is None else tok.sha256, seq_len)
   try:
-    trained = tok is None
     if trained:
       tok = tokenizers.train_bpe(_train_texts(corpus), vocab_size)
     tok.save(tmp / TOKENIZER_FILE)
@@ -216,10 +235,10 @@ def build(path: Path, corpus: Corpus, tok: tokenizers.TextTokenizer | None, voca
     streams = {s: tmp / "streams" / f"{s}.tokens" for s in SPLITS}
     rows = _write_tfds(tmp, streams, seq_len)
     shutil.rmtree(tmp / "streams")
-    entry = dict(fingerprint=fingerprint(corpus, None if trained else tok.sha256, seq_len),
-                 tokenizer_sha256=tok.sha256, trained_tokenizer=trained, rows=rows,
-                 tokens=tokens, documents=counts.documents, characters=counts.characters,
-                 skipped=counts.skipped, build_s=time.perf_counter() - start,
+    entry = dict(fingerprint=built_from, tokenizer_sha256=tok.sha256, trained_tokenizer=trained,
+                 rows=rows, tokens=tokens, documents=counts.documents,
+                 characters=counts.characters, skipped=counts.skipped,
+                 skipped_where=counts.where, build_s=time.perf_counter() - start,
                  files=_files(tmp))
     (tmp / ENTRY_FILE).write_text(json.dumps(entry, indent=1, sort_keys=True) + "\n")
     if problem(path, entry["fingerprint"]) is None:  # another process finished first: keep it
@@ -245,11 +264,15 @@ def open_entry(path: Path, corpus: Corpus, tok: tokenizers.TextTokenizer | None,
   else:
     if reason != "not built yet":
       log.info("text cache %s is %s: rebuilding it", path, reason)
-    entry = build(path, corpus, tok, vocab_size, seq_len)
+    with disk.writing(path):  # a build that fails leaves nothing behind (see build)
+      entry = build(path, corpus, tok, vocab_size, seq_len)
     how = f"built in {entry['build_s']:.1f} s"
   tok = tokenizers.from_json((path / TOKENIZER_FILE).read_text(encoding="utf-8"),
                              tok.origin if tok is not None else "trained byte-level BPE")
   log.info("text cache %s: %.1f MB, %s train + %s validation rows (%s)", path,
            folder_bytes(path) / 1e6, f"{entry['rows']['train']:,}",
            f"{entry['rows']['validation']:,}", how)
+  if entry["skipped"]:
+    log.info("text cache %s: reading %s skipped %s", path, corpus.root,
+             skipped_text(entry["skipped"], entry.get("skipped_where", {})))
   return entry, tok

@@ -112,9 +112,15 @@ class CachedText:
     """Unknown for real text."""
     return None
 
-  def fingerprint(self) -> str:
-    """A short hash of what the rows were built from (corpus files, tokenizer, row length)."""
-    text = json.dumps([self.entry["fingerprint"], self.entry["tokenizer_sha256"]], sort_keys=True)
+  def fingerprint(self, content: bool = True) -> str:
+    """A short hash of what the rows were built from (corpus files, tokenizer, row length);
+    content=False leaves out the files' content hashes, as a run.json written without them
+    recorded it."""
+    fp = self.entry["fingerprint"]
+    if not content:
+      files = [f[:3] for f in fp["corpus"]["files"]]
+      fp = {**fp, "corpus": {**fp["corpus"], "files": files}}
+    text = json.dumps([fp, self.entry["tokenizer_sha256"]], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
   def describe(self) -> dict[str, Any]:
@@ -123,9 +129,10 @@ class CachedText:
     out = dict(corpus=self.corpus.kind, root=str(self.corpus.root), files=len(self.corpus.files),
                documents=e["documents"], characters=e["characters"])
     out.update(dict(self.corpus.extra))
-    out.update(skipped_lines=dict(e["skipped"]), train_tokens=e["tokens"]["train"],
-               validation_tokens=e["tokens"]["validation"], train_rows=self.rows["train"],
-               validation_rows=self.rows["validation"], seq_len=self.seq_len, seed=self.seed,
+    out.update(skipped_lines=dict(e["skipped"]), skipped_where=dict(e.get("skipped_where", {})),
+               train_tokens=e["tokens"]["train"], validation_tokens=e["tokens"]["validation"],
+               train_rows=self.rows["train"], validation_rows=self.rows["validation"],
+               seq_len=self.seq_len, seed=self.seed,
                tokenizer=tok.origin, tokenizer_size=tok.size, tokenizer_sha256=tok.sha256,
                vocab_size=self.vocab_size, eos_id=self.eos_id, cache=str(self.path),
                cache_bytes=cache.folder_bytes(self.path), fingerprint=self.fingerprint())

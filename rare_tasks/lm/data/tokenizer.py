@@ -99,14 +99,17 @@ def from_json(text: str, origin: str, field: str = "data.tokenizer") -> TextToke
 def load(path: str) -> TextTokenizer:
   """The tokenizer.json at `path` (ConfigError naming data.tokenizer if it cannot be used)."""
   p = Path(path).expanduser()
+  allowed = "allowed: a Hugging Face tokenizer.json, or '' to train a byte-level BPE on the corpus"
   if not p.is_file():
-    raise ConfigError(f"config.data.tokenizer = {path!r}: no such file; allowed: a Hugging "
-                      "Face tokenizer.json, or '' to train a byte-level BPE on the corpus")
+    what = "a folder, not a file" if p.is_dir() else "no such file"
+    raise ConfigError(f"config.data.tokenizer = {path!r}: {what}; {allowed}")
   try:
     text = p.read_text(encoding="utf-8")
   except UnicodeDecodeError:
-    raise ConfigError(f"config.data.tokenizer = {path!r}: not UTF-8 JSON; allowed: a Hugging "
-                      "Face tokenizer.json") from None
+    raise ConfigError(f"config.data.tokenizer = {path!r}: not UTF-8 JSON; {allowed}") from None
+  except OSError as e:
+    raise ConfigError(f"config.data.tokenizer = {path!r}: cannot be read ({e.strerror}); "
+                      f"{allowed}") from None
   return from_json(text, str(p.resolve()))
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from rare_tasks.core.report import Section, fmt
 from rare_tasks.lm import ladder
+from rare_tasks.lm.data import corpora
 from rare_tasks.lm.report.pretraining_view import PretrainingRun
 
 FILES: tuple[str, ...] = ()
@@ -57,7 +58,7 @@ def text_line(corpus: str, src: dict[str, Any]) -> str:
   if "fingerprint" not in src:
     return f"- corpus `{corpus}`: " + ", ".join(f"{k} {_num(v)}" for k, v in src.items())
   where = src.get("python") or src["root"]
-  skipped = ", ".join(f"{n:,} {why}" for why, n in sorted(src["skipped_lines"].items()))
+  skipped = corpora.skipped_text(src["skipped_lines"], src.get("skipped_where", {}))
   return (f"- corpus `{corpus}` ({where}): {src['files']:,} files, {src['documents']:,} "
           f"documents" + (f" (skipped: {skipped})" if skipped else "")
           + f"; {src['train_tokens']:,} train tokens in {src['train_rows']:,} rows, "

@@ -1,7 +1,9 @@
 """Real text as a text source: batch k a pure function of (seed, k) across calls, restarts and
 processes, epochs that are permutations, placement on a mesh, fixed validation rows, and the
-checks of source_of on a corpus."""
+checks of source_of on a corpus: skipped lines reported with their places, a resumed run on a
+shard rewritten in place refused, a tokenizer file that does not parse refused."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +127,50 @@ def test_the_run_keeps_its_tokenizer_and_refuses_another_or_a_changed_corpus(sou
   data.check_unchanged(source, source.describe())
   with pytest.raises(ConfigError, match=r"data\.path = .*fingerprint 0123"):
     data.check_unchanged(source, {"fingerprint": "0123"})
+
+
+@pytest.fixture
+def bad_lines(tmp_path, text_docs):
+  """A corpus of 120 documents and a shard of three bad lines, and its config."""
+  write_shards(tmp_path / "s", text_docs[:120])
+  (tmp_path / "s" / "d.jsonl").write_bytes(b'{"text": "caf\xe9"}\nnot json\n')
+  return tmp_path / "s", text_config(tmp_path / "s", tmp_path / "cache")
+
+
+def test_the_source_reports_skipped_lines_with_their_places(bad_lines):
+  d = data.source_of(bad_lines[1]).describe()
+  assert d["documents"] == 120
+  assert d["skipped_lines"] == {"not UTF-8": 1, "not JSON": 1}
+  assert d["skipped_where"] == {"not UTF-8": ["d.jsonl line 1"], "not JSON": ["d.jsonl line 2"]}
+
+
+def test_a_resumed_run_on_a_shard_rewritten_in_place_is_refused_in_one_line(bad_lines):
+  folder, config = bad_lines
+  recorded = data.source_of(config).describe()
+  shard = folder / "a.jsonl"
+  st = shard.stat()
+  shard.write_bytes(shard.read_bytes().replace(b"task", b"tusk", 1))
+  os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+  now = data.source_of(config)  # its cache entry is rebuilt
+  assert now.describe()["fingerprint"] != recorded["fingerprint"]
+  with pytest.raises(ConfigError) as e:
+    data.check_unchanged(now, recorded)
+  message = str(e.value)
+  assert message.startswith(f"config.data.path = {str(folder)!r}: allowed: the corpus this "
+                            f"run's checkpoints were trained on (fingerprint "
+                            f"{recorded['fingerprint']}, now {now.fingerprint()}")
+  assert "\n" not in message
+
+
+def test_a_fingerprint_recorded_without_content_hashes_still_matches(source):
+  data.check_unchanged(source, {"fingerprint": source.fingerprint(content=False)})
+  assert source.fingerprint(content=False) != source.fingerprint()
+
+
+def test_a_tokenizer_file_that_does_not_parse_is_refused_naming_data_tokenizer(shards, tmp_path):
+  (tmp_path / "tokenizer.json").write_text('{"version": "1.0", "trunc')
+  c = text_config(shards, tmp_path / "cache", tokenizer=str(tmp_path / "tokenizer.json"))
+  with pytest.raises(ConfigError, match=r"^config\.data\.tokenizer = '.*tokenizer\.json': not a "
+                                        r"Hugging Face tokenizer\.json \(EOF while parsing"):
+    data.source_of(c)
+  assert not (tmp_path / "cache").exists()  # refused before any cache entry is built

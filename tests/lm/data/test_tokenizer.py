@@ -7,6 +7,7 @@ import pytest
 
 from rare_tasks.core.config import ConfigError
 from rare_tasks.lm.data import tokenizer
+from tests.lm.data.test_corpora import make_unreadable
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,45 @@ def test_a_tokenizer_file_that_does_not_parse_is_refused(tmp_path, content, matc
     tokenizer.load(str(path))
   with pytest.raises(ConfigError, match=r"data\.tokenizer = .*no such file"):
     tokenizer.load(str(tmp_path / "missing.json"))
+
+
+def test_a_truncated_tokenizer_file_is_refused_in_one_line_naming_field_value_and_allowed(
+    bpe, tmp_path):
+  path = tmp_path / "tokenizer.json"
+  path.write_text(bpe.json[:len(bpe.json) // 2])
+  with pytest.raises(ConfigError) as e:
+    tokenizer.load(str(path))
+  message = str(e.value)
+  assert message.startswith(f"config.data.tokenizer = {str(path)!r}: not a Hugging Face "
+                            "tokenizer.json (EOF while parsing")
+  assert message.endswith("; allowed: a file tokenizers.Tokenizer.from_file reads")
+  assert "\n" not in message
+
+
+@pytest.mark.parametrize("make,what", [
+    (lambda p: p / "missing.json", "no such file"),
+    (lambda p: p, "a folder, not a file"),
+    (lambda p: p / "bytes.json", "not UTF-8 JSON"),
+])
+def test_a_tokenizer_path_that_is_no_file_is_refused_naming_field_and_value(tmp_path, make, what):
+  (tmp_path / "bytes.json").write_bytes(b'{"\xff": 1}')
+  path = str(make(tmp_path))
+  with pytest.raises(ConfigError) as e:
+    tokenizer.load(path)
+  assert str(e.value) == (f"config.data.tokenizer = {path!r}: {what}; allowed: a Hugging Face "
+                          "tokenizer.json, or '' to train a byte-level BPE on the corpus")
+
+
+def test_a_tokenizer_file_that_cannot_be_read_is_refused(bpe, tmp_path):
+  path = tmp_path / "tokenizer.json"
+  bpe.save(path)
+  make_unreadable(path)
+  try:
+    with pytest.raises(ConfigError, match=r"data\.tokenizer = .*: cannot be read \(Permission "
+                                          r"denied\); allowed: a Hugging Face tokenizer\.json"):
+      tokenizer.load(str(path))
+  finally:
+    path.chmod(0o644)
 
 
 def test_a_tokenizer_without_end_of_text_is_refused(bpe):
