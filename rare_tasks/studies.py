@@ -19,6 +19,7 @@ from typing import Any
 
 import ml_collections
 
+from rare_tasks.core import workdir_lock
 from rare_tasks.core.aliases import NO_ALIASES, Aliases
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.report import RunReport, declared_files
@@ -87,4 +88,6 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, **kwargs: A
     if new is not None:
       raise ConfigError(f"config.study = {study!r} was renamed {new!r}")
     raise ConfigError(f"config.study = {study!r}: allowed: one of {sorted(STUDIES)}")
-  return study_module(study).run(config, workdir_path, run_files=RUN_FILES, **kwargs)
+  # One run at a time per work directory: a second is refused while this one lives.
+  with workdir_lock.held(workdir_path):
+    return study_module(study).run(config, workdir_path, run_files=RUN_FILES, **kwargs)
