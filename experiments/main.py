@@ -4,6 +4,9 @@
   python -m experiments.main --config=configs/lm_pretrain.py --clear_cache   # then exits
 
 Every mistake in a flag, the config or the work directory is one line on stderr and exit code 2.
+A run that cannot go on (a full disk, every model diverged) is one line and exit code 1; one
+stopped by SIGINT or SIGTERM writes a checkpoint and exits with 128 + the signal's number, and
+the same command resumes it.
 """
 
 import sys
@@ -12,8 +15,9 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from rare_tasks import studies
-from rare_tasks.core import command_line, compilation_cache, mesh
+from rare_tasks.core import command_line, compilation_cache, disk, interrupts, mesh
 from rare_tasks.core.config import ConfigError
+from rare_tasks.core.report import every_model_diverged
 from rare_tasks.core.workdir import WorkdirError, is_writer
 
 DEFAULT_CONFIG = "configs/width_by_frequency.py"
@@ -47,9 +51,9 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes (with --
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process (with --distributed).")
 
 
-def _fail(error: Exception) -> None:
+def _fail(error: Exception | str, code: int = 2) -> None:
   print(f"error: {error}", file=sys.stderr)
-  sys.exit(2)
+  sys.exit(code)
 
 
 def parse(argv):
@@ -76,13 +80,26 @@ def main(argv):
     compilation_cache.disable()
   if _DISTRIBUTED.value:
     mesh.start_processes(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  interrupts.install()
   try:
     report = studies.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
   except (ConfigError, WorkdirError) as e:
     _fail(e)
-  except OSError as e:  # the work directory could not be written (full, gone, read-only)
-    _fail(f"cannot write {e.filename or _WORKDIR.value}: {e.strerror or e}")
+  except interrupts.Interrupted as e:
+    _fail(e, e.exit_code)
+  except Exception as e:  # a full disk, wherever it struck; or a directory gone or read-only
+    if isinstance(e, disk.DiskFull):
+      _fail(e, 1)
+    path = getattr(e, "filename", None) or _WORKDIR.value
+    if disk.no_space(e):
+      _fail(disk.DiskFull(path, disk.free_bytes(path)), 1)
+    if not isinstance(e, OSError):
+      raise
+    _fail(f"cannot write {path}: {e.strerror or e}", 1)
   s = report.summary
+  if every_model_diverged(s):
+    _fail(f"every model diverged ({s['models_diverged']} of {s['models_run']}); the report "
+          f"lists them: {report.workdir}/summary.md", 1)
   if is_writer():  # process 0 of a multi-process run
     print(f"{report.workdir}/summary.md: {s['headline']}; wall {report.wall_s:.1f} s")
 

@@ -15,7 +15,13 @@ track one per compiled ensemble of decoders); `run` trains it to its last step:
   - callbacks, registered with when they run: after every chunk, at the first chunk end at or
     past every multiple of N steps, when an evaluation's records are written (with the chunk
     outputs since the previous one: per-step measurements the scanned chunk traced), or once
-    at the end of training.
+    at the end of training;
+  - faults: a checkpoint that cannot be restored is reported, set aside and the one before it
+    used (none left: a fresh start, said so); a stop request (rare_tasks.core.interrupts)
+    ends the loop after the chunk in flight with the records written and a checkpoint, the
+    chunk outputs since the last evaluation saved beside it so that the resumed run's records
+    equal an uninterrupted run's; a model that diverged since the last evaluation
+    (rare_tasks.core.divergence, read from its records) is named in one line.
 The loop forwards the arrays it is given without reading them: what a chunk returns and what an
 evaluation measures are the program's to turn into records.
 """
@@ -23,6 +29,7 @@ evaluation measures are the program's to turn into records.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,8 +38,8 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
-from rare_tasks.core import workdir
-from rare_tasks.core.checkpoints import GroupCheckpoints
+from rare_tasks.core import disk, divergence, interrupts, workdir
+from rare_tasks.core.checkpoints import CheckpointDamaged, GroupCheckpoints
 from rare_tasks.core.progress import Progress, log
 
 WHEN = ("chunk", "every", "evaluation", "end")
@@ -57,8 +64,8 @@ class Program(Protocol):
   def init(self) -> Any:
     """The state of a fresh start."""
 
-  def restore(self, checkpoints: GroupCheckpoints) -> Any:
-    """The state at the latest checkpoint."""
+  def restore(self, checkpoints: GroupCheckpoints, step: int) -> Any:
+    """The state at the checkpoint of `step` (raises CheckpointDamaged when it cannot)."""
 
   def start(self, step: int) -> None:
     """Called once before training from `step` (a fresh start is step 0)."""
@@ -84,6 +91,9 @@ class Program(Protocol):
 
   def describe(self, records: list[dict]) -> str:
     """A few words on the latest records for the progress line ('' for none)."""
+
+  def label(self, record: dict) -> str:
+    """The model a record is of, in words (its grid values)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,96 +165,177 @@ def run(program: Program, wd: Path, callbacks: Sequence[Callback] = (),
         progress: Progress | None = None, checkpoint_interval_s: float = 0.0) -> int:
   """Trains `program` in work directory `wd` from where it stopped to its last step; returns
   the steps it trained (0 for a finished program). A program is built lazily enough that a
-  finished one, complete in metrics.jsonl, costs no compilation."""
+  finished one, complete in metrics.jsonl, costs no compilation. Raises
+  interrupts.Interrupted after a stop request, with its checkpoint written."""
   check_program(program)
   ckpt = GroupCheckpoints(Path(wd) / program.checkpoint_dir)
   try:
-    latest = ckpt.latest_step()
-    if latest == program.steps:
+    if ckpt.latest_step() == program.steps and program.final_recorded():
       if progress is not None:
         progress.skip(program.name, program.steps)
-      if not program.final_recorded():
-        state = program.restore(ckpt)
-        program.start(program.steps)
-        _write(program, wd, callbacks, _Evaluation(program.steps, program.steps + 1, None,
-                                                   program.evaluate(state)))
-        log.info("%s: final measurements were missing; measured again from the checkpoint",
-                 program.name)
       return 0
-    if latest is None:
-      state, step = program.init(), 0
+    resumed = _resume(program, ckpt)
+    if resumed is not None and resumed[1] == program.steps:
+      # Finished, but metrics.jsonl lost the final records (a damaged file): measure again.
+      if progress is not None:
+        progress.skip(program.name, program.steps)
+      program.start(program.steps)
+      _write(program, wd, callbacks, _Evaluation(program.steps, program.steps + 1, None,
+                                                 program.evaluate(resumed[0])))
+      log.info("%s: final measurements were missing; measured again from the checkpoint",
+               program.name)
+      return 0
+    if resumed is None:
+      state, step, held = program.init(), 0, _Held(1, [])
       program.start(0)
       if program.measures_start:
         _write(program, wd, callbacks, _Evaluation(0, 0, [program.start_outputs(state)],
                                                    program.evaluate(state)))
     else:
-      state, step = program.restore(ckpt), int(latest)
+      state, step, held = resumed
       program.start(step)
       if progress is not None:
         progress.skip(program.name, step)
       log.info("%s: resuming from the checkpoint at step %d", program.name, step)
-    return _loop(program, wd, ckpt, state, step, callbacks, progress, checkpoint_interval_s)
+    return _Loop(program, wd, ckpt, callbacks, progress, checkpoint_interval_s).run(
+        state, step, held)
   finally:
     ckpt.close()
 
 
-def _loop(program: Program, wd: Path, ckpt: GroupCheckpoints, state: Any, step: int,
-          callbacks: Sequence[Callback], progress: Progress | None,
-          checkpoint_interval_s: float) -> int:
-  """The chunk loop from `step` to the end; returns the steps it trained."""
-  first, evals = step, set(program.evaluation_steps())
-  if progress is not None:
-    progress.start(program.name)
-  last_save = time.perf_counter()
-  pending: _Evaluation | None = None
-  outputs: list[Any] = []
-  since_eval = step + 1
-  # Per "every" callback: the first step since it last ran, and the outputs since then.
-  every = {i: (step + 1, []) for i, c in enumerate(callbacks) if c.when == "every"}
-  for bound in [b for b in program.boundaries() if b > step]:
-    num = bound - step
-    state, out = program.train(state, step, num)
-    outputs.append(out)
-    if bound in evals:
-      measured = program.evaluate(state)
-      if pending is not None:  # written while this chunk runs
-        _write(program, wd, callbacks, pending)
-      pending = _Evaluation(bound, since_eval, outputs, measured)
-      outputs, since_eval = [], bound + 1
-      if bound == program.steps or time.perf_counter() - last_save >= checkpoint_interval_s:
-        _write(program, wd, callbacks, pending)
-        pending = None
-        tree = program.checkpoint(state, bound)
-        if tree is not None:
-          ckpt.save(bound, tree)
-        last_save = time.perf_counter()
-    if progress is not None:
-      progress.advance(program.name, bound, num)
-    previous, step = step, bound
-    for i, c in enumerate(callbacks):
+@dataclasses.dataclass
+class _Held:
+  """The chunk outputs since the last evaluation: its first step after it, and the outputs."""
+
+  since: int
+  outputs: list[Any]
+
+
+def _outputs_file(ckpt: GroupCheckpoints, step: int) -> Path:
+  return ckpt.directory / f"outputs-{step}.pkl"
+
+
+def _resume(program: Program, ckpt: GroupCheckpoints) -> tuple[Any, int, _Held] | None:
+  """(state, step, outputs held since the last evaluation) of the newest checkpoint that
+  restores, or None for none. A damaged one is reported and set aside, never deleted."""
+  steps = ckpt.steps()
+  for i, step in enumerate(steps):
+    try:
+      state = program.restore(ckpt, step)
+      held = _Held(step + 1, [])
+      if step not in program.evaluation_steps() and step != program.steps:
+        saved = workdir.read_pickle(_outputs_file(ckpt, step))
+        if not isinstance(saved, dict):
+          raise CheckpointDamaged(f"step {step} cannot be restored: the chunk outputs saved "
+                                  "with it are missing")
+        held = _Held(saved["since"], saved["outputs"])
+      return state, step, held
+    except CheckpointDamaged as e:
+      where = ckpt.set_aside(step)
+      then = (f"using the one at step {steps[i + 1]}" if i + 1 < len(steps)
+              else "none is left: starting from scratch")
+      log.warning("%s: the checkpoint at %s; moved to %s; %s", program.name, e, where, then)
+  return None
+
+
+class _Loop:
+  """The chunk loop of one program from a step to the end."""
+
+  def __init__(self, program: Program, wd: Path, ckpt: GroupCheckpoints,
+               callbacks: Sequence[Callback], progress: Progress | None,
+               checkpoint_interval_s: float):
+    self.program, self.wd, self.ckpt, self.callbacks = program, wd, ckpt, callbacks
+    self.progress, self.interval = progress, checkpoint_interval_s
+    self.evals = set(program.evaluation_steps())
+    self.last_save = time.perf_counter()
+    self.pending: _Evaluation | None = None
+    self.saved_at = -1
+
+  def run(self, state: Any, step: int, held: _Held) -> int:
+    """Trains from `step` to the end; returns the steps trained."""
+    program, first = self.program, step
+    if self.progress is not None:
+      self.progress.start(program.name)
+    # Per "every" callback: the first step since it last ran, and the outputs since then.
+    every = {i: (step + 1, []) for i, c in enumerate(self.callbacks) if c.when == "every"}
+    for bound in [b for b in program.boundaries() if b > step]:
+      num = bound - step
+      state, out = program.train(state, step, num)
+      held.outputs.append(out)
+      if bound in self.evals:
+        held = self._evaluated(state, bound, held)
+      if self.progress is not None:
+        self.progress.advance(program.name, bound, num)
+      previous, step = step, bound
+      self._chunk_callbacks(every, state, previous, bound, out)
+      signum = interrupts.stop_requested()
+      if signum is not None:
+        if self.saved_at != bound:
+          self._save(state, bound, None if bound in self.evals else held)
+        raise interrupts.Interrupted(signum, program.name, bound)
+    for c in self.callbacks:
+      if c.when == "end":
+        c.fn(Event(program, step, first + 1))
+    return step - first
+
+  def _evaluated(self, state: Any, bound: int, held: _Held) -> _Held:
+    """Dispatches the evaluation at `bound`, writes the previous one, and checkpoints when
+    due; -> the outputs held from here (none)."""
+    measured = self.program.evaluate(state)
+    if self.pending is not None:  # written while this chunk runs
+      _write(self.program, self.wd, self.callbacks, self.pending)
+    self.pending = _Evaluation(bound, held.since, held.outputs, measured)
+    if bound == self.program.steps or time.perf_counter() - self.last_save >= self.interval:
+      self._save(state, bound, None)
+    return _Held(bound + 1, [])
+
+  def _save(self, state: Any, bound: int, held: _Held | None) -> None:
+    """Writes the pending records, then a checkpoint at `bound` (with the outputs held since
+    the last evaluation when `bound` is not one)."""
+    if self.pending is not None:
+      _write(self.program, self.wd, self.callbacks, self.pending)
+      self.pending = None
+    if held is not None:
+      host = [jax.device_get(o) for o in held.outputs]
+      path = _outputs_file(self.ckpt, bound)
+      with disk.writing(path):
+        workdir.write_bytes(path, pickle.dumps({"since": held.since, "outputs": host}))
+    tree = self.program.checkpoint(state, bound)
+    if tree is not None:
+      self.ckpt.save(bound, tree)
+    self.saved_at = bound
+    if held is None and workdir.is_writer():
+      for old in self.ckpt.directory.glob("outputs-*.pkl"):
+        old.unlink(missing_ok=True)
+    self.last_save = time.perf_counter()
+
+  def _chunk_callbacks(self, every: dict[int, tuple[int, list]], state: Any, previous: int,
+                       bound: int, out: Any) -> None:
+    for i, c in enumerate(self.callbacks):
       if c.when == "chunk":
-        c.fn(Event(program, bound, previous + 1, [out], state=state))
+        c.fn(Event(self.program, bound, previous + 1, [out], state=state))
       elif c.when == "every":
         since, seen = every[i]
         seen.append(out)
         if bound // c.every > previous // c.every:
-          c.fn(Event(program, bound, since, seen, state=state))
+          c.fn(Event(self.program, bound, since, seen, state=state))
           every[i] = (bound + 1, [])
-  for c in callbacks:
-    if c.when == "end":
-      c.fn(Event(program, step, first + 1))
-  return step - first
 
 
 def _write(program: Program, wd: Path, callbacks: Sequence[Callback],
            evaluation: _Evaluation) -> None:
-  """Appends an evaluation's records with a progress line, and runs the evaluation
-  callbacks."""
+  """Appends an evaluation's records with a progress line, names the models that diverged
+  since the previous evaluation, and runs the evaluation callbacks."""
   records = program.records(evaluation.step, evaluation.outputs, evaluation.measured)
   workdir.append_metrics(wd, records)
   note = program.describe(records)
   if note:
     log.info("%s step %d/%d | %s", program.name, evaluation.step, program.steps, note)
+  for r in records:
+    at = r.get(divergence.FIELD)
+    if at is not None and evaluation.first_step <= at <= evaluation.step:
+      log.warning("%s: %s diverged at step %d (loss or parameters not finite): frozen there, "
+                  "its later measurements recorded as NaN", program.name, program.label(r), at)
   for c in callbacks:
     if c.when == "evaluation":
       c.fn(Event(program, evaluation.step, evaluation.first_step, evaluation.outputs,

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rare_tasks.core import workdir
+from rare_tasks.core import divergence, workdir
 
 SUMMARY_FILE = "summary.md"
 
@@ -61,3 +61,38 @@ def fmt(x: float) -> str:
 def pct(x: float) -> str:
   """A fraction as a whole percentage, 'nan' for NaN."""
   return "nan" if not math.isfinite(x) else f"{100 * x:.0f}%"
+
+
+def diverged_models(records: Iterable[dict[str, Any]], key: str) -> dict[Any, dict[str, Any]]:
+  """Per model (its `key` value) that diverged, its first record that says so."""
+  out: dict[Any, dict[str, Any]] = {}
+  for r in records:
+    if r.get(divergence.FIELD) is not None and r[key] not in out:
+      out[r[key]] = r
+  return out
+
+
+def diverged_section(records: Sequence[dict[str, Any]], key: str,
+                     label: Callable[[dict[str, Any]], str]) -> Section:
+  """summary.md's list of the models that diverged (none: no lines), each named by `label` of
+  its record with the step; numbers models_run and models_diverged (every model the records
+  name, `key` telling them apart)."""
+  models = {r[key] for r in records}
+  bad = diverged_models(records, key)
+  numbers = {"models_run": len(models), "models_diverged": len(bad)}
+  if not bad:
+    return Section([], numbers)
+  lines = ["## Diverged models", "",
+           f"{len(bad)} of {len(models)} models diverged: their loss or parameters stopped being "
+           "finite. Each was frozen at its last finite parameters, not trained further; its "
+           "measurements from then on are NaN (gaps in the figures, NaN or empty in the "
+           "tables), and a study that judges what was learned counts it as not learned.", ""]
+  lines += [f"- {label(r)}: step {r[divergence.FIELD]}"
+            for r in sorted(bad.values(), key=lambda r: r[divergence.FIELD])]
+  return Section(lines + [""], numbers)
+
+
+def every_model_diverged(summary: dict[str, Any]) -> bool:
+  """Whether a study's headline numbers say that every model it trained diverged."""
+  run = summary.get("models_run") or 0
+  return run > 0 and summary.get("models_diverged") == run

@@ -23,7 +23,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from rare_tasks.core import engine, workdir
+from rare_tasks.core import divergence, engine, workdir
 from rare_tasks.core.checkpoints import GroupCheckpoints
 from rare_tasks.core.steps import chunk_bounds, eval_steps
 from rare_tasks.lm import data, sharding
@@ -115,8 +115,8 @@ class TextProgram:
       return self.trainer.start_from(self.init_params)
     return self.trainer.init(np.asarray(self.seeds))
 
-  def restore(self, checkpoints: GroupCheckpoints) -> State:
-    return restore(checkpoints, self.trainer)
+  def restore(self, checkpoints: GroupCheckpoints, step: int) -> State:
+    return restore(checkpoints, self.trainer, step)
 
   def start(self, step: int) -> None:
     self._clock = (time.perf_counter(), step)
@@ -129,15 +129,17 @@ class TextProgram:
                                         self.batch_sharding)
     rows = None if self.inputs is None else self.inputs.rows(first_step, num_steps)
     trace = None if self.trace is None else self.trace.arrays()
-    return self.trainer.chunk(state, batches, rows, trace)
+    return self.trainer.chunk(state, batches, rows, trace, first_step)
 
   def start_outputs(self, state: State) -> None:
     del state
 
-  def evaluate(self, state: State) -> tuple[jax.Array, list[Any]]:
-    """Each member's validation loss (P,) and every measurement's arrays."""
+  def evaluate(self, state: State) -> tuple[jax.Array, list[Any], jax.Array]:
+    """Each member's validation loss (P,), every measurement's arrays, and each member's
+    diverged step (P,)."""
     val = self.trainer.evaluate(state, self.val_rows, self.rows_per_eval)
-    return val, [m.measure(self.trainer, state) for m in self.measurements]
+    return (val, [m.measure(self.trainer, state) for m in self.measurements],
+            self.trainer.diverged(state))
 
   def checkpoint(self, state: State, step: int) -> dict[str, Any]:
     return {"state": state, "data_position": np.asarray(step)}
@@ -147,6 +149,11 @@ class TextProgram:
     done = {r[key] for r in workdir.read_metrics(self.wd, self.metrics_key)
             if r["step"] == self.steps}
     return all(m[key] in done for m in self.members)
+
+  def label(self, record: dict) -> str:
+    key = self.metrics_key[0]
+    member = next((m for m in self.members if m[key] == record.get(key)), {key: record.get(key)})
+    return ", ".join(f"{k}={v}" for k, v in member.items())
 
   def describe(self, records: list[dict]) -> str:
     if not records:
@@ -159,7 +166,7 @@ class TextProgram:
               measured: tuple[jax.Array, list[Any]]) -> list[dict[str, Any]]:
     """One record per member: its identity, its losses at `step`, the training since the last
     record (None after a re-measured end, which trained nothing) and the measurements."""
-    val, extra = jax.device_get(measured)
+    val, extra, diverged = jax.device_get(measured)
     now, (then, since) = time.perf_counter(), self._clock
     self._clock = (now, step)
     rate = (step - since) * self.tokens_per_step / max(now - then, 1e-9)
@@ -167,15 +174,19 @@ class TextProgram:
     out = []
     for m, identity in enumerate(self.members):
       r = dict(identity) | self._member_record(m, step, host, np.asarray(val), rate)
+      r[divergence.FIELD] = divergence.step_of(diverged[m])
       if self.inputs is not None:
         r.update(self.inputs.record(m, step))
+      measured_here: dict[str, Any] = {}
       for measurement, values in zip(self.measurements, extra):
-        r.update(measurement.record(m, values))
+        measured_here.update(measurement.record(m, values))
       if self.trace is not None:
         traced = None if host is None else host["task_trace"][:, m]
-        r.update(self.trace.record(m, step - (0 if traced is None else len(traced)) + 1,
-                                   traced))
-      out.append(r)
+        measured_here.update(self.trace.record(
+            m, step - (0 if traced is None else len(traced)) + 1, traced))
+      if r[divergence.FIELD] is not None:
+        measured_here = divergence.nan_measurements(measured_here)
+      out.append(r | measured_here)
     return out
 
   def _member_record(self, m: int, step: int, host: dict[str, np.ndarray] | None,
@@ -196,12 +207,19 @@ class TextProgram:
     return r
 
 
-def restore(checkpoints: GroupCheckpoints, trainer: Trainer) -> State:
-  """The trainer's state at the latest checkpoint, on the trainer's mesh."""
+def restore(checkpoints: GroupCheckpoints, trainer: Trainer, step: int | None = None) -> State:
+  """The trainer's state at the checkpoint of `step` (default the latest), on the trainer's
+  mesh; a checkpoint written before divergence was tracked has every member training."""
+  step = checkpoints.latest_step() if step is None else step
   like = {"state": trainer.abstract_state, "data_position": np.zeros((), np.int64)}
-  restored = checkpoints.restore(like)
-  assert int(restored["data_position"]) == checkpoints.latest_step()
-  return restored["state"]
+  restored = checkpoints.restore(like, step)
+  assert int(restored["data_position"]) == step
+  state = restored["state"]
+  if "diverged" not in state:
+    state["diverged"] = jax.device_put(
+        np.full((trainer.num_members,), divergence.NOT_DIVERGED, np.int32),
+        trainer.state_sharding["diverged"])
+  return state
 
 
 def rows_per_eval(rows: int, batch_size: int, split: int) -> int:

@@ -10,6 +10,10 @@ by a text source).
 A chunk may also take per-member injected rows: tokens that replace the first few tokens of
 some rows for one member only (the injection study's instances), so that members sharing a
 batch differ in exactly those tokens.
+
+A member whose loss or parameters stop being finite is frozen at its last finite state and its
+later losses are NaN (`rare_tasks.core.divergence`); the state's "diverged" (P,) holds the update
+it diverged at.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from rare_tasks.core import divergence, optimizers
 from rare_tasks.core import mesh as meshes
-from rare_tasks.core import optimizers
 from rare_tasks.lm import model as lm_model
 from rare_tasks.lm import sharding
 
@@ -88,6 +92,7 @@ class Trainer:
     self._chunk_injected = jax.jit(self._train_chunk_injected, donate_argnums=0,
                                    out_shardings=(self.state_sharding, rep))
     self._labels = jax.jit(self._label_metrics, static_argnums=5, out_shardings=rep)
+    self._replicated = jax.jit(lambda a: a, out_shardings=rep)
     self._residuals = jax.jit(
         jax.vmap(lambda p, t: self.model.residuals(p, t)[1][:, :, -1], in_axes=(0, None)),
         out_shardings=rep)
@@ -96,21 +101,33 @@ class Trainer:
 
   def _init_state(self, seeds: jax.Array) -> State:
     params = jax.vmap(lambda s: self.model.init(jax.random.key(s)))(seeds)
-    return {"params": params, "opt": jax.vmap(self.tx.init)(params)}
+    return {"params": params, "opt": jax.vmap(self.tx.init)(params),
+            "diverged": self._training(seeds.shape[0])}
 
   def _state_from(self, params: lm_model.Params) -> State:
     stacked = jax.tree.map(lambda a: jnp.broadcast_to(a, (self.num_members, *a.shape)), params)
-    return {"params": stacked, "opt": jax.vmap(self.tx.init)(stacked)}
+    return {"params": stacked, "opt": jax.vmap(self.tx.init)(stacked),
+            "diverged": self._training(self.num_members)}
+
+  @staticmethod
+  def _training(num_members: int) -> jax.Array:
+    """Every member's diverged step while it trains (rare_tasks.core.divergence)."""
+    return jnp.full((num_members,), divergence.NOT_DIVERGED, jnp.int32)
 
   def _member_loss(self, params, tokens):
     logits = self.model.apply(params, tokens[:, :-1])
     return lm_model.loss(logits, tokens[:, 1:], self.spec.z_loss)
 
-  def _member_step(self, params, opt, tokens):
-    (_, parts), grads = jax.value_and_grad(self._member_loss, has_aux=True)(params, tokens)
-    updates, opt = self.tx.update(grads, opt, params)
+  def _member_step(self, params, opt, diverged, step, tokens):
+    """Update number `step` (1-based) of one member, kept only while its loss and parameters
+    are finite (rare_tasks.core.divergence): -> (params, opt, diverged, parts), the parts NaN
+    once the member has diverged."""
+    (loss, parts), grads = jax.value_and_grad(self._member_loss, has_aux=True)(params, tokens)
+    updates, new_opt = self.tx.update(grads, opt, params)
     parts["grad_norm"] = optax.tree.norm(grads)
-    return optax.apply_updates(params, updates), opt, parts
+    (params, opt), diverged = divergence.guard(
+        (params, opt), (optax.apply_updates(params, updates), new_opt), loss, diverged, step)
+    return params, opt, diverged, divergence.masked(parts, diverged)
 
   def _trace(self, params, trace: tuple[jax.Array, jax.Array] | None) -> jax.Array | None:
     """Every member's mean LABEL cross-entropy per task on the traced instances: trace =
@@ -126,38 +143,45 @@ class Trainer:
 
     return jax.vmap(member)(params)
 
-  def _train_chunk(self, state: State, batches: jax.Array,
+  def _train_chunk(self, state: State, batches: jax.Array, first_step: jax.Array,
                    trace: tuple[jax.Array, jax.Array] | None = None
                    ) -> tuple[State, dict[str, jax.Array]]:
-    """batches (k, B, T+1) -> (state after k steps, {"ce", "z_loss", "grad_norm"}: (k, P), and
-    with a trace "task_trace": (k, P, tasks), each member's task loss after each update)."""
-    step = jax.vmap(self._member_step, in_axes=(0, 0, None))
+    """batches (k, B, T+1) of updates first_step + 1 .. first_step + k -> (state after k
+    steps, {"ce", "z_loss", "grad_norm"}: (k, P), and with a trace "task_trace": (k, P, tasks),
+    each member's task loss after each update); NaN for a member once it diverged."""
+    step = jax.vmap(self._member_step, in_axes=(0, 0, 0, None, None))
 
-    def body(carry, tokens):
-      params, opt, parts = step(carry["params"], carry["opt"], tokens)
+    def body(carry, xs):
+      tokens, n = xs
+      params, opt, diverged, parts = step(carry["params"], carry["opt"], carry["diverged"], n,
+                                          tokens)
       if trace is not None:
-        parts["task_trace"] = self._trace(params, trace)
-      return {"params": params, "opt": opt}, parts
+        parts["task_trace"] = divergence.masked(self._trace(params, trace), diverged)
+      return {"params": params, "opt": opt, "diverged": diverged}, parts
 
-    return jax.lax.scan(body, state, batches)
+    return jax.lax.scan(body, state, (batches, _update_numbers(first_step, batches.shape[0])))
 
   def _train_chunk_injected(self, state: State, batches: jax.Array, injected: jax.Array,
+                            first_step: jax.Array,
                             trace: tuple[jax.Array, jax.Array] | None = None
                             ) -> tuple[State, dict[str, jax.Array]]:
     """Like _train_chunk, member m training on batches with injected[:, m] (k, P, B, H) in place
     of each row's first H tokens where they are >= 0."""
-    def member(params, opt, tokens, injected_row):
-      return self._member_step(params, opt, with_injected(tokens, injected_row))
+    def member(params, opt, diverged, n, tokens, injected_row):
+      return self._member_step(params, opt, diverged, n, with_injected(tokens, injected_row))
 
-    step = jax.vmap(member, in_axes=(0, 0, None, 0))
+    step = jax.vmap(member, in_axes=(0, 0, 0, None, None, 0))
 
     def body(carry, xs):
-      params, opt, parts = step(carry["params"], carry["opt"], *xs)
+      tokens, rows, n = xs
+      params, opt, diverged, parts = step(carry["params"], carry["opt"], carry["diverged"], n,
+                                          tokens, rows)
       if trace is not None:
-        parts["task_trace"] = self._trace(params, trace)
-      return {"params": params, "opt": opt}, parts
+        parts["task_trace"] = divergence.masked(self._trace(params, trace), diverged)
+      return {"params": params, "opt": opt, "diverged": diverged}, parts
 
-    return jax.lax.scan(body, state, (batches, injected))
+    numbers = _update_numbers(first_step, batches.shape[0])
+    return jax.lax.scan(body, state, (batches, injected, numbers))
 
   def _evaluate(self, params, rows: jax.Array, rows_per_batch: int) -> jax.Array:
     """Mean next-token cross-entropy of every member over `rows` (N, T+1) -> (P,)."""
@@ -220,15 +244,17 @@ class Trainer:
     return self._start(params)
 
   def chunk(self, state: State, batches: jax.Array, injected: jax.Array | None = None,
-            trace: tuple[jax.Array, jax.Array] | None = None
+            trace: tuple[jax.Array, jax.Array] | None = None, first_step: int = 0
             ) -> tuple[State, dict[str, jax.Array]]:
     """Trains k steps on batches (k, B, T+1), shared by the members; member m's rows carry
     injected[:, m] (k, P, B, H) in place of their first H tokens when given (a negative token
     keeps the row's own). With a trace (prefixes (tasks, n, PREFIX), labels (tasks, n)), each
-    member's task loss on those instances after every update is traced too."""
+    member's task loss on those instances after every update is traced too. first_step: the
+    updates already trained (a member that diverges records the update number it reached)."""
+    first = jnp.asarray(first_step, jnp.int32)
     if injected is None:
-      return self._chunk(state, batches, trace)
-    return self._chunk_injected(state, batches, injected, trace)
+      return self._chunk(state, batches, first, trace)
+    return self._chunk_injected(state, batches, injected, first, trace)
 
   def residuals(self, state: State, tokens: jax.Array) -> jax.Array:
     """Every member's residual stream at the last position of tokens (N, L): (P, num_layers + 1,
@@ -236,7 +262,10 @@ class Trainer:
     return self._residuals(state["params"], tokens)
 
   def evaluate(self, state: State, rows: jax.Array, rows_per_batch: int) -> jax.Array:
-    return self._eval(state["params"], rows, rows_per_batch)
+    """Every member's mean next-token cross-entropy over rows (N, T+1) -> (P,), NaN for a
+    diverged member."""
+    return divergence.masked(self._eval(state["params"], rows, rows_per_batch),
+                             self.diverged(state))
 
   def label_metrics(self, state: State, prefixes: jax.Array, labels: jax.Array,
                     candidates: jax.Array, right: jax.Array,
@@ -246,9 +275,19 @@ class Trainer:
     one at `right` (N,): {"ce", "choice": (P, N) float32, "hit", "formatted": (P, N) bool}."""
     return self._labels(state["params"], prefixes, labels, candidates, right, rows_per_batch)
 
+  def diverged(self, state: State) -> jax.Array:
+    """Each member's diverged step (P,), a copy on every device (every process can read it,
+    and the next chunk may donate the state)."""
+    return self._replicated(state["diverged"])
+
   def learning_rate(self, count: int) -> float:
     """The learning rate of update number `count` (0-based)."""
     return float(schedule(self.spec)(count))
+
+
+def _update_numbers(first_step: jax.Array, num_steps: int) -> jax.Array:
+  """The 1-based numbers of the updates after first_step: (num_steps,) int32."""
+  return first_step + 1 + jnp.arange(num_steps, dtype=jnp.int32)
 
 
 def with_injected(tokens: jax.Array, injected: jax.Array) -> jax.Array:

@@ -22,6 +22,7 @@ import optax
 
 from rare_tasks import injection
 from rare_tasks.analysis import allocation, interference
+from rare_tasks.core import divergence
 from rare_tasks.core.optimizers import make_optimizer
 from rare_tasks.synthetic.tasks.task_family import (
     TaskFamily,
@@ -116,7 +117,8 @@ def _stream_key(seed: jax.Array, tag: int) -> jax.Array:
 
 
 def init_state(spec: EnsembleSpec, consts: Constants, num_members: int) -> dict:
-  """Initial state: params and optimiser state (S, P, ...), and the step counter.
+  """Initial state: params and optimiser state (S, P, ...), the step counter, and each member's
+  diverged step (S, P) int32 (rare_tasks.core.divergence; NOT_DIVERGED while it trains).
 
   The initial parameters depend only on the seed and the shape, so members of a stream (cells
   that differ only in frequency or learning rate) start from the same weights.
@@ -127,7 +129,10 @@ def init_state(spec: EnsembleSpec, consts: Constants, num_members: int) -> dict:
   params = jax.vmap(one_stream)(consts["seeds"])
   # The optimiser state's structure does not depend on the learning rate.
   opt_state = jax.vmap(jax.vmap(_optimizer(spec, jnp.float32(1.0)).init))(params)
-  return {"params": params, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32)}
+  diverged = jnp.full(consts["learning_rate"].shape[:1] + (num_members,),
+                      divergence.NOT_DIVERGED, jnp.int32)
+  return {"params": params, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32),
+          "diverged": diverged}
 
 
 def _normalised(weights: jax.Array) -> jax.Array:
@@ -166,9 +171,11 @@ def _drawn_apart(sample: Any, step: jax.Array) -> Any:
                                            jax.eval_shape(sample)))
 
 
-def _stream_step(spec: EnsembleSpec, params, opt_state, seed, stream, mixture, learning_rate,
-                 gap, burst_size, shared, step):
-  """One optimiser step for the P members of one stream; returns their losses (P,)."""
+def _stream_step(spec: EnsembleSpec, params, opt_state, diverged, seed, stream, mixture,
+                 learning_rate, gap, burst_size, shared, step):
+  """One optimiser step for the P members of one stream: -> (params, opt_state, diverged,
+  losses (P,), NaN for a diverged member); a member whose loss or parameters are no longer
+  finite keeps its parameters (rare_tasks.core.divergence)."""
   key = jax.random.fold_in(_stream_key(seed, _DATA), step)
   kx, ku = jax.random.split(key)
   task = spec.task
@@ -176,7 +183,7 @@ def _stream_step(spec: EnsembleSpec, params, opt_state, seed, stream, mixture, l
   data = _drawn_apart(partial(task.sample, kx, stream, shared, spec.train.batch_size), step)
   uniforms = sample_task_uniforms(ku, spec.train.batch_size)
 
-  def member(p, o, mix, lr, g, n):
+  def member(p, o, dv, mix, lr, g, n):
     tasks = _batch_tasks(spec, uniforms, mix, g, n, step)
     x, targets = task.batch(data, tasks, stream, shared)
 
@@ -185,20 +192,23 @@ def _stream_step(spec: EnsembleSpec, params, opt_state, seed, stream, mixture, l
       return task.loss(y, targets, tasks, stream, shared)
 
     loss, grads = jax.value_and_grad(loss_fn)(p)
-    updates, o = _optimizer(spec, lr).update(grads, o, p)
-    return optax.apply_updates(p, updates), o, loss
+    updates, new_o = _optimizer(spec, lr).update(grads, o, p)
+    (p, o), dv = divergence.guard((p, o), (optax.apply_updates(p, updates), new_o), loss, dv,
+                                  step + 1)
+    return p, o, dv, jnp.where(dv == divergence.NOT_DIVERGED, loss, jnp.nan)
 
-  return jax.vmap(member)(params, opt_state, mixture, learning_rate, gap, burst_size)
+  return jax.vmap(member)(params, opt_state, diverged, mixture, learning_rate, gap, burst_size)
 
 
 def train_step(spec: EnsembleSpec, state: dict, consts: Constants) -> tuple[dict, jax.Array]:
   """One step of every member: state -> (state, loss (S, P))."""
-  params, opt_state, loss = jax.vmap(
-      partial(_stream_step, spec), in_axes=(0, 0, 0, 0, 0, 0, 0, 0, None, None))(
-          state["params"], state["opt_state"], consts["seeds"], consts["stream"],
-          consts["mixture"], consts["learning_rate"], consts["gap"], consts["burst_size"],
-          consts["shared"], state["step"])
-  return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, loss
+  params, opt_state, diverged, loss = jax.vmap(
+      partial(_stream_step, spec), in_axes=(0, 0, 0, 0, 0, 0, 0, 0, 0, None, None))(
+          state["params"], state["opt_state"], state["diverged"], consts["seeds"],
+          consts["stream"], consts["mixture"], consts["learning_rate"], consts["gap"],
+          consts["burst_size"], consts["shared"], state["step"])
+  return {"params": params, "opt_state": opt_state, "step": state["step"] + 1,
+          "diverged": diverged}, loss
 
 
 def rare_trace(spec: EnsembleSpec, params: dict, consts: Constants) -> dict[str, jax.Array]:
@@ -221,7 +231,10 @@ def train_chunk(spec: EnsembleSpec, state: dict, consts: Constants,
 
   def body(s, _):
     s, loss = train_step(spec, s, consts)
-    return s, (loss, rare_trace(spec, s["params"], consts) if trace else None)
+    traced = None
+    if trace:
+      traced = divergence.masked(rare_trace(spec, s["params"], consts), s["diverged"])
+    return s, (loss, traced)
 
   with jax.default_matmul_precision(MATMUL_PRECISION):
     state, (losses, traces) = jax.lax.scan(body, state, None, length=num_steps)
@@ -301,6 +314,7 @@ def evaluate(spec: EnsembleSpec, state: dict, consts: Constants) -> dict[str, ja
     return jax.vmap(member)(p_stream, o_stream, mixture, learning_rate)
 
   with jax.default_matmul_precision(MATMUL_PRECISION):
-    return jax.vmap(one_stream, in_axes=(0, 0, 0, 0, 0, 0, None))(
+    out = jax.vmap(one_stream, in_axes=(0, 0, 0, 0, 0, 0, None))(
         state["params"], state["opt_state"], consts["seeds"], consts["stream"],
         consts["mixture"], consts["learning_rate"], consts["shared"])
+  return divergence.masked(out, state["diverged"])

@@ -41,6 +41,11 @@ class Cell:
   record: dict[str, Any] = dataclasses.field(default_factory=dict)  # values as JSON
 
   @property
+  def label(self) -> str:
+    """The cell in words: its index and its values as records name them."""
+    return f"cell {self.index} (" + ", ".join(f"{k}={v}" for k, v in self.record.items()) + ")"
+
+  @property
   def task_frequencies(self) -> np.ndarray:
     """The mixture as a float64 array (K,): the frequency of each task."""
     return np.asarray(self.mixture, dtype=np.float64)

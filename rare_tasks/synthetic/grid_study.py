@@ -93,5 +93,9 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
                             time.perf_counter() - start)
   opening = [s.section(run_results) for s in OPENING if s.applies(run_results)]
   measured = [s.section(run_results) for s in MEASUREMENTS if s.applies(run_results)]
-  summary = reports.write_summary(wd, opening + [overview.index(opening + tables)] + measured)
+  by_index = {c.index: c for c in cells}
+  diverged = reports.diverged_section(metrics, "cell", lambda r: by_index[r["cell"]].label)
+  summary = reports.write_summary(
+      wd, opening + [diverged, overview.index(opening + tables)] + measured)
   return reports.RunReport(wd, trained, time.perf_counter() - start, summary)
+

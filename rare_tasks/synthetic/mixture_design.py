@@ -131,17 +131,23 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   mesh = placement.ensemble_mesh(devices)
   log.info("mixture design: widths %s x seeds %s, %d steps per candidate, on %d device(s); "
            "workdir %s", widths, seeds, config.train.steps, mesh.devices.size, wd)
-  trained = 0
+  trained, every_record = 0, []
   while (candidates := search.next_round()) is not None:
     cells = _round_cells(config, task, base, candidates)
-    log.info("round %d: %d cells (%s)", search.round_index, len(cells), ", ".join(
+    round_index = search.round_index
+    log.info("round %d: %d cells (%s)", round_index, len(cells), ", ".join(
         f"width {w}: {len(f)} candidates {f[0]:.3g}..{f[-1]:.3g}" for w, f in candidates.items()))
-    metrics, ran = _train_round(config, wd, search.round_index, cells, task, mesh,
-                                  callbacks)
+    metrics, ran = _train_round(config, wd, round_index, cells, task, mesh, callbacks)
     trained += ran
     search.record(_learned(config, task, cells, metrics, candidates, seeds))
+    # A diverged candidate learned nothing (its losses are NaN); the summary lists it.
+    by_index = {c.index: c for c in cells}
+    every_record += [dict(r, model=f"round {round_index} {by_index[r['cell']].label}")
+                     for r in metrics]
 
   rows = design_report.width_rows(search.results(), predicted, len(seeds))
   summary = design_report.write(config, wd, task, ref[widths[0]], rows, search.round_index,
-                                trained, time.perf_counter() - start)
+                                trained, time.perf_counter() - start,
+                                reports.diverged_section(every_record, "model",
+                                                         lambda r: r["model"]))
   return reports.RunReport(wd, trained, time.perf_counter() - start, summary)

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rare_tasks.core import engine, traces, workdir
+from rare_tasks.core import divergence, engine, traces, workdir
 from rare_tasks.core import mesh as meshes
 from rare_tasks.core.checkpoints import GroupCheckpoints
 from rare_tasks.core.progress import Progress
@@ -143,8 +144,12 @@ class GroupRun:
   def init(self):
     return self._init(self.consts)
 
-  def restore(self, checkpoints: GroupCheckpoints):
-    return self.from_host(checkpoints.restore(self.host_like()))
+  def restore(self, checkpoints: GroupCheckpoints, step: int):
+    host = checkpoints.restore(self.host_like(), step)
+    # A checkpoint written before divergence was tracked: every member was still training.
+    host.setdefault("diverged", np.full((self.group.num_streams, self.group.num_members),
+                                        divergence.NOT_DIVERGED, np.int32))
+    return self.from_host(host)
 
   def start(self, step: int) -> None:
     del step
@@ -169,6 +174,9 @@ class GroupRun:
     del records
     return ""
 
+  def label(self, record: dict) -> str:
+    return next(c.label for c in self.group.flat_cells() if c.index == record["cell"])
+
   # -- compiled programs and host copies -----------------------------------------------------
 
   def chunk(self, state, num_steps: int):
@@ -185,7 +193,9 @@ class GroupRun:
     return out if len(out) == 3 else (*out, None)
 
   def evaluate(self, state):
-    return self._eval(state, self.consts)
+    """-> (the measurements, leaves (S, P, ...), NaN for diverged members; diverged (S, P))."""
+    # A copy: the next chunk donates the state before these are read.
+    return self._eval(state, self.consts), jnp.copy(state["diverged"])
 
   def initial_trace(self, state):
     """The rare trace of a state, with a leading steps axis of one."""
@@ -231,17 +241,21 @@ class GroupRun:
     a step-0 output, for none)."""
     loss = outputs[-1][0] if outputs else None
     loss = None if loss is None else self._unpad(loss)
+    metrics, diverged = metrics
+    diverged = self._unpad(diverged)
     metrics = self.task.finish_metrics(self._unpad(metrics), self._stream(lambda v: v[:, None]),
                                        self.host_consts["shared"])
     out = []
     for si, row in enumerate(self.group.cells):
       for pi, cell in enumerate(row):
         record = {"cell": cell.index, "step": int(step), "group": self.group.name,
-                  "train_loss": None if loss is None else float(loss[si, pi])}
+                  "train_loss": None if loss is None else workdir.json_numbers(loss[si, pi]),
+                  divergence.FIELD: divergence.step_of(diverged[si, pi])}
         record.update(cell.record)
-        for name, values in metrics.items():
-          record[name] = workdir.json_numbers(values[si, pi])
-        out.append(record)
+        measured = {name: workdir.json_numbers(values[si, pi]) for name, values in metrics.items()}
+        if record[divergence.FIELD] is not None:
+          measured = divergence.nan_measurements(measured, missing=None)
+        out.append(record | measured)
     return out
 
 

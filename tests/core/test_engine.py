@@ -3,11 +3,17 @@ checkpoints of a fresh run, resume after a kill equal to the uninterrupted run, 
 trained no further and its lost final record measured again, when each kind of callback runs,
 and evaluations written while the next chunk trains."""
 
+import contextlib
+import logging
+import shutil
+import signal
+
 import numpy as np
 import pytest
 
-from rare_tasks.core import engine, workdir
+from rare_tasks.core import checkpoints, engine, interrupts, workdir
 from rare_tasks.core.checkpoints import GroupCheckpoints
+from rare_tasks.core.progress import log
 
 
 class Counter:
@@ -31,8 +37,8 @@ class Counter:
   def init(self):
     return np.zeros((), np.int64)
 
-  def restore(self, checkpoints: GroupCheckpoints):
-    return checkpoints.restore({"x": np.zeros((), np.int64)})["x"]
+  def restore(self, checkpoints: GroupCheckpoints, step):
+    return checkpoints.restore({"x": np.zeros((), np.int64)}, step)["x"]
 
   def start(self, step):
     self.log.append(("start", step))
@@ -62,6 +68,9 @@ class Counter:
 
   def describe(self, records):
     return ""
+
+  def label(self, record):
+    return f"cell {record['cell']}"
 
 
 def _sums(wd):
@@ -104,6 +113,90 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_records(tmp_path):
   assert engine.run(p, tmp_path / "wd") == 6  # from the checkpoint at 4
   assert p.log[0] == ("start", 4) and p.log[1] == ("train", 4, 2)
   assert _sums(tmp_path / "wd") == _sums(tmp_path / "ref")
+
+
+@contextlib.contextmanager
+def logged():
+  """The rare_tasks log's lines while the block runs."""
+  lines = []
+  handler = logging.Handler()
+  handler.emit = lambda record: lines.append(record.getMessage())
+  log.addHandler(handler)
+  try:
+    yield lines
+  finally:
+    log.removeHandler(handler)
+
+
+def _stop_at(step):
+  def fn(event):
+    if event.step == step:
+      interrupts.request(signal.SIGTERM)
+  return engine.Callback(fn)
+
+
+@pytest.fixture
+def no_requests():
+  interrupts.uninstall()
+  yield
+  interrupts.uninstall()
+
+
+@pytest.mark.parametrize("stop, interval", [(6, 0.0), (4, 1e9), (8, 0.0)])
+def test_a_stop_request_checkpoints_the_chunk_in_flight_and_the_resume_equals_the_uninterrupted_run(
+    tmp_path, no_requests, stop, interval):
+  """6: between evaluations (the chunk outputs since the evaluation at 4 saved beside it); 4:
+  an evaluation not yet due for a checkpoint; 8: an evaluation checkpointed anyway."""
+  engine.run(Counter(tmp_path / "ref"), tmp_path / "ref")
+  wd = tmp_path / "wd"
+  with pytest.raises(interrupts.Interrupted, match=f"after step {stop} of counter") as e:
+    engine.run(Counter(wd), wd, [_stop_at(stop)], checkpoint_interval_s=interval)
+  assert e.value.exit_code == 128 + signal.SIGTERM
+  interrupts.uninstall()
+  ckpt = GroupCheckpoints(wd / "checkpoints/counter")
+  assert ckpt.latest_step() == stop
+  ckpt.close()
+  assert (wd / f"checkpoints/counter/outputs-{stop}.pkl").exists() == (stop == 6)
+  p = Counter(wd)
+  assert engine.run(p, wd, checkpoint_interval_s=interval) == 10 - stop
+  assert p.log[0] == ("start", stop)
+  # the record at 8 counts the 4 updates since 4, two of them trained before the stop
+  assert _sums(wd) == _sums(tmp_path / "ref")
+
+
+def _damage_newest(wd, how):
+  ckpt = GroupCheckpoints(wd / "checkpoints/counter")
+  newest = wd / "checkpoints/counter" / str(ckpt.latest_step())
+  ckpt.close()
+  if how == "marker":
+    (newest / checkpoints.COMMIT_MARKER).unlink()
+  else:
+    shutil.rmtree(newest / "state")
+
+
+@pytest.mark.parametrize("damaged", [1, 2])
+def test_a_damaged_checkpoint_is_set_aside_and_the_one_before_used_or_a_fresh_start(
+    tmp_path, damaged):
+  engine.run(Counter(tmp_path / "ref"), tmp_path / "ref")
+  wd = tmp_path / "wd"
+  with pytest.raises(Killed):
+    engine.run(Counter(wd), wd, [_kill_at(8)])  # checkpoints at 4 and 8
+  _damage_newest(wd, "marker")
+  if damaged == 2:
+    ckpt = GroupCheckpoints(wd / "checkpoints/counter")
+    ckpt.set_aside(8)
+    ckpt.close()
+    _damage_newest(wd, "state")
+  p = Counter(wd)
+  with logged() as lines:
+    trained = engine.run(p, wd)
+  assert trained == (6 if damaged == 1 else 10)
+  said = "\n".join(lines)
+  assert "cannot be restored" in said
+  assert ("using the one at step 4" in said) if damaged == 1 else ("starting from scratch"
+                                                                   in said)
+  assert _sums(wd) == _sums(tmp_path / "ref")
+  assert len(list((wd / "checkpoints/counter.damaged").iterdir())) == damaged
 
 
 def test_a_finished_run_trains_nothing_and_measures_a_lost_final_record_again(tmp_path):

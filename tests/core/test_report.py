@@ -19,3 +19,19 @@ def test_declared_files_are_a_union_in_first_seen_order():
 def test_number_words():
   assert report.fmt(0.123456) == "0.123" and report.fmt(float("nan")) == "nan"
   assert report.pct(0.456) == "46%" and report.pct(float("inf")) == "nan"
+
+
+def test_the_diverged_section_lists_each_diverged_model_once_with_its_first_step():
+  records = [{"cell": 0, "step": 5, "diverged_step": None},
+             {"cell": 1, "step": 5, "diverged_step": 3}, {"cell": 1, "step": 10,
+                                                          "diverged_step": 3},
+             {"cell": 2, "step": 10, "diverged_step": 9}, {"cell": 0, "step": 10}]
+  s = report.diverged_section(records, "cell", lambda r: f"cell {r['cell']}")
+  assert s.numbers == {"models_run": 3, "models_diverged": 2}
+  assert s.lines[0] == "## Diverged models" and "2 of 3 models diverged" in s.lines[2]
+  assert s.lines[4:6] == ["- cell 1: step 3", "- cell 2: step 9"]
+  assert not report.every_model_diverged(s.numbers)
+  calm = report.diverged_section(records[:1], "cell", str)
+  assert calm.lines == [] and calm.numbers == {"models_run": 1, "models_diverged": 0}
+  assert report.every_model_diverged({"models_run": 2, "models_diverged": 2})
+  assert not report.every_model_diverged({"headline": "no models counted"})

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rare_tasks.core import divergence
 from rare_tasks.lm import sharding
 from rare_tasks.lm.ladder import Shape
 from rare_tasks.lm.model import Model, ModelSpec
@@ -72,6 +73,31 @@ def test_ensemble_members_equal_the_same_models_trained_alone():
     np.testing.assert_allclose(parts["ce"][:, member], alone_parts["ce"][:, 0], **TOLERANCE)
   # Different seeds: different models, each clipped by its own norm.
   assert not np.allclose(parts["grad_norm"][:, 0], parts["grad_norm"][:, 1])
+
+
+def test_a_diverging_member_is_frozen_and_the_other_trains_bit_identically():
+  mesh = sharding.make_mesh(jax.devices()[:8], sharding.member_axis_size(2, 8, 1), 1)
+  trainer = Trainer(Model(SPEC), TRAIN, 2, mesh)
+  batches = jax.device_put(_batches(), sharding.batch_sharding(mesh, leading=1))
+
+  def run(blow_up: bool):
+    state = trainer.init(np.array([0, 5]))
+    if blow_up:  # member 1's head overflows its logits at the first update
+      head = state["params"]["lm_head"]["kernel"]
+      state["params"]["lm_head"]["kernel"] = head.at[1].multiply(1e38)
+    state, parts = trainer.chunk(state, batches, first_step=10)
+    return jax.device_get(state), jax.device_get(parts), state
+
+  ref, ref_parts, _ = run(False)
+  state, parts, live = run(True)
+  np.testing.assert_array_equal(state["diverged"], [divergence.NOT_DIVERGED, 11])
+  chex.assert_trees_all_equal(jax.tree.map(lambda a: a[0], state["params"]),
+                              jax.tree.map(lambda a: a[0], ref["params"]))
+  for k in ("ce", "z_loss", "grad_norm"):
+    np.testing.assert_array_equal(parts[k][:, 0], ref_parts[k][:, 0])
+    assert np.all(np.isnan(parts[k][:, 1]))
+  val = trainer.evaluate(live, batches[0], 8)
+  assert np.isfinite(val[0]) and np.isnan(val[1])
 
 
 def test_steps_in_one_chunk_or_several_agree():

@@ -11,6 +11,7 @@ import pytest
 
 from rare_tasks import injection
 from rare_tasks.analysis import allocation, interference
+from rare_tasks.core import divergence
 from rare_tasks.synthetic import ensemble, theory
 from rare_tasks.synthetic.models import EncoderHeads
 from rare_tasks.synthetic.tasks import LinearMixture, linear_measures, linear_mixture, task_family
@@ -85,6 +86,35 @@ def test_member_trajectory_does_not_depend_on_its_ensemble():
     member = jax.tree.map(lambda a, s=s, p=p: a[s, p][None, None], state["params"])
     chex.assert_trees_all_close(member, alone["params"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(loss[s, p], alone_loss[0, 0], rtol=1e-5)
+
+
+def test_a_diverging_member_is_frozen_and_the_others_train_bit_identically():
+  seeds, freqs = [0, 3], [0.05, 0.2, 0.4]
+  _, spec, calm = _setup(6, 4, 2, seeds, freqs, [1e-2, 3e-3, 1e-3])
+  _, _, wild = _setup(6, 4, 2, seeds, freqs, [1e-2, 1e30, 1e-3])  # member 1 of each stream
+  chunk = jax.jit(partial(ensemble.train_chunk, spec, num_steps=5))
+  evaluate = jax.jit(partial(ensemble.evaluate, spec))
+  start = ensemble.init_state(spec, calm, 3)
+  np.testing.assert_array_equal(start["diverged"], divergence.NOT_DIVERGED)
+  ref, ref_loss = chunk(start, calm)
+  state, loss = chunk(ensemble.init_state(spec, wild, 3), wild)
+  # Adam's first step moves by about the rate (1e30: finite); the second's loss overflows:
+  # diverged at update 2, frozen at its parameters after update 1
+  np.testing.assert_array_equal(state["diverged"], [[-1, 2, -1], [-1, 2, -1]])
+  assert np.all(np.isnan(loss[:, 1])) and np.all(np.isfinite(loss[:, [0, 2]]))
+  after_one, _ = jax.jit(partial(ensemble.train_chunk, spec, num_steps=1))(
+      ensemble.init_state(spec, wild, 3), wild)
+  chex.assert_trees_all_equal(jax.tree.map(lambda a: a[:, 1], state["params"]),
+                              jax.tree.map(lambda a: a[:, 1], after_one["params"]))
+  assert bool(divergence.finite(state["params"]))
+  for p in (0, 2):
+    chex.assert_trees_all_equal(jax.tree.map(lambda a, p=p: a[:, p], state["params"]),
+                                jax.tree.map(lambda a, p=p: a[:, p], ref["params"]))
+    np.testing.assert_array_equal(loss[:, p], ref_loss[:, p])
+  measured = evaluate(state, wild)
+  assert np.all(np.isnan(measured["fvu"][:, 1])) and np.all(np.isfinite(measured["fvu"][:, 0]))
+  again, _ = chunk(state, wild)  # stays frozen, its step kept
+  np.testing.assert_array_equal(again["diverged"], state["diverged"])
 
 
 def test_members_of_a_stream_share_init_but_not_trajectory():

@@ -30,8 +30,9 @@ def test_work_directory_is_complete(reference):
       "width", "rare_frequency", "seed", "task", "task_frequency", "beta", "fvu", "predicted_fvu",
       "feature_capture", "learned", "predicted_learned", "is_rare", "population_fvu",
       "critical_width", "learning_rate", "common_exponent", "activation", "num_hidden_layers",
-      "cell", "step"]
+      "cell", "step", "diverged_step"]
   assert len(rows) == 8 * 4  # cells x tasks
+  assert all(r["diverged_step"] == "" for r in rows)
   assert {(r["width"], r["rare_frequency"], r["seed"]) for r in rows} == {
       (w, f, s) for w in ("2", "8") for f in ("0.05", "0.3") for s in ("0", "1")}
   rare = [r for r in rows if r["is_rare"] == "True"]
@@ -214,7 +215,8 @@ def test_a_finished_run_from_before_the_new_layout_re_reports_the_same_tables(tm
   assert report.trained_steps == 0 and (wd / "metrics.jsonl").read_text() == before
   # Rebuilt on the host from metrics.jsonl and traces/: the same tables, to the last digit,
   # with the columns added since, in place.
-  added = {"interference.csv": {"common_grad_strength"}, "retention.csv": {"baseline_gain"}}
+  added = {"interference.csv": {"common_grad_strength"}, "retention.csv": {"baseline_gain"},
+           "results.csv": {"diverged_step"}}
   for name in ("results.csv", "allocation.csv", "interference.csv", "learning_order.csv",
                "retention.csv"):
     now, then = tables.read_csv(wd / name), tables.read_csv(FIXTURES / "finished" / name)

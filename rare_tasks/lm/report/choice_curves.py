@@ -56,5 +56,5 @@ def choice_figure(path: Path, run: InjectionRun, task: str) -> None:
     ax.legend(fontsize=6)
   axes[0, 0].set_ylabel("choice accuracy, unseen pairs")
   fig.suptitle(f"{task}: the order beyond the training pairs (seed means)", fontsize=10)
-  fig.tight_layout()
+  plots.tight(fig)
   plots.save(fig, path)

@@ -156,5 +156,5 @@ def figure(path: Path, run: InjectionRun, task: str) -> None:
   ax.set_ylabel("choice accuracy, unseen pairs", fontsize=8)
   ax.legend(fontsize=6)
   fig.suptitle(f"{task}: the feature in the residual stream and generalisation", fontsize=10)
-  fig.tight_layout()
+  plots.tight(fig)
   plots.save(fig, path)

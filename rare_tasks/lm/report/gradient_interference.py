@@ -229,5 +229,5 @@ def figure(path: Path, run: InjectionRun, table: list[dict[str, Any]], task: str
   axes[0, 0].set_ylabel(f"cosine on the top {top_k:g} neurons")
   fig.suptitle(f"{task}: the batch gradient against the task direction (means +-1 sd; shaded: "
                "withholding)", fontsize=9)
-  fig.tight_layout()
+  plots.tight(fig)
   plots.save(fig, path)

@@ -68,5 +68,5 @@ def heatmap_figure(path: Path, rows: list[dict[str, Any]], task: str, gap: int,
   axes[0].set_ylabel("model size" + (" and steps" if label_steps else ""))
   fig.suptitle(f"{task}: what each size learns at each frequency (gap {gap}, seed means of the "
                f"last {last_evals} evaluations)", fontsize=10)
-  fig.tight_layout()
+  plots.tight(fig)
   plots.save(fig, path)

@@ -19,7 +19,13 @@ from typing import Any
 import ml_collections
 
 from rare_tasks.core import workdir
-from rare_tasks.core.report import SUMMARY_FILE, Section, declared_files, write_summary
+from rare_tasks.core.report import (
+    SUMMARY_FILE,
+    Section,
+    declared_files,
+    diverged_section,
+    write_summary,
+)
 from rare_tasks.lm.grid import Cell
 from rare_tasks.lm.report import (
   background_loss,
@@ -62,7 +68,11 @@ def write(wd: Path, c: ml_collections.ConfigDict, info: dict[str, Any],
   found = {t.name: numbers[t.name] for t in run.task_list}  # learned_frequency's findings
   opening = grid_setting.section(run, learned_frequency.headline(found))
   closing = [s.section(run) for s in CLOSING if s.applies(run)]
-  return write_summary(wd, [opening, *body, *closing])
+  labels = {cell.index: ", ".join(f"{k}={v}" for k, v in cell.record().items() if k != "cell")
+            for task_cells in cells.values() for cell in task_cells}
+  diverged = diverged_section(records, "cell",
+                              lambda r: f"cell {r['cell']} ({labels.get(r['cell'], '')})")
+  return write_summary(wd, [opening, diverged, *body, *closing])
 
 
 def task_sections(run: InjectionRun, task: str) -> list[Section]:

@@ -232,5 +232,5 @@ def figure(path: Path, run: InjectionRun, table: list[dict[str, Any]], task: str
   axes[0, 0].set_ylabel("task loss - loss before the burst")
   fig.suptitle(f"{task}: the task loss around a burst (medians over bursts and seeds)",
                fontsize=10)
-  fig.tight_layout()
+  plots.tight(fig)
   plots.save(fig, path)

@@ -63,5 +63,5 @@ def loss_figure(path: Path, members: dict[int, list[dict[str, Any]]], floor: flo
   ax.set_ylabel("next-token loss (nats)")
   ax.set_title(title, fontsize=10)
   ax.legend(fontsize=7)
-  fig.tight_layout()
+  plots.tight(fig)
   plots.save(fig, path)

@@ -8,7 +8,7 @@ from typing import Any
 
 import ml_collections
 
-from rare_tasks.core.report import SUMMARY_FILE, declared_files, write_summary
+from rare_tasks.core.report import SUMMARY_FILE, declared_files, diverged_section, write_summary
 from rare_tasks.lm.report import loss_curves, model_and_text, throughput
 from rare_tasks.lm.report.pretraining_view import PretrainingRun
 
@@ -22,4 +22,7 @@ def write(wd: Path, c: ml_collections.ConfigDict, info: dict[str, Any],
           records: list[dict[str, Any]]) -> dict[str, Any]:
   """Draws the figure and writes summary.md; returns the headline numbers."""
   run = PretrainingRun(c, Path(wd), info, records)
-  return write_summary(wd, [s.section(run) for s in SECTIONS if s.applies(run)])
+  sections = [s.section(run) for s in SECTIONS if s.applies(run)]
+  diverged = diverged_section(
+      records, "member", lambda r: f"member {r['member']} (init_seed {r.get('init_seed')})")
+  return write_summary(wd, sections[:1] + [diverged] + sections[1:])

@@ -61,7 +61,7 @@ def curves_figure(path: Path, c: ml_collections.ConfigDict, cells: dict[str, lis
       ax.legend(fontsize=6)
     axes[i, 0].set_ylabel("LABEL loss, train (nats)")
   fig.suptitle(f"{task}: task loss during pretraining", fontsize=10)
-  fig.tight_layout()
+  plots.tight(fig)
   plots.save(fig, path)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from rare_tasks.core import divergence
 from rare_tasks.core.report import Section
 from rare_tasks.synthetic.report.results_view import GridResults
 
@@ -39,7 +40,10 @@ def optimum_check(run: GridResults) -> dict[str, Any]:
 
 
 def section(run: GridResults) -> Section:
-  rows = run.rows
+  """The agreement over the cells that trained to the end: a diverged cell says nothing of
+  what its width can learn, so it is left out and counted."""
+  rows = [r for r in run.rows if r.get(divergence.FIELD) is None]
+  diverged = len({r["cell"] for r in run.rows}) - len({r["cell"] for r in rows})
   rare_rows = [r for r in rows if r["is_rare"]]
   widths, freqs = run.widths, run.rare_frequencies
   widest_top = [r for r in rare_rows if r["width"] == widths[-1]
@@ -47,10 +51,8 @@ def section(run: GridResults) -> Section:
   narrow_rare = [r for r in rare_rows if r["width"] == widths[0]
                  and r["rare_frequency"] == freqs[0]]
   numbers = {
-      "rare_agreement": float(np.mean([r["learned"] == r["predicted_learned"]
-                                       for r in rare_rows])),
-      "all_task_agreement": float(np.mean([r["learned"] == r["predicted_learned"]
-                                           for r in rows])),
+      "rare_agreement": _mean([r["learned"] == r["predicted_learned"] for r in rare_rows]),
+      "all_task_agreement": _mean([r["learned"] == r["predicted_learned"] for r in rows]),
       "rare_learned_at_widest_highest": all(r["learned"] for r in widest_top),
       "rare_learned_at_narrowest_rarest": any(r["learned"] for r in narrow_rare),
       "optimum_check": optimum_check(run)}
@@ -59,7 +61,8 @@ def section(run: GridResults) -> Section:
   lines = ["## Agreement with the closed form", "",
            f"- Rare task learned / not learned, measured vs predicted: "
            f"{100 * numbers['rare_agreement']:.1f}% of cells agree "
-           f"(all tasks: {100 * numbers['all_task_agreement']:.1f}%).",
+           f"(all tasks: {100 * numbers['all_task_agreement']:.1f}%)"
+           + (f"; {diverged} diverged cells left out." if diverged else "."),
            f"- Rare task learned at the widest width and highest frequency: "
            f"{numbers['rare_learned_at_widest_highest']}; at the narrowest width and rarest "
            f"frequency: {numbers['rare_learned_at_narrowest_rarest']}."]
@@ -71,3 +74,7 @@ def section(run: GridResults) -> Section:
         f"{opt['min_relative_excess']:.2e}, median {opt['median_relative_excess']:.2e}, max "
         f"{opt['max_relative_excess']:.2e}.")
   return Section(lines + [""], numbers)
+
+
+def _mean(flags: list[bool]) -> float:
+  return float(np.mean(flags)) if flags else float("nan")

@@ -69,8 +69,9 @@ def inverse(config: ml_collections.ConfigDict, task: TaskFamily, values: dict[st
 
 def write(config: ml_collections.ConfigDict, wd: Path, task: TaskFamily, values: dict[str, Any],
           rows: list[dict[str, Any]], num_rounds: int, trained: int,
-          wall_s: float) -> dict[str, Any]:
-  """Writes both tables, the figure and summary.md; returns the headline numbers."""
+          wall_s: float, diverged: Section | None = None) -> dict[str, Any]:
+  """Writes both tables, the figure and summary.md (with `diverged`, the list of the candidates
+  that diverged, when given); returns the headline numbers."""
   tables.write_csv(wd / DESIGN_FILE, COLUMNS, rows)
   inverse_rows = inverse(config, task, values, rows)
   tables.write_csv(wd / MIN_WIDTH_FILE, INVERSE_COLUMNS, inverse_rows)
@@ -101,7 +102,7 @@ def write(config: ml_collections.ConfigDict, wd: Path, task: TaskFamily, values:
                           else "fewer than 2 widths learned the rare task: no slope") + (
                  f" (closed form {predicted_slope:.2f})" if np.isfinite(predicted_slope) else "")}
   lines = _lines(config, task, rows, inverse_rows, ratio, numbers)
-  return write_summary(wd, [Section(lines, numbers, FILES)])
+  return write_summary(wd, [Section(lines, numbers, FILES), *([diverged] if diverged else [])])
 
 
 def _lines(config: ml_collections.ConfigDict, task: TaskFamily, rows: list[dict[str, Any]],

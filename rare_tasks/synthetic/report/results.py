@@ -14,7 +14,7 @@ from typing import Any
 
 import ml_collections
 
-from rare_tasks.core import tables, workdir
+from rare_tasks.core import divergence, tables, workdir
 from rare_tasks.core.report import Section
 from rare_tasks.core.tables import number
 from rare_tasks.synthetic.grid import Cell
@@ -32,11 +32,12 @@ _FLOATS = ("rare_frequency", "task_frequency")
 
 
 def columns(task: TaskFamily) -> tuple[str, ...]:
-  """results.csv's columns for a task family."""
+  """results.csv's columns for a task family; the last, diverged_step, is the step a cell
+  diverged at (rare_tasks.core.divergence), empty for a cell that trained to the end."""
   if task.results_columns:
-    return task.results_columns
+    return task.results_columns + (divergence.FIELD,)
   return (_HEAD + (task.complexity_name,) + tuple(task.metric_names)
-          + tuple(task.extra_metric_names) + _TAIL)
+          + tuple(task.extra_metric_names) + _TAIL + (divergence.FIELD,))
 
 
 def build_results(config: ml_collections.ConfigDict, task: TaskFamily, cells: list[Cell],
@@ -72,7 +73,7 @@ def _cell_rows(config: ml_collections.ConfigDict, task: TaskFamily, cell: Cell,
            "is_rare": k in task.rare_tasks, "learning_rate": v["learning_rate"],
            "common_exponent": v["common_exponent"], "activation": v["activation"],
            "num_hidden_layers": v["num_hidden_layers"], "cell": cell.index,
-           "step": config.train.steps}
+           "step": config.train.steps, divergence.FIELD: record.get(divergence.FIELD)}
     if pred is not None:
       row.update({"predicted_fvu": float(pred.fvu[k]),
                   "predicted_learned": bool(pred.fvu[k] <= config.learned.threshold),

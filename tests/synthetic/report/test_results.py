@@ -44,7 +44,8 @@ def test_rows_use_the_final_step_and_the_prediction(tmp_path):
   assert rows[5]["learned"] and rows[5]["predicted_learned"]
   results.write_results(tmp_path, rows, task)
   back = results.read_results(tmp_path)
-  assert list(back[0]) == list(LinearMixture.results_columns) and back[1]["fvu"] == "0.9"
+  assert list(back[0]) == [*LinearMixture.results_columns, "diverged_step"]
+  assert back[1]["fvu"] == "0.9" and back[1]["diverged_step"] == ""
 
 
 def test_missing_final_measurement_is_an_error():
@@ -66,7 +67,7 @@ def test_a_family_without_a_closed_form_has_its_metrics_and_complexity():
   assert results.columns(task) == (
       "width", "rare_frequency", "seed", "task", "task_frequency", "complexity", "loss",
       "accuracy", "learned", "is_rare", "learning_rate", "common_exponent", "activation",
-      "num_hidden_layers", "cell", "step")
+      "num_hidden_layers", "cell", "step", "diverged_step")
   assert [r["complexity"] for r in rows] == [1.0, 2.0, 3.0]
   assert [r["learned"] for r in rows] == [True, False, False]  # a NaN loss is never learned
   assert "predicted_fvu" not in rows[0] and rows[2]["task_frequency"] == 0.1
