@@ -37,7 +37,8 @@ def test_bad_lines_are_reported_by_file_and_a_changed_shard_refuses_the_resume(t
   run = _main(tmp_path, shards)
   assert run.returncode == 0, run.stderr
   wd = tmp_path / "wd"
-  assert "120 documents (skipped: 1 not JSON, 1 not UTF-8)" in (wd / "summary.md").read_text()
+  assert ("120 documents (skipped: 1 not JSON (d.jsonl line 2), 1 not UTF-8 (d.jsonl line 1))"
+          in (wd / "summary.md").read_text())
   source = json.loads((wd / "run.json").read_text())["source"]
   assert source["skipped_where"] == {"not JSON": ["d.jsonl line 2"],
                                      "not UTF-8": ["d.jsonl line 1"]}
