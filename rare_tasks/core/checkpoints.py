@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from rare_tasks.core import disk, workdir
+from rare_tasks.core import disk, mesh, workdir
 
 FINGERPRINTS_FILE = "fingerprints.json"
 COMMIT_MARKER = "commit_success.txt"
@@ -102,24 +102,29 @@ class GroupCheckpoints:
     onto that sharding. A dict key of `like` that the checkpoint lacks (a field added since it
     was written) is left out of the result. Raises CheckpointDamaged."""
     step = self.latest_step() if step is None else step
-    folder = self.directory / str(step)
-    if not (folder / COMMIT_MARKER).exists():
-      raise CheckpointDamaged(f"step {step} cannot be restored: its commit marker "
-                              f"{COMMIT_MARKER} is missing")
-    try:
-      stored = self._manager.item_metadata(step)["state"]
-      abstract = _abstract(_pruned(like, stored))
-      restored = self._manager.restore(
-          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
-    except Exception as e:  # orbax and tensorstore raise many kinds for unreadable files
-      _quiet_orbax_threads()
-      raise CheckpointDamaged(f"step {step} cannot be restored: {type(e).__name__}: "
-                              f"{' '.join(str(e).split())[:200]}") from e
+    restored, problem = self._read(like, step)
+    # Each process reads its own shards: they agree, so that all of them fall back together.
+    if mesh.any_process(problem is not None):
+      raise CheckpointDamaged(problem or f"step {step} cannot be restored on another process")
     expected = _read_prints(self.directory).get(str(step))
     if expected is not None and fingerprint(restored) != expected:
       raise CheckpointDamaged(f"step {step} cannot be restored: its contents differ from "
                               "what was saved (fingerprint mismatch)")
     return restored
+
+  def _read(self, like: Any, step: int) -> tuple[Any, str | None]:
+    """(the tree at `step`, None), or (None, why it cannot be read) on this process."""
+    if not (self.directory / str(step) / COMMIT_MARKER).exists():
+      return None, f"step {step} cannot be restored: its commit marker {COMMIT_MARKER} is missing"
+    try:
+      stored = self._manager.item_metadata(step)["state"]
+      abstract = _abstract(_pruned(like, stored))
+      return self._manager.restore(
+          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"], None
+    except Exception as e:  # orbax and tensorstore raise many kinds for unreadable files
+      _quiet_orbax_threads()
+      return None, (f"step {step} cannot be restored: {type(e).__name__}: "
+                    f"{' '.join(str(e).split())[:200]}")
 
   def set_aside(self, step: int) -> Path:
     """Moves a damaged step out of the checkpoints (process 0; others wait): -> where."""
@@ -149,7 +154,7 @@ def _check_room(path: Path, state: Any) -> None:
       if isinstance(leaf, jax.Array) else np.asarray(leaf).nbytes
       for leaf in jax.tree.leaves(state))
   free = disk.free_bytes(path)
-  if free is not None and free < need:
+  if mesh.any_process(free is not None and free < need):  # all processes stop, or none
     raise disk.DiskFull(path, free, f"a checkpoint of about {disk.size_text(need)}")
 
 
@@ -160,10 +165,10 @@ def fingerprint(tree: Any) -> list[int]:
   leaves = jax.tree.leaves(tree)
   on_device = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.Array)]
   sums = np.asarray(_device_sums([leaves[i] for i in on_device])) if on_device else []
-  out = [int(np.sum(_words(np.asarray(leaf)), dtype=np.uint64) % (1 << 32)) for leaf in leaves]
-  for i, value in zip(on_device, sums):
-    out[i] = int(value)
-  return out
+  device = dict(zip(on_device, (int(v) for v in sums)))
+  return [device[i] if i in device
+          else int(np.sum(_words(np.asarray(leaf)), dtype=np.uint64) % (1 << 32))
+          for i, leaf in enumerate(leaves)]
 
 
 def _words(a: np.ndarray) -> np.ndarray:

@@ -268,7 +268,8 @@ class _Loop:
         self.progress.advance(program.name, bound, num)
       previous, step = step, bound
       self._chunk_callbacks(every, state, previous, bound, out)
-      signum = interrupts.stop_requested()
+      # At the last step the run is done: a request then stops nothing.
+      signum = interrupts.stop_requested() if bound < program.steps else None
       if signum is not None:
         if self.saved_at != bound:
           self._save(state, bound, None if bound in self.evals else held)
@@ -304,8 +305,9 @@ class _Loop:
     if tree is not None:
       self.ckpt.save(bound, tree)
     self.saved_at = bound
-    if held is None and workdir.is_writer():
-      for old in self.ckpt.directory.glob("outputs-*.pkl"):
+    if workdir.is_writer():  # the outputs of steps orbax no longer keeps
+      kept = {_outputs_file(self.ckpt, s) for s in self.ckpt.steps()}
+      for old in set(self.ckpt.directory.glob("outputs-*.pkl")) - kept:
         old.unlink(missing_ok=True)
     self.last_save = time.perf_counter()
 
@@ -334,7 +336,7 @@ def _write(program: Program, wd: Path, callbacks: Sequence[Callback],
   for r in records:
     at = r.get(divergence.FIELD)
     if at is not None and evaluation.first_step <= at <= evaluation.step:
-      log.warning("%s: %s diverged at step %d (loss or parameters not finite): frozen there, "
+      log.warning("%s: %s diverged at step %d (a loss that is not finite): frozen there, "
                   "its later measurements recorded as NaN", program.name, program.label(r), at)
   for c in callbacks:
     if c.when == "evaluation":

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
@@ -37,3 +39,11 @@ def start_processes(coordinator_address: str | None = None, num_processes: int |
 def replicated(mesh: Mesh) -> NamedSharding:
   """Every device of `mesh` holds the whole array."""
   return NamedSharding(mesh, PartitionSpec())
+
+
+def any_process(flag: bool) -> bool:
+  """Whether `flag` is true on any process: the same answer everywhere, so that processes take
+  a decision together (a collective call in a multi-process run)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(np.any(multihost_utils.process_allgather(np.int32(bool(flag)))))

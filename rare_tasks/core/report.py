@@ -83,8 +83,8 @@ def diverged_section(records: Sequence[dict[str, Any]], key: str,
   if not bad:
     return Section([], numbers)
   lines = ["## Diverged models", "",
-           f"{len(bad)} of {len(models)} models diverged: their loss or parameters stopped being "
-           "finite. Each was frozen at its last finite parameters, not trained further; its "
+           f"{len(bad)} of {len(models)} models diverged: their loss (or gradient norm) "
+           "stopped being finite. Each was frozen where it was, not trained further; its "
            "measurements from then on are NaN (gaps in the figures, NaN or empty in the "
            "tables), and a study that judges what was learned counts it as not learned.", ""]
   lines += [f"- {label(r)}: step {r[divergence.FIELD]}"

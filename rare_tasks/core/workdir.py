@@ -249,7 +249,7 @@ def read_pickle(path: Path) -> Any:
   """A pickle file's contents (written by this package), or None when missing or damaged."""
   try:
     return pickle.loads(Path(path).read_bytes())
-  except (OSError, pickle.UnpicklingError, EOFError, ValueError):
+  except Exception:  # missing, cut short, or written by other versions of its types
     return None
 
 

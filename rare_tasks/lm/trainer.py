@@ -11,7 +11,7 @@ A chunk may also take per-member injected rows: tokens that replace the first fe
 some rows for one member only (the injection study's instances), so that members sharing a
 batch differ in exactly those tokens.
 
-A member whose loss or parameters stop being finite is frozen at its last finite state and its
+A member whose loss or gradient norm stops being finite is frozen at its last finite state and its
 later losses are NaN (`rare_tasks.core.divergence`); the state's "diverged" (P,) holds the update
 it diverged at.
 """
@@ -119,14 +119,16 @@ class Trainer:
     return lm_model.loss(logits, tokens[:, 1:], self.spec.z_loss)
 
   def _member_step(self, params, opt, diverged, step, tokens):
-    """Update number `step` (1-based) of one member, kept only while its loss and parameters
+    """Update number `step` (1-based) of one member, kept only while its loss and gradient norm
     are finite (rare_tasks.core.divergence): -> (params, opt, diverged, parts), the parts NaN
     once the member has diverged."""
     (loss, parts), grads = jax.value_and_grad(self._member_loss, has_aux=True)(params, tokens)
     updates, new_opt = self.tx.update(grads, opt, params)
     parts["grad_norm"] = optax.tree.norm(grads)
+    # NaN or infinite gradients as one scalar, the norm the clip computes too.
+    ok = jnp.isfinite(loss) & jnp.isfinite(parts["grad_norm"])
     (params, opt), diverged = divergence.guard(
-        (params, opt), (optax.apply_updates(params, updates), new_opt), loss, diverged, step)
+        (params, opt), (optax.apply_updates(params, updates), new_opt), ok, diverged, step)
     return params, opt, diverged, divergence.masked(parts, diverged)
 
   def _trace(self, params, trace: tuple[jax.Array, jax.Array] | None) -> jax.Array | None:

@@ -174,8 +174,8 @@ def _drawn_apart(sample: Any, step: jax.Array) -> Any:
 def _stream_step(spec: EnsembleSpec, params, opt_state, diverged, seed, stream, mixture,
                  learning_rate, gap, burst_size, shared, step):
   """One optimiser step for the P members of one stream: -> (params, opt_state, diverged,
-  losses (P,), NaN for a diverged member); a member whose loss or parameters are no longer
-  finite keeps its parameters (rare_tasks.core.divergence)."""
+  losses (P,), NaN for a diverged member); a member whose loss is no longer finite keeps its
+  parameters (rare_tasks.core.divergence)."""
   key = jax.random.fold_in(_stream_key(seed, _DATA), step)
   kx, ku = jax.random.split(key)
   task = spec.task
@@ -193,8 +193,8 @@ def _stream_step(spec: EnsembleSpec, params, opt_state, diverged, seed, stream, 
 
     loss, grads = jax.value_and_grad(loss_fn)(p)
     updates, new_o = _optimizer(spec, lr).update(grads, o, p)
-    (p, o), dv = divergence.guard((p, o), (optax.apply_updates(p, updates), new_o), loss, dv,
-                                  step + 1)
+    (p, o), dv = divergence.guard((p, o), (optax.apply_updates(p, updates), new_o),
+                                  jnp.isfinite(loss), dv, step + 1)
     return p, o, dv, jnp.where(dv == divergence.NOT_DIVERGED, loss, jnp.nan)
 
   return jax.vmap(member)(params, opt_state, diverged, mixture, learning_rate, gap, burst_size)

@@ -24,20 +24,16 @@ def test_finite_is_false_for_any_nan_or_inf_leaf_and_ignores_integer_leaves():
 def test_the_guard_keeps_a_finite_update_and_freezes_at_the_first_non_finite_one():
   before = {"w": jnp.array([1.0, 2.0])}
   after = {"w": jnp.array([1.5, 2.5])}
-  tree, dv = divergence.guard(before, after, jnp.float32(0.3), jnp.int32(NOT), 5)
+  tree, dv = divergence.guard(before, after, jnp.bool_(True), jnp.int32(NOT), 5)
   np.testing.assert_array_equal(tree["w"], after["w"])
   assert int(dv) == NOT
-  # a NaN loss: the update is dropped and the step recorded
-  tree, dv = divergence.guard(before, after, jnp.float32(jnp.nan), jnp.int32(NOT), 6)
+  # not finite: the update is dropped and the step recorded
+  tree, dv = divergence.guard(before, after, jnp.isfinite(jnp.float32(jnp.nan)), jnp.int32(NOT),
+                              6)
   np.testing.assert_array_equal(tree["w"], before["w"])
   assert int(dv) == 6
-  # non-finite parameters after the update, with a finite loss
-  bad = {"w": jnp.array([1.5, jnp.inf])}
-  tree, dv = divergence.guard(before, bad, jnp.float32(0.3), jnp.int32(NOT), 7)
-  np.testing.assert_array_equal(tree["w"], before["w"])
-  assert int(dv) == 7
   # once diverged, a later finite update is not taken and the first step is kept
-  tree, dv = divergence.guard(before, after, jnp.float32(0.1), jnp.int32(6), 9)
+  tree, dv = divergence.guard(before, after, jnp.bool_(True), jnp.int32(6), 9)
   np.testing.assert_array_equal(tree["w"], before["w"])
   assert int(dv) == 6
 
@@ -47,7 +43,7 @@ def test_under_vmap_one_members_divergence_leaves_the_others_bit_identical():
   after = {"w": before["w"] * 1.25 + 0.1}
   loss = jnp.array([0.5, jnp.nan, 0.25])
   tree, dv = jax.vmap(divergence.guard, in_axes=(0, 0, 0, 0, None))(
-      before, after, loss, jnp.full((3,), NOT, jnp.int32), 4)
+      before, after, jnp.isfinite(loss), jnp.full((3,), NOT, jnp.int32), 4)
   np.testing.assert_array_equal(dv, [NOT, 4, NOT])
   np.testing.assert_array_equal(np.asarray(tree["w"])[[0, 2]], np.asarray(after["w"])[[0, 2]])
   np.testing.assert_array_equal(tree["w"][1], before["w"][1])

@@ -164,6 +164,29 @@ def test_a_stop_request_checkpoints_the_chunk_in_flight_and_the_resume_equals_th
   assert _sums(wd) == _sums(tmp_path / "ref")
 
 
+def test_a_stop_checkpoint_kept_beside_a_damaged_newer_one_still_resumes_exactly(
+    tmp_path, no_requests):
+  engine.run(Counter(tmp_path / "ref"), tmp_path / "ref")
+  wd = tmp_path / "wd"
+  with pytest.raises(interrupts.Interrupted):
+    engine.run(Counter(wd), wd, [_stop_at(6)])
+  interrupts.uninstall()
+  with pytest.raises(Killed):
+    engine.run(Counter(wd), wd, [_kill_at(8)])  # orbax keeps 6 and 8
+  assert (wd / "checkpoints/counter/outputs-6.pkl").exists()
+  _damage_newest(wd, "marker")
+  p = Counter(wd)
+  assert engine.run(p, wd) == 4 and p.log[0] == ("start", 6)
+  assert _sums(wd) == _sums(tmp_path / "ref")
+
+
+def test_a_stop_request_at_the_last_step_stops_nothing(tmp_path, no_requests):
+  ends = []
+  p = Counter(tmp_path)
+  engine.run(p, tmp_path, [_stop_at(10), engine.Callback(lambda e: ends.append(e.step), "end")])
+  assert ends == [10] and _sums(tmp_path)[-1] == (10, 55, 2)
+
+
 def _damage_newest(wd, how):
   ckpt = GroupCheckpoints(wd / "checkpoints/counter")
   newest = wd / "checkpoints/counter" / str(ckpt.latest_step())

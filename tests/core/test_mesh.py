@@ -21,3 +21,8 @@ def test_a_replicated_array_is_whole_on_every_device():
   assert len(rep.addressable_shards) == 8
   for shard in rep.addressable_shards:
     np.testing.assert_array_equal(shard.data, x)
+
+
+def test_any_process_of_one_process_is_the_flag_itself():
+  assert meshes.any_process(True) is True and meshes.any_process(False) is False
+  assert meshes.any_process(np.bool_(True)) is True

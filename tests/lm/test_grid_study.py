@@ -65,9 +65,9 @@ def uninterrupted(tmp_path_factory):
   seen = []
   original = Trainer.chunk
 
-  def spy(self, state, batches, injected=None, trace=None):
+  def spy(self, state, batches, injected=None, trace=None, first_step=0):
     seen.append((np.asarray(batches), None if injected is None else np.asarray(injected)))
-    return original(self, state, batches, injected, trace)
+    return original(self, state, batches, injected, trace, first_step)
 
   Trainer.chunk = spy
   try:
@@ -205,8 +205,15 @@ def test_a_work_directory_written_before_the_engine_re_reports_and_resumes(tmp_p
   assert _manifests(interrupted) == _manifests(finished)
   resumed, kept = _records(interrupted), _records(finished)
   assert len(resumed) == len(kept)
+  # Resumed by today's compiled step, whose divergence guard (a select between the updated and
+  # the previous state) changes how XLA compiles the update: the same numbers to a few float32
+  # roundings. A run and its own resume agree bit for bit (the tests above).
   for new, old_record in zip(resumed, kept):
-    assert {k: new[k] for k in old_record} == old_record
+    for k, v in old_record.items():
+      if isinstance(v, float):
+        assert new[k] == pytest.approx(v, rel=2e-5, abs=1e-6), k
+      else:
+        assert new[k] == v, k
   assert {"comparison_train_choice_accuracy", "steps"} <= set(resumed[-1])
 
 

@@ -31,14 +31,14 @@ def _params(shape: Shape = SMALL, vocab: int = 512) -> int:
 
 def test_bytes_per_device_are_the_shards_of_parameters_gradients_and_adam():
   n = _params()
-  # Replicated over 8 data devices: params, grads, mu, nu in float32, and two int32 step
-  # counters (Adam's and the schedule's).
-  assert memory.state_bytes_per_device(_state(512, 1, 1, 1)) == 16 * n + 8
+  # Replicated over 8 data devices: params, grads, mu, nu in float32, two int32 step counters
+  # (Adam's and the schedule's) and the int32 diverged step.
+  assert memory.state_bytes_per_device(_state(512, 1, 1, 1)) == 16 * n + 12
   # Members split over the member axis: each device holds one member.
-  assert memory.state_bytes_per_device(_state(512, 8, 8, 1)) == 16 * n + 8
+  assert memory.state_bytes_per_device(_state(512, 8, 8, 1)) == 16 * n + 12
   # fsdp 8 splits every matrix (vocabulary and widths divisible by 8); norms stay whole.
   norms = 16 * (4 * 16 + 16)
-  assert memory.state_bytes_per_device(_state(512, 1, 1, 8)) == (16 * n - norms) // 8 + norms + 8
+  assert memory.state_bytes_per_device(_state(512, 1, 1, 8)) == (16 * n - norms) // 8 + norms + 12
 
 
 def test_a_vocabulary_fsdp_does_not_divide_is_counted_whole_on_every_device():

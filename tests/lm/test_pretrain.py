@@ -152,7 +152,9 @@ FIXTURES = ROOT / "tests" / "fixtures" / "lm_workdir_before_engine"
 
 def test_a_work_directory_written_before_the_engine_re_reports_and_resumes(tmp_path):
   """Written on one device by the pretraining loop the engine replaced: re-reported without
-  training, and the interrupted one resumed on one device to the same losses, bit for bit."""
+  training, and the interrupted one resumed on one device to the same losses, to a few float32
+  roundings (today's step selects between the updated and the previous state, for divergence,
+  which changes how XLA compiles the update; a run and its own resume agree bit for bit)."""
   c = tiny_config()
   c.data.vocab_size = 64
   finished, interrupted = tmp_path / "finished", tmp_path / "interrupted"
@@ -163,7 +165,9 @@ def test_a_work_directory_written_before_the_engine_re_reports_and_resumes(tmp_p
   assert (finished / "figures/loss.png").exists()
   one = jax.devices()[:1]
   assert pretrain.run(c, interrupted, devices=one).trained_steps == STEPS - 4
-  assert _losses(interrupted) == stored
+  resumed = _losses(interrupted)
+  assert [r[:2] for r in resumed] == [r[:2] for r in stored]
+  np.testing.assert_allclose([r[2:] for r in resumed], [r[2:] for r in stored], rtol=2e-5)
 
 
 def test_one_device_gives_the_same_run_as_eight(uninterrupted, tmp_path):
