@@ -33,7 +33,7 @@ import ml_collections
 import numpy as np
 
 from rare_tasks.analysis import frequency_search
-from rare_tasks.core import engine, tables, workdir
+from rare_tasks.core import divergence, engine, tables, workdir
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.progress import Progress, log
 from rare_tasks.core.report import SUMMARY_FILE, RunReport, declared_files
@@ -110,8 +110,8 @@ def outcomes(rc: ml_collections.ConfigDict, info: dict[str, Any],
              task_list: Sequence[lm_tasks.Task], round_index: int) -> list[dict[str, Any]]:
   """One row per finished cell of a round: its task ('' for a control), size, run length,
   seed, frequency, whether it learned its task by the injection study's rule (results.csv's
-  learned), whether it diverged, its first learned step and its final background validation
-  loss."""
+  learned), whether it diverged (and the step), its first learned step and its final
+  background validation loss."""
   final = {r["cell"]: r for r in records}
   by_cell = {}  # a control has a row per task: its first is read
   for row in result_rows(rc, info, cells, records, task_list):
@@ -130,7 +130,8 @@ def outcomes(rc: ml_collections.ConfigDict, info: dict[str, Any],
                   "frequency": cell.frequency, "learned": bool(row.get("learned", False))
                   and not cell.is_control, "diverged": bool(row.get("diverged", False)),
                   "first_learned_step": row.get("first_learned_step", ""),
-                  "val_loss": tables.number(record.get("val_loss"))})
+                  "val_loss": tables.number(record.get("val_loss")),
+                  divergence.FIELD: record.get(divergence.FIELD)})
   return out
 
 

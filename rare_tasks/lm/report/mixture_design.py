@@ -17,7 +17,7 @@ import numpy as np
 
 from rare_tasks.core import tables, workdir
 from rare_tasks.core.plots import plt, save
-from rare_tasks.core.report import Section, fmt, write_summary
+from rare_tasks.core.report import Section, diverged_section, fmt, write_summary
 from rare_tasks.lm.report.learned_frequency import separation
 from rare_tasks.lm.report.mixture_tables import (
   COLUMNS,
@@ -233,4 +233,12 @@ def write(run: DesignRun, trained: int, wall_s: float) -> dict[str, Any]:
           f"{s} {t:.3g}" if math.isfinite(t) else f"{s} none"
           for s, t in numbers[task][steps]["thresholds"].items())
       for task in task_names(run) for steps in lengths(run))
-  return write_summary(run.wd, [Section(lines, numbers, FILES)])
+  return write_summary(run.wd, [Section(lines, numbers, FILES), diverged_cells(run)])
+
+
+def diverged_cells(run: DesignRun) -> Section:
+  """summary.md's list of the cells, of every round, that diverged (none: no lines)."""
+  rows = [dict(o, model=f"round {o['round']}: {o['task'] or 'control'}, {o['size']}, "
+                        f"{o['steps']} steps, seed {o['seed']}, frequency {o['frequency']:.4g}")
+          for o in run.outcomes]
+  return diverged_section(rows, "model", lambda r: r["model"])

@@ -37,3 +37,18 @@ def test_training_length_lines(tmp_path):
   lines = report.length_lines(run, rows + longer, T)
   assert lines[0].startswith(f"Training length: {4 * STEPS} against {STEPS} steps (4x")
   assert "a: the needed frequency goes from 0.3 to 0.15 (2 times lower)" in "\n".join(lines)
+
+
+def test_diverged_cells_of_every_round_are_listed_in_the_summary(tmp_path):
+  run = design(tmp_path)
+  run.outcomes[3] = dict(run.outcomes[3], diverged=True, learned=False, diverged_step=7)
+  numbers = report.write(run, trained=0, wall_s=1.0)
+  text = (tmp_path / "summary.md").read_text()
+  o = run.outcomes[3]
+  assert "## Diverged models" in text and f"1 of {len(run.outcomes)} models diverged" in text
+  assert (f"- round {o['round']}: {o['task'] or 'control'}, {o['size']}, {o['steps']} steps, "
+          f"seed {o['seed']}, frequency {o['frequency']:.4g}: step 7") in text
+  assert (numbers["models_run"], numbers["models_diverged"]) == (len(run.outcomes), 1)
+  calm = report.write(design(tmp_path / "calm"), trained=0, wall_s=1.0)
+  assert calm["models_diverged"] == 0
+  assert "Diverged" not in (tmp_path / "calm" / "summary.md").read_text()
