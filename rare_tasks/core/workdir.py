@@ -82,7 +82,7 @@ def _prepare(path: Path, wanted: dict[str, Any], defaults: dict[str, Any], overw
   existing = _check(path, wanted, defaults, overwrite, not_identity, aliases)
   # Every process checks the directory as it was before process 0 changes it: without the
   # barrier, another process could find process 0's figures/ before its config.json.
-  _barrier("rare_tasks: work directory checked")
+  barrier("rare_tasks: work directory checked")
   if is_writer():
     existing_file = path / CONFIG_FILE
     if existing is not None and _identity_diff(existing, wanted, defaults, not_identity):
@@ -95,7 +95,7 @@ def _prepare(path: Path, wanted: dict[str, Any], defaults: dict[str, Any], overw
         _picked(existing, not_identity), _picked(wanted, not_identity),
         _picked(defaults, not_identity)):
       _atomic_write(existing_file, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
-  _barrier("rare_tasks: work directory written")
+  barrier("rare_tasks: work directory written")
   return path
 
 
@@ -120,15 +120,10 @@ def _check(path: Path, wanted: dict[str, Any], defaults: dict[str, Any], overwri
   return None
 
 
-def _barrier(name: str) -> None:
+def barrier(name: str) -> None:
   """Waits until every process of a multi-process run has got here (nothing for one process)."""
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(name)
-
-
-def barrier(name: str) -> None:
-  """Waits until every process of a multi-process run has got here (nothing for one process)."""
-  _barrier(name)
 
 
 def _delete(path: Path, names: Iterable[str]) -> None:

@@ -52,7 +52,7 @@ def test_every_process_checks_the_directory_before_process_0_writes_it(tmp_path,
   rank = threading.local()
   monkeypatch.setattr(jax, "process_index", lambda: rank.value)
   barrier = threading.Barrier(2, timeout=30)
-  monkeypatch.setattr(workdir, "_barrier", lambda name: barrier.wait())
+  monkeypatch.setattr(workdir, "barrier", lambda name: barrier.wait())
   errors = []
 
   def process(i):
