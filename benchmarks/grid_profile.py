@@ -148,7 +148,7 @@ def _patch(clock: _Clock) -> None:
   g.init = clock.timed("group_setup", g.init, wait=True)
   g.__init__ = clock.timed("group_setup", g.__init__)
   g.from_host = clock.timed("checkpoints", g.from_host, wait=True)
-  g.to_host = clock.timed("checkpoints", g.to_host)
+  g.checkpoint = clock.timed("checkpoints", g.checkpoint, wait=True)
   g.records = clock.timed("host_measurement", g.records)
   g.trace_arrays = clock.timed("host_measurement", g.trace_arrays)
   for name in ("save", "restore"):

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
-from rare_tasks.core import disk, divergence, interrupts, workdir
+from rare_tasks.core import disk, divergence, interrupts, mesh, workdir
 from rare_tasks.core.checkpoints import CheckpointDamaged, GroupCheckpoints
 from rare_tasks.core.progress import Progress, log
 
@@ -157,8 +157,7 @@ def check_program(program: Program) -> None:
 def concatenated(outputs: Sequence[Any]) -> Any:
   """Chunk outputs (trees of arrays with a leading steps axis) as one host tree, the chunks
   concatenated along that axis."""
-  return jax.tree.map(lambda *chunks: np.concatenate([np.asarray(c) for c in chunks]),
-                      *[jax.device_get(o) for o in outputs])
+  return jax.tree.map(lambda *chunks: np.concatenate(chunks), *mesh.host_copy(list(outputs)))
 
 
 def run(program: Program, wd: Path, callbacks: Sequence[Callback] = (),
@@ -297,7 +296,7 @@ class _Loop:
       _write(self.program, self.wd, self.callbacks, self.pending)
       self.pending = None
     if held is not None:
-      host = [jax.device_get(o) for o in held.outputs]
+      host = mesh.host_copy(held.outputs)
       path = _outputs_file(self.ckpt, bound)
       with disk.writing(path):
         workdir.write_bytes(path, pickle.dumps({"since": held.since, "outputs": host}))

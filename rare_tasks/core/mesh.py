@@ -1,11 +1,13 @@
 """The devices every study runs on: one JAX device per CPU core, joining the processes of a
-multi-process run, and the replicated sharding of a mesh. How a track lays its arrays on a mesh
-is the track's (`rare_tasks.synthetic.placement`, `rare_tasks.lm.sharding`).
+multi-process run, the replicated sharding of a mesh, and what processes agree on or copy to
+the host together. How a track lays its arrays on a mesh is the track's
+(`rare_tasks.synthetic.placement`, `rare_tasks.lm.sharding`).
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import jax
 import numpy as np
@@ -47,3 +49,16 @@ def any_process(flag: bool) -> bool:
   if jax.process_count() == 1:
     return bool(flag)
   return bool(np.any(multihost_utils.process_allgather(np.int32(bool(flag)))))
+
+
+def host_copy(tree: Any) -> Any:
+  """A numpy copy of every array of `tree`, whole on every process. An array split over the
+  devices of several processes is gathered first: a collective call, which every process makes
+  for the same arrays in the same order."""
+  return jax.tree.map(_host_copy, tree)
+
+
+def _host_copy(a: Any) -> np.ndarray:
+  if isinstance(a, jax.Array) and not a.is_fully_addressable and not a.is_fully_replicated:
+    return multihost_utils.process_allgather(a, tiled=True)
+  return np.asarray(a)

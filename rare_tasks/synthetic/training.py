@@ -2,8 +2,11 @@
 (`rare_tasks.core.engine`), padded and sharded over a mesh, with its records and checkpoints.
 
 A group (cells of one shape) is one compiled ensemble, trained `eval_every` steps per dispatch;
-step 0 is measured too. Every evaluation's measurements go to metrics.jsonl; checkpoints are
-unpadded host arrays written by process 0, so a run resumes on any device count. The per-step
+step 0 is measured too. Every evaluation's measurements go to metrics.jsonl (written by process
+0 of a multi-process run, every process gathering the measurements of its devices); checkpoints
+hold the unpadded state, replicated, saved by every process together and restored as host
+arrays, so a run resumes on any device or process count (checkpoints written by process 0 alone,
+before several processes were supported, restore the same way). The per-step
 rare trace (measure.trace_rare) is an output of the scanned chunk that an evaluation callback
 writes to traces/. The program forwards the arrays the task family measures
 (`TaskFamily.finish_metrics`, `finish_trace`) without reading them.
@@ -164,8 +167,9 @@ class GroupRun:
     return None, (self.initial_trace(state) if self.spec.measure.trace_rare else None)
 
   def checkpoint(self, state, step: int):
+    """The unpadded state, replicated: every process takes part in saving it."""
     del step
-    return self.to_host(state) if workdir.is_writer() else None
+    return self._unpadded(state)
 
   def final_recorded(self) -> bool:
     return all(c.index in self._measured for c in self.group.flat_cells())
@@ -205,7 +209,7 @@ class GroupRun:
     """Host copy of the real cells: leaves sliced to (S, P) after `lead` leading axes."""
     s, p = self.group.num_streams, self.group.num_members
     index = (slice(None),) * lead + (slice(0, s), slice(0, p))
-    return jax.tree.map(lambda a: np.asarray(a)[index], jax.device_get(tree))
+    return jax.tree.map(lambda a: a[index], meshes.host_copy(tree))
 
   def _stream(self, expand: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
     return {k: expand(v) for k, v in self.host_consts["stream"].items()}
@@ -216,12 +220,12 @@ class GroupRun:
                                   self._stream(lambda v: v[None, :, None]),
                                   self.host_consts["shared"])
 
-  def to_host(self, state) -> Any:
-    """Unpadded numpy copy of the state (for checkpoints)."""
+  @cached_property
+  def _unpadded(self) -> Callable[[Any], Any]:
+    """state -> the state of the real cells, leaves (S, P, ...), replicated on every device."""
     s, p = self.group.num_streams, self.group.num_members
-    host = jax.device_get(state)
-    return jax.tree.map(lambda a: np.asarray(a)[:s, :p] if np.ndim(a) >= 2 else np.asarray(a),
-                        host)
+    return jax.jit(lambda state: jax.tree.map(lambda a: a[:s, :p] if a.ndim >= 2 else a, state),
+                   out_shardings=self._rep)
 
   def host_like(self) -> Any:
     """Zeros shaped like the unpadded host state (the restore target)."""

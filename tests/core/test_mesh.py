@@ -1,5 +1,5 @@
-"""Tests of rare_tasks/core/mesh.py: the CPU device count the tests run with, and a replicated
-array whole on every device."""
+"""Tests of rare_tasks/core/mesh.py: the CPU device count the tests run with, a replicated
+array whole on every device, and host copies of sharded arrays."""
 
 import jax
 import jax.numpy as jnp
@@ -26,3 +26,18 @@ def test_a_replicated_array_is_whole_on_every_device():
 def test_any_process_of_one_process_is_the_flag_itself():
   assert meshes.any_process(True) is True and meshes.any_process(False) is False
   assert meshes.any_process(np.bool_(True)) is True
+
+
+def test_a_host_copy_is_the_whole_array_in_numpy_whatever_its_sharding():
+  mesh = jax.make_mesh((8,), ("x",))
+  x = np.arange(48, dtype=np.float32).reshape(8, 6)
+  split = jax.device_put(x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("x")))
+  tree = {"split": split, "whole": meshes.replicated(mesh), "host": x[:2], "none": None}
+  tree["whole"] = jax.device_put(x, tree["whole"])
+  copy = meshes.host_copy(tree)
+  assert copy["none"] is None
+  for name in ("split", "whole", "host"):
+    assert isinstance(copy[name], np.ndarray)
+  np.testing.assert_array_equal(copy["split"], x)
+  np.testing.assert_array_equal(copy["whole"], x)
+  np.testing.assert_array_equal(copy["host"], x[:2])

@@ -1,17 +1,26 @@
 """Tests of rare_tasks/synthetic/training.py: group constants from the cells,
-deferred metrics, a lost final record measured again, and records that forward what the family
-measures."""
+deferred metrics, a lost final record measured again, records that forward what the family
+measures, and two processes of four devices training as one process of eight."""
 
+import os
 import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
 
-from rare_tasks.core import workdir
+from rare_tasks.core import traces, workdir
+from rare_tasks.core.checkpoints import GroupCheckpoints
 from rare_tasks.synthetic import grid_study, placement, training
 from rare_tasks.synthetic.grid import expand, group_cells
+from rare_tasks.synthetic.report.results import read_results
 from rare_tasks.synthetic.tasks import task_of
-from tests.synthetic.conftest import tiny_config
+from tests.synthetic.conftest import mechanism_config, tiny_config
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_group_constants_come_from_the_cells():
@@ -66,3 +75,43 @@ def test_lost_final_record_is_measured_again_from_the_checkpoint(reference, tmp_
   report = grid_study.run(tiny_config(), wd)
   assert report.trained_steps == 0
   assert (wd / "results.csv").read_text() == (wd_ref / "results.csv").read_text()
+
+
+def test_two_processes_of_four_devices_train_as_one_process_of_eight(mechanism_run, tmp_path):
+  """The mechanism grid (two groups, checkpoints at every evaluation, the per-step rare trace)
+  from the command line as two processes over loopback: process 0 alone writes the work
+  directory, both save every checkpoint, and records, tables and checkpoints equal those of
+  one process with 8 devices."""
+  wd_ref, _ = mechanism_run
+  config_file = tmp_path / "mechanism_config.py"  # its per-task betas have no flag syntax
+  config_file.write_text("from tests.synthetic.conftest import mechanism_config as get_config\n")
+  wd = tmp_path / "wd"
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  with socket.socket() as s:  # a free port for the coordinator
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "experiments.main", f"--config={config_file}", f"--workdir={wd}",
+       "--distributed", f"--coordinator_address=localhost:{port}", "--num_processes=2",
+       f"--process_id={i}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  outs = [p.communicate(timeout=240) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outs[0][1][-3000:] + outs[1][1][-3000:]
+  assert "summary.md" in outs[0][0] and "summary.md" not in outs[1][0]  # process 0 reports
+  two, one = workdir.read_metrics(wd), workdir.read_metrics(wd_ref)
+  assert [(r["cell"], r["step"]) for r in two] == [(r["cell"], r["step"]) for r in one]
+  for column in ("fvu", "population_fvu", "feature_capture", "rare_overwrite"):
+    np.testing.assert_allclose([r[column] for r in two], [r[column] for r in one], rtol=2e-5,
+                               atol=2e-6)
+  assert read_results(wd) == read_results(wd_ref)
+  for name in ("allocation.csv", "retention.csv"):
+    assert (wd / name).read_text() == (wd_ref / name).read_text()
+  task = task_of(mechanism_config())
+  for group in group_cells(expand(mechanism_config(), task)):
+    run = training.GroupRun(mechanism_config(), group, task, placement.ensemble_mesh())
+    saved = [GroupCheckpoints(d / training.CHECKPOINTS_DIR / group.name) for d in (wd, wd_ref)]
+    assert [c.steps() for c in saved] == [[48, 32]] * 2
+    jax.tree.map(np.testing.assert_array_equal, *[c.restore(run.host_like()) for c in saved])
+    jax.tree.map(np.testing.assert_array_equal,
+                 *[traces.read_group(d, group.name) for d in (wd, wd_ref)])
