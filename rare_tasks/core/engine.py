@@ -95,6 +95,10 @@ class Program(Protocol):
   def label(self, record: dict) -> str:
     """The model a record is of, in words (its grid values)."""
 
+  def headline(self, record: dict) -> dict[str, float]:
+    """The record's headline measurements by name: TensorBoard's scalars
+    (rare_tasks.core.tensorboard)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Event:

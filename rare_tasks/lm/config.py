@@ -8,6 +8,8 @@ batch size; any of those fields set explicitly wins, and `resolve` fills in the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import ml_collections
 from ml_collections.config_dict import placeholder
 
@@ -18,7 +20,7 @@ from rare_tasks.lm.model import ATTENTION, BLOCKS, DTYPES
 
 STUDIES = ("lm_pretrain",)
 # Fields that do not change what is trained: a resume may change them.
-NOT_IDENTITY = ("checkpoint_interval_s", "data.cache_dir")
+NOT_IDENTITY = ("checkpoint_interval_s", "data.cache_dir", "log")
 START_FROM = "rare_tasks.lm.config.base_config()"
 # Fields a preset fills in when they are unset (None).
 SHAPE_FIELDS = ("d_model", "num_layers", "num_heads", "mlp_hidden")
@@ -72,10 +74,13 @@ def mesh_schema() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(members=0, fsdp=1))
 
 
-def run_fields() -> dict[str, float]:
-  """The run's own fields: steps between evaluations, and the least seconds between two
-  checkpoints (always one at the end)."""
-  return dict(eval_every=100, checkpoint_interval_s=600.0)
+def run_fields() -> dict[str, Any]:
+  """The run's own fields: steps between evaluations, the least seconds between two
+  checkpoints (always one at the end), and what is logged beside metrics.jsonl
+  (log.tensorboard: every member's headline measurements as TensorBoard scalars at each
+  evaluation, in <workdir>/tensorboard/; rare_tasks.core.tensorboard)."""
+  return dict(eval_every=100, checkpoint_interval_s=600.0,
+              log=ml_collections.ConfigDict(dict(tensorboard=False)))
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -156,6 +161,7 @@ MESH_CHECKS: dict[str, checks.Check] = {
 RUN_CHECKS: dict[str, checks.Check] = {
     "eval_every": checks.positive_int,
     "checkpoint_interval_s": checks.nonneg_real,
+    "log.tensorboard": checks.boolean,
 }
 FIELD_CHECKS: dict[str, checks.Check] = {
     "study": checks.choice(STUDIES),

@@ -16,6 +16,7 @@ import itertools
 
 import ml_collections
 
+from rare_tasks.core import tensorboard
 from rare_tasks.lm import injections, tasks
 
 CONTROL = "control"
@@ -88,6 +89,16 @@ def cells(c: ml_collections.ConfigDict) -> dict[str, list[Cell]]:
         out[size].append(Cell(index, member, size, float(f), int(gap), t, int(s), steps, axis))
         index += 1
   return out
+
+
+def run_names(cells: list[Cell]) -> dict[int, str]:
+  """Each cell's TensorBoard run directory by index: its size, injected tasks ('none' for a
+  control), frequency and seed, then its gap and run length where they differ between the
+  cells ('size=cpu_d16,task=comparison,frequency=0.002,seed=0')."""
+  names = tensorboard.run_names([cell.record() for cell in cells],
+                                ("size", "injected", "frequency", "seed"), ("gap", "steps"),
+                                {"injected": "task"})
+  return {cell.index: name for cell, name in zip(cells, names)}
 
 
 def tasks_of(c: ml_collections.ConfigDict, eos_id: int) -> tuple[tasks.Task, ...]:

@@ -24,7 +24,7 @@ STUDY = "lm_size_by_frequency"
 START_FROM = "rare_tasks.lm.grid_config.base_config()"
 GRID_AXES = ("size", "frequency", "gap", "task", "seed", "steps")
 NOT_IDENTITY = ("checkpoint_interval_s", "learned", "mechanism.effectivity_window",
-                "mechanism.retention_lag")
+                "mechanism.retention_lag", "log")
 # Fields renamed since older work directories were written: their config.json is read in today's
 # names, and a config that uses an old name is refused with its new one.
 ALIASES = Aliases(studies={"lm_width_by_frequency": STUDY},

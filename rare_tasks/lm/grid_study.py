@@ -8,7 +8,9 @@ injected at controlled frequencies, top to bottom.
   3. per size and run length, its cells trained by the engine as one ensemble program (or one
      program per cell), resumed from the program's latest checkpoint or skipped when finished;
      the injected rows are the program's input (every chunk's written to the cells' manifests,
-     injections/<cell>.csv, as they are planned) and the task evaluation its measurement;
+     injections/<cell>.csv, as they are planned) and the task evaluation its measurement; with
+     config.log.tensorboard, each cell's scalars go to tensorboard/<cell>/
+     (rare_tasks.core.tensorboard);
   4. the report: results.csv, thresholds.csv, the figures and summary.md.
 
 Every `eval_every` steps each cell's record goes to metrics.jsonl: per task and split (train,
@@ -22,13 +24,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import jax
 import ml_collections
 
-from rare_tasks.core import engine, workdir
+from rare_tasks.core import engine, tensorboard, workdir
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.progress import Progress, log
 from rare_tasks.core.report import RunReport
@@ -43,7 +46,7 @@ from rare_tasks.lm.task_trace import TaskTrace
 from rare_tasks.lm.trainer import Trainer
 
 FILES = (specs.CHECKPOINTS_DIR, injections.MANIFEST_DIR, specs.RUN_FILE, data.TOKENIZER_FILE,
-         gradient_log.FILE, *report.FILES)
+         gradient_log.FILE, tensorboard.DIR, *report.FILES)
 METRICS_KEY = ("cell", "step")
 # Renamed studies and fields: an older run's config.json is read in today's names.
 ALIASES = grid_config.ALIASES
@@ -96,16 +99,28 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   progress = Progress([(p.name, len(p.cells), p.c.train.steps,
                         info["sizes"][p.c.model.preset]["flops_per_token"]) for p in plans])
   trained = 0
-  for plan in plans:
-    log.info("%s: %d cell(s), mesh %s", plan.name, len(plan.cells), dict(plan.trainer.mesh.shape))
-    program = program_of(plan, c, wd, source, task_list, starts[plan.c.model.preset])
-    own = mechanism_callbacks(plan, c, wd, source, task_list)
-    trained += engine.run(program, wd, [*callbacks, *own], progress, c.checkpoint_interval_s)
+  with tensorboard_callbacks(c, wd / tensorboard.DIR, cells) as logged:
+    for plan in plans:
+      log.info("%s: %d cell(s), mesh %s", plan.name, len(plan.cells),
+               dict(plan.trainer.mesh.shape))
+      program = program_of(plan, c, wd, source, task_list, starts[plan.c.model.preset])
+      own = mechanism_callbacks(plan, c, wd, source, task_list)
+      trained += engine.run(program, wd, [*callbacks, *logged, *own], progress,
+                            c.checkpoint_interval_s)
   # 4. The report.
   records = workdir.read_metrics(wd, METRICS_KEY)
   gradients = workdir.read_metrics(wd, gradient_log.KEY, gradient_log.FILE)
   summary = report.write(wd, c, info, cells, task_list, records, gradients)
   return RunReport(wd, trained, time.perf_counter() - start, summary)
+
+
+def tensorboard_callbacks(c: ml_collections.ConfigDict, directory: Path,
+                          cells: dict[str, list[grid.Cell]]
+                          ) -> AbstractContextManager[tuple[engine.Callback, ...]]:
+  """tensorboard.writing for the cells (per size): each cell's run in directory/<cell>/
+  (grid.run_names), written when config.log.tensorboard is on."""
+  names = grid.run_names([cell for cs in cells.values() for cell in cs])
+  return tensorboard.writing(c.log.tensorboard, directory, lambda r: names[r["cell"]])
 
 
 def size_plans(c: ml_collections.ConfigDict, sc: ml_collections.ConfigDict, size: str,

@@ -24,7 +24,7 @@ from rare_tasks.lm import grid_config
 STUDY = "lm_mixture_design"
 START_FROM = "rare_tasks.lm.mixture_config.base_config()"
 # Fields that change neither what is trained nor which candidates the search proposes.
-NOT_IDENTITY = ("checkpoint_interval_s", "design.target_frequencies")
+NOT_IDENTITY = ("checkpoint_interval_s", "design.target_frequencies", "log")
 _NOT_HERE = ("grid.frequency", "mechanism")
 
 

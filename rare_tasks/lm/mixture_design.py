@@ -8,9 +8,11 @@ candidate frequencies; the round trains, per size and length, one ensemble of ev
 every task x the grid's seeds (the first round adds one control per seed, which injects
 nothing), as an injection study whose grid.frequency holds the round's candidates
 (`mixture_config.round_config`), in `rounds/round<r>/` with its own metrics.jsonl, injection
-manifests and checkpoints. A cell has learned its task by the injection study's rule
-(results.csv's `learned`: the train score named by learned.criterion, the mean of the last
-learned.last_evals evaluations, at or above learned.threshold; a diverged cell learns nothing).
+manifests and checkpoints (with config.log.tensorboard, its cells' TensorBoard runs go to
+`tensorboard/round<r>/<cell>/`: rare_tasks.core.tensorboard). A cell has learned its task by
+the injection study's rule (results.csv's `learned`: the train score named by learned.criterion,
+the mean of the last learned.last_evals evaluations, at or above learned.threshold; a diverged
+cell learns nothing).
 Rounds are a deterministic function of the finished rounds, so a killed run restarted with the
 same command reads its finished rounds back from their metrics, resumes the round it was in from
 its checkpoints, and goes on.
@@ -33,7 +35,7 @@ import ml_collections
 import numpy as np
 
 from rare_tasks.analysis import frequency_search
-from rare_tasks.core import divergence, engine, tables, workdir
+from rare_tasks.core import divergence, engine, tables, tensorboard, workdir
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.progress import Progress, log
 from rare_tasks.core.report import SUMMARY_FILE, RunReport, declared_files
@@ -46,8 +48,8 @@ from rare_tasks.lm.report.results_table import result_rows
 
 ROUNDS_DIR = "rounds"
 CELLS_FILE = "cells.json"
-FILES = declared_files((ROUNDS_DIR, specs.RUN_FILE, data.TOKENIZER_FILE, SUMMARY_FILE),
-                       report.FILES)
+FILES = declared_files((ROUNDS_DIR, specs.RUN_FILE, data.TOKENIZER_FILE, SUMMARY_FILE,
+                        tensorboard.DIR), report.FILES)
 METRICS_KEY = grid_study.METRICS_KEY
 Key = tuple[str, str, int]  # (task, size, run length)
 # Trains one round's cells into its directory (its metrics.jsonl); returns the steps trained.
@@ -172,7 +174,8 @@ def _finished(records: list[dict[str, Any]], cells: dict[str, list[grid.Cell]]) 
 
 class RealRounds:
   """Trains a round as the injection study trains a grid: per size and run length one ensemble
-  program (or one per cell when it does not fit), each resumed from its checkpoints."""
+  program (or one per cell when it does not fit), each resumed from its checkpoints; with
+  config.log.tensorboard, the round <wd>/rounds/round<r>/'s runs in <wd>/tensorboard/round<r>/."""
 
   def __init__(self, sizes: dict[str, ml_collections.ConfigDict], source: data.TextSource,
                task_list: Sequence[lm_tasks.Task], devices: list[jax.Device],
@@ -190,12 +193,15 @@ class RealRounds:
     progress = Progress([(p.name, len(p.cells), p.c.train.steps, self.flops[p.c.model.preset])
                          for p in plans])
     trained = 0
-    for plan in plans:
-      log.info("%s: %d cell(s), mesh %s", plan.name, len(plan.cells),
-               dict(plan.trainer.mesh.shape))
-      program = grid_study.program_of(plan, rc, rd, self.source, self.task_list,
-                                      self.starts[plan.c.model.preset])
-      trained += engine.run(program, rd, self.callbacks, progress, rc.checkpoint_interval_s)
+    board = rd.parents[1] / tensorboard.DIR / rd.name
+    with grid_study.tensorboard_callbacks(rc, board, cells) as logged:
+      for plan in plans:
+        log.info("%s: %d cell(s), mesh %s", plan.name, len(plan.cells),
+                 dict(plan.trainer.mesh.shape))
+        program = grid_study.program_of(plan, rc, rd, self.source, self.task_list,
+                                        self.starts[plan.c.model.preset])
+        trained += engine.run(program, rd, [*self.callbacks, *logged], progress,
+                              rc.checkpoint_interval_s)
     return trained
 
 

@@ -6,7 +6,9 @@ to bottom.
      checkpoint and the memory estimate, before any training;
   2. the work directory (config.json, run.json and a real corpus's tokenizer.json; a run of
      another config, or resumed on a changed corpus, is refused);
-  3. training with the engine: resumed from the latest checkpoint, or skipped when finished;
+  3. training with the engine: resumed from the latest checkpoint, or skipped when finished
+     (with config.log.tensorboard, each member's scalars in tensorboard/size=<preset>,seed=<s>/:
+     rare_tasks.core.tensorboard);
   4. the report: figures/loss.png and summary.md.
 
 Every `eval_every` steps each member's train and validation loss go to metrics.jsonl (one record
@@ -24,7 +26,7 @@ from pathlib import Path
 import jax
 import ml_collections
 
-from rare_tasks.core import engine, workdir
+from rare_tasks.core import engine, tensorboard, workdir
 from rare_tasks.core.config import check
 from rare_tasks.core.progress import Progress, log
 from rare_tasks.core.report import RunReport
@@ -33,7 +35,8 @@ from rare_tasks.lm import data, ladder, memory, specs
 from rare_tasks.lm.program import TextProgram
 from rare_tasks.lm.report import pretraining as report
 
-FILES = (specs.CHECKPOINTS_DIR, specs.RUN_FILE, data.TOKENIZER_FILE, *report.FILES)
+FILES = (specs.CHECKPOINTS_DIR, specs.RUN_FILE, data.TOKENIZER_FILE, tensorboard.DIR,
+         *report.FILES)
 METRICS_KEY = ("member", "step")
 
 
@@ -73,7 +76,11 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
       seeds=c.init_seeds, metrics_key=METRICS_KEY, checkpoint_dir=specs.CHECKPOINTS_DIR,
       init_params=init_params)
   progress = Progress([(program.name, members, c.train.steps, info["flops_per_token"])])
-  trained = engine.run(program, wd, callbacks, progress, c.checkpoint_interval_s)
+  names = tensorboard.run_names([{"size": c.model.preset, "seed": s} for s in c.init_seeds],
+                                ("size", "seed"))
+  with tensorboard.writing(c.log.tensorboard, wd / tensorboard.DIR,
+                           lambda r: names[r["member"]]) as logged:
+    trained = engine.run(program, wd, [*callbacks, *logged], progress, c.checkpoint_interval_s)
   # 4. The report.
   summary = report.write(wd, c, info, workdir.read_metrics(wd, METRICS_KEY))
   return RunReport(wd, trained, time.perf_counter() - start, summary)

@@ -30,6 +30,9 @@ from rare_tasks.lm import data, sharding
 from rare_tasks.lm.model import Params
 from rare_tasks.lm.trainer import State, Trainer
 
+# Record fields that are bookkeeping, not measurements: left out of TensorBoard's scalars.
+NOT_HEADLINE = ("step", "tokens", "model_tokens_per_s", "trace_first", divergence.FIELD)
+
 
 class Inputs(Protocol):
   """Per-member rows a study injects into the shared text batches."""
@@ -154,6 +157,16 @@ class TextProgram:
     key = self.metrics_key[0]
     member = next((m for m in self.members if m[key] == record.get(key)), {key: record.get(key)})
     return ", ".join(f"{k}={v}" for k, v in member.items())
+
+  def headline(self, record: dict) -> dict[str, float]:
+    """TensorBoard's scalars of a record: its numbers by field (the train, z- and validation
+    losses, the gap to the floor, the gradient norm, the learning rate, the throughput, and
+    every measurement's, such as the injection study's per-task losses and accuracies); the
+    member's identity fields, bookkeeping (NOT_HEADLINE), lists and None left out."""
+    identity = {k for m in self.members for k in m}
+    return {k: float(v) for k, v in record.items()
+            if k not in identity and k not in NOT_HEADLINE
+            and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
   def describe(self, records: list[dict]) -> str:
     if not records:

@@ -45,7 +45,7 @@ CRITERIA = ("loss",)
 STUDIES = ("grid", "mixture_design")
 # Fields that do not change what is trained (only how often it is saved, or the report drawn
 # from it): a resume may change them, and config.json is then rewritten with the new values.
-NOT_IDENTITY = ("checkpoint_interval_s", "scaling", "design.target_frequencies")
+NOT_IDENTITY = ("checkpoint_interval_s", "scaling", "design.target_frequencies", "log")
 START_FROM = "rare_tasks.synthetic.config.base_config()"
 # Fields and values renamed since older work directories were written: their config.json is read
 # in today's names, and a config that uses an old name is refused with its new one.
@@ -120,6 +120,9 @@ def base_config() -> ml_collections.ConfigDict:
       enabled=False, small_width=0, large_width=0, epsilon=0.05, bootstrap_resamples=1000))
   # Checkpoints are written at evaluation steps, at most this often (and always at the end).
   c.checkpoint_interval_s = 30.0
+  # tensorboard: every cell's headline measurements as TensorBoard scalars at each evaluation,
+  # in <workdir>/tensorboard/ (rare_tasks.core.tensorboard).
+  c.log = ml_collections.ConfigDict(dict(tensorboard=False))
   return c
 
 
@@ -198,6 +201,7 @@ FIELD_CHECKS: dict[str, checks.Check] = {
     "learned.criterion": checks.choice(CRITERIA),
     "learned.threshold": checks.positive_real,
     "checkpoint_interval_s": checks.nonneg_real,
+    "log.tensorboard": checks.boolean,
 }
 
 

@@ -20,7 +20,8 @@ import ml_collections
 import numpy as np
 
 from rare_tasks import injection
-from rare_tasks.synthetic.config import GRID_AXES, RECORDED_AS, grid_values
+from rare_tasks.core import tensorboard
+from rare_tasks.synthetic.config import CELL_VALUES, GRID_AXES, RECORDED_AS, grid_values
 from rare_tasks.synthetic.tasks import TaskFamily, task_of
 
 STATIC_AXES = ("width", "activation", "num_hidden_layers")
@@ -124,6 +125,16 @@ def expand(config: ml_collections.ConfigDict, task: TaskFamily | None = None) ->
   axes = sorted(grid)
   return [make_cell(i, {**base, **dict(zip(axes, combo))}, task, config)
           for i, combo in enumerate(itertools.product(*(grid[a] for a in axes)))]
+
+
+def run_names(cells: list[Cell]) -> dict[int, str]:
+  """Each cell's TensorBoard run directory by index: its width, frequency and seed, then every
+  other grid value that differs between the cells ('width=8,frequency=0.01,seed=0,gap=4')."""
+  always = ("width", RECORDED_AS["frequency"], "seed")
+  names = tensorboard.run_names([c.record for c in cells], always,
+                                [v for v in CELL_VALUES if v not in always],
+                                {v: k for k, v in RECORDED_AS.items()})
+  return {c.index: name for c, name in zip(cells, names)}
 
 
 def group_cells(cells: list[Cell]) -> list[Group]:

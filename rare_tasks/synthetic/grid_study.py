@@ -5,7 +5,9 @@ The run, top to bottom:
   1. check the config (once) and expand the grid into cells and ensemble groups;
   2. open the work directory (or find this run's, to resume or re-report);
   3. predict every cell from the family's closed form, if it has one (predictions.json);
-  4. train every group to the end (training.train_groups: resumes from checkpoints);
+  4. train every group to the end (training.train_groups: resumes from checkpoints); with
+     config.log.tensorboard, each cell's scalars go to tensorboard/<cell>/
+     (rare_tasks.core.tensorboard);
   5. build results.csv from the final records of metrics.jsonl;
   6. write each report section that applies (SECTIONS) and summary.md from them.
 A finished run invoked again retrains nothing and regenerates its report.
@@ -20,12 +22,12 @@ from pathlib import Path
 import jax
 import ml_collections
 
-from rare_tasks.core import engine, workdir
+from rare_tasks.core import engine, tensorboard, workdir
 from rare_tasks.core import report as reports
 from rare_tasks.core.progress import log
 from rare_tasks.synthetic import config as schema
 from rare_tasks.synthetic import placement, training
-from rare_tasks.synthetic.grid import expand, group_cells
+from rare_tasks.synthetic.grid import expand, group_cells, run_names
 from rare_tasks.synthetic.report import (
   agreement,
   allocation,
@@ -48,7 +50,8 @@ MEASUREMENTS = (allocation, interference, retention, learning_order, scaling)
 SECTIONS = OPENING + MEASUREMENTS
 # Everything a grid study writes into its work directory (--overwrite deletes these).
 FILES = reports.declared_files(training.FILES, predictions.FILES, results.FILES,
-                               (reports.SUMMARY_FILE,), *(s.FILES for s in SECTIONS))
+                               (reports.SUMMARY_FILE, tensorboard.DIR),
+                               *(s.FILES for s in SECTIONS))
 # The config fields and values renamed since older work directories were written.
 ALIASES = schema.ALIASES
 
@@ -81,7 +84,10 @@ def run(config: ml_collections.ConfigDict, workdir_path: str | Path, overwrite: 
   mesh = placement.ensemble_mesh(devices)
   log.info("%d cells in %d ensemble groups, %d steps each, on %d device(s); workdir %s",
            len(cells), len(groups), config.train.steps, mesh.devices.size, wd)
-  trained = training.train_groups(config, wd, groups, task, mesh, callbacks)
+  names = run_names(cells)
+  with tensorboard.writing(config.log.tensorboard, wd / tensorboard.DIR,
+                           lambda r: names[r["cell"]]) as logged:
+    trained = training.train_groups(config, wd, groups, task, mesh, (*callbacks, *logged))
   if trained == 0:
     log.info("Finished run found in %s: nothing retrained; report regenerated.", wd)
   # 5. Results.

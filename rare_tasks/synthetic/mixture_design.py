@@ -4,12 +4,14 @@ budget, and the inverse, the smallest width that learns a given frequency.
 The search (rare_tasks.analysis.frequency_search) runs in rounds. A round trains, for every width
 still searching, its candidate frequencies x the grid's seeds to `train.steps`, as the grid's
 ensembles (one compiled ensemble per width: seeds are streams, candidates members), in
-`rounds/round<r>/` with its own metrics.jsonl and checkpoints. A candidate is learned when every
-rare task's headline loss is at or below `learned.threshold` at the end. A family with closed-form
-theory starts each width at its closed-form critical frequency (the smallest frequency whose
-optimum at that width has the rare task's FVU at or below `learned.threshold`), others at
-`design.initial_frequency`. Rounds are a deterministic function of the finished rounds, so a
-killed run restarted with the same command replays them from their metrics and resumes.
+`rounds/round<r>/` with its own metrics.jsonl and checkpoints (with config.log.tensorboard, its
+cells' TensorBoard runs go to `tensorboard/round<r>/<cell>/`: rare_tasks.core.tensorboard). A
+candidate is learned when every rare task's headline loss is at or below `learned.threshold` at
+the end. A family with closed-form theory starts each width at its closed-form critical frequency
+(the smallest frequency whose optimum at that width has the rare task's FVU at or below
+`learned.threshold`), others at `design.initial_frequency`. Rounds are a deterministic function
+of the finished rounds, so a killed run restarted with the same command replays them from their
+metrics and resumes.
 
 Writes mixture_design.csv (per width), min_width.csv (per target frequency),
 figures/mixture_design.png and summary.md (rare_tasks.synthetic.report.mixture_design).
@@ -28,19 +30,20 @@ import ml_collections
 import numpy as np
 
 from rare_tasks.analysis import frequency_search
-from rare_tasks.core import engine, workdir
+from rare_tasks.core import engine, tensorboard, workdir
 from rare_tasks.core import report as reports
 from rare_tasks.core.progress import log
 from rare_tasks.core.tables import number
 from rare_tasks.synthetic import config as schema
 from rare_tasks.synthetic import placement, training
-from rare_tasks.synthetic.grid import Cell, expand, group_cells, make_cell
+from rare_tasks.synthetic.grid import Cell, expand, group_cells, make_cell, run_names
 from rare_tasks.synthetic.report import mixture_design as design_report
 from rare_tasks.synthetic.tasks import TaskFamily, task_of
 
 ROUNDS_DIR = "rounds"
 # Everything a mixture design writes into its work directory (--overwrite deletes these).
-FILES = reports.declared_files((ROUNDS_DIR, reports.SUMMARY_FILE), design_report.FILES)
+FILES = reports.declared_files((ROUNDS_DIR, reports.SUMMARY_FILE, tensorboard.DIR),
+                               design_report.FILES)
 # The config fields and values renamed since older work directories were written.
 ALIASES = schema.ALIASES
 
@@ -89,7 +92,11 @@ def _train_round(config: ml_collections.ConfigDict, wd: Path, index: int, cells:
         f"closed form has changed since); use another --workdir, or delete {rd.parent} to search "
         "again")
   workdir.write_text(stored, text)
-  trained = training.train_groups(config, rd, group_cells(cells), task, mesh, callbacks)
+  names = run_names(cells)
+  with tensorboard.writing(config.log.tensorboard, wd / tensorboard.DIR / rd.name,
+                           lambda r: names[r["cell"]]) as logged:
+    trained = training.train_groups(config, rd, group_cells(cells), task, mesh,
+                                    (*callbacks, *logged))
   return workdir.read_metrics(rd), trained
 
 

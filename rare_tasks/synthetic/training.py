@@ -181,6 +181,23 @@ class GroupRun:
   def label(self, record: dict) -> str:
     return next(c.label for c in self.group.flat_cells() if c.index == record["cell"])
 
+  def headline(self, record: dict) -> dict[str, float]:
+    """TensorBoard's scalars of a record: the train loss and every measurement, a per-task
+    vector (K,) split per task (fvu/task_0, .., the rare ones fvu/task_<k>_rare); the cell's
+    grid values, other shapes (the K x K cosines) and None left out."""
+    skip = {"cell", "step", "group", divergence.FIELD, *self.group.cells[0][0].record}
+    rare, out = set(self.task.rare_tasks), {}
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    for name, v in record.items():
+      if name in skip:
+        continue
+      if number(v):
+        out[name] = float(v)
+      elif isinstance(v, list) and len(v) == self.task.num_tasks:
+        out.update({f"{name}/task_{k}{'_rare' if k in rare else ''}": float(x)
+                    for k, x in enumerate(v) if number(x)})
+    return out
+
   # -- compiled programs and host copies -----------------------------------------------------
 
   def chunk(self, state, num_steps: int):

@@ -72,6 +72,9 @@ class Counter:
   def label(self, record):
     return f"cell {record['cell']}"
 
+  def headline(self, record):
+    return {"sum": record["sum"]}
+
 
 def _sums(wd):
   return [(r["step"], r["sum"], r["trained"]) for r in workdir.read_metrics(wd)]

@@ -169,6 +169,16 @@ def test_out_of_range_numbers_are_refused(field, value):
   _refused(c, re.escape(f"config.{field} = {value!r}"))
 
 
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_a_tensorboard_switch_that_is_no_bool_is_refused(value):
+  c = config.base_config()
+  assert c.log.tensorboard is False and "log" in config.NOT_IDENTITY
+  with c.ignore_type():
+    c.log.tensorboard = value
+  msg = _refused(c, re.escape(f"config.log.tensorboard = {value!r}"))
+  assert "True or False" in msg
+
+
 def _resolved(**train):
   c = config.base_config()
   for k, v in train.items():

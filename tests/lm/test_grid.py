@@ -69,3 +69,17 @@ def test_a_steps_axis_gives_each_length_its_cells_programs_and_names():
   assert grid.programs(cells[:1], True) == [("cpu_d32-t100-m0", cells[:1])]
   indices = [x.index for cs in grid.cells(c).values() for x in cs]
   assert indices == list(range(len(indices)))
+
+
+def test_run_names_say_size_task_frequency_seed_and_the_gap_the_grid_varies():
+  cells = [x for cs in grid.cells(_config()).values() for x in cs]
+  names = grid.run_names(cells)
+  assert len(set(names.values())) == len(cells)
+  assert names[0] == "size=cpu_d16,task=comparison,frequency=0.01,seed=0,gap=1"
+  control = next(x for x in cells if x.is_control)
+  assert names[control.index] == "size=cpu_d16,task=none,frequency=0.0,seed=0,gap=1"
+  c = _config()
+  c.grid.gap = (1,)
+  c.task.jointly = True
+  joint = grid.run_names(grid.cells(c)["cpu_d16"])
+  assert joint[0] == "size=cpu_d16,task=comparison+addition,frequency=0.01,seed=0"

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from rare_tasks.core import tables, workdir
+from rare_tasks.core import tables, tensorboard, workdir
 from rare_tasks.core.config import ConfigError
 from rare_tasks.lm import (
   data,
@@ -24,9 +24,11 @@ from rare_tasks.lm import (
   task_trace,
   tasks,
 )
+from rare_tasks.lm.program import NOT_HEADLINE
 from rare_tasks.lm.report import results_table
 from rare_tasks.lm.trainer import Trainer, with_injected
 from tests.callbacks import after_chunk
+from tests.tensorboard_events import numbers_by_step, runs, shown
 
 STEPS = 8
 TIMING = ("tokens_per_s", "model_tokens_per_s")
@@ -60,7 +62,8 @@ def _manifests(wd):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-  """The tiny study, with every chunk's batches and injected as the trainer received them."""
+  """The tiny study, with every chunk's batches and injected as the trainer received them;
+  logging to TensorBoard."""
   wd = tmp_path_factory.mktemp("lm_grid") / "run"
   seen = []
   original = Trainer.chunk
@@ -70,8 +73,10 @@ def uninterrupted(tmp_path_factory):
     return original(self, state, batches, injected, trace, first_step)
 
   Trainer.chunk = spy
+  c = tiny_config()
+  c.log.tensorboard = True
   try:
-    report = grid_study.run(tiny_config(), wd)
+    report = grid_study.run(c, wd)
   finally:
     Trainer.chunk = original
   return wd, report, seen
@@ -141,6 +146,27 @@ def test_the_manifest_matches_the_batches_actually_trained(uninterrupted):
       assert injected.sum() == expected
     else:
       assert injected.sum() == 0
+
+
+def test_tensorboard_shows_every_cells_headline_numbers_in_a_run_of_its_own(uninterrupted):
+  wd, _, _ = uninterrupted
+  board = wd / tensorboard.DIR
+  records = workdir.read_metrics(wd, grid_study.METRICS_KEY)
+  identity = {"cell", "member", "size", "frequency", "gap", "injected", "seed", "steps"}
+  names = {}
+  for r in records:
+    task = "+".join(r["injected"]) or "none"
+    names[r["cell"]] = (f"size=cpu_d16,task={task},frequency={r['frequency']!r},seed=0,"
+                        f"gap={r['gap']}")
+  assert runs(board) == sorted(set(names.values())) and len(names) == 9  # 8 + the control
+  assert "size=cpu_d16,task=comparison,frequency=0.25,seed=0,gap=2" in names.values()
+  for cell, name in names.items():
+    mine = [r for r in records if r["cell"] == cell]
+    scalars = shown(board / name)
+    assert scalars == numbers_by_step(mine, identity | set(NOT_HEADLINE))  # golden
+    assert {"train_loss", "val_loss", "val_gap", "grad_norm", "learning_rate",
+            "comparison_train_accuracy", "addition_test_loss"} <= set(scalars)
+    assert sorted(scalars["val_loss"]) == [4, 8]
 
 
 def test_a_killed_run_resumes_bit_identical(uninterrupted, tmp_path):

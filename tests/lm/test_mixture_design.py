@@ -8,11 +8,12 @@ import jax
 import numpy as np
 import pytest
 
-from rare_tasks.core import tables, workdir
+from rare_tasks.core import tables, tensorboard, workdir
 from rare_tasks.core.config import ConfigError
 from rare_tasks.lm import data, grid, mixture_config, specs
 from rare_tasks.lm import mixture_design as study
 from rare_tasks.lm.report import mixture_design as report
+from tests.tensorboard_events import runs, shown
 
 SIZES = ("cpu_d16_l2", "cpu_d32", "cpu_d64")
 # Each size's true threshold per seed (per sequence): a cell learns iff its frequency >= it.
@@ -205,9 +206,20 @@ def test_trained_for_real_killed_between_rounds_resumes_to_the_same_tables(tmp_p
   c.design.num_candidates = 2
   c.design.max_expansions = 1
   c.design.refine_rounds = 1
+  c.log.tensorboard = True
   whole = tmp_path / "whole"
   first = study.run(c, whole)
   assert first.summary["rounds"] >= 2
+  # TensorBoard: each round's cells in the round's folder
+  names = {}
+  for rd in sorted((whole / study.ROUNDS_DIR).iterdir()):
+    for r in workdir.read_metrics(rd, study.METRICS_KEY):
+      task = "+".join(r["injected"]) or "none"
+      name = f"{rd.name}/size={r['size']},task={task},frequency={r['frequency']!r},seed=0"
+      names[name] = names.get(name, {}) | {r["step"]: np.float32(r["val_loss"])}
+  assert runs(whole / tensorboard.DIR) == sorted(names) and names
+  for name, val_loss in names.items():
+    assert shown(whole / tensorboard.DIR / name)["val_loss"] == val_loss
   killed = tmp_path / "killed"
   calls = []
 

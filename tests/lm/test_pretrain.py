@@ -14,15 +14,17 @@ import jax
 import numpy as np
 import pytest
 
-from rare_tasks.core import workdir
+from rare_tasks.core import tensorboard, workdir
 from rare_tasks.core.checkpoints import GroupCheckpoints
 from rare_tasks.core.config import ConfigError
 from rare_tasks.core.workdir import WorkdirError
 from rare_tasks.lm import config as lm_config
 from rare_tasks.lm import ladder, pretrain, sharding, specs
 from rare_tasks.lm.model import Model
+from rare_tasks.lm.program import NOT_HEADLINE
 from rare_tasks.lm.trainer import Trainer
 from tests.callbacks import after_chunk
+from tests.tensorboard_events import numbers_by_step, purge_steps, runs, shown
 
 STEPS = 8
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,10 +68,17 @@ def _losses(wd):
           for r in workdir.read_metrics(wd, pretrain.METRICS_KEY)]
 
 
+def logged_config():
+  """The tiny config logging to TensorBoard."""
+  c = tiny_config()
+  c.log.tensorboard = True
+  return c
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
   wd = tmp_path_factory.mktemp("lm") / "run"
-  report = pretrain.run(tiny_config(), wd)
+  report = pretrain.run(logged_config(), wd)
   return wd, report
 
 
@@ -109,13 +118,35 @@ def test_a_killed_run_resumes_bit_identical(uninterrupted, tmp_path):
       raise Killed
 
   with pytest.raises(Killed):
-    pretrain.run(tiny_config(), killed, callbacks=[after_chunk(lambda _, step: kill(step))])
-  resumed = pretrain.run(tiny_config(), killed)
+    pretrain.run(logged_config(), killed, callbacks=[after_chunk(lambda _, step: kill(step))])
+  resumed = pretrain.run(logged_config(), killed)
   assert resumed.trained_steps == STEPS - 4
   assert _losses(killed) == _losses(wd)
+  _check_tensorboard(killed)
+  for name in runs(killed / tensorboard.DIR):
+    assert purge_steps(killed / tensorboard.DIR / name) == [1, 5]  # each invocation's first step
   a, b = _final_state(wd), _final_state(killed)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
+
+
+def _check_tensorboard(wd):
+  """One TensorBoard run per member, named by size and seed, showing each step of its records'
+  numbers once (golden), but its identity and bookkeeping."""
+  board = wd / tensorboard.DIR
+  assert runs(board) == ["size=cpu_d16,seed=0", "size=cpu_d16,seed=1"]
+  records = workdir.read_metrics(wd, pretrain.METRICS_KEY)
+  for member in (0, 1):
+    scalars = shown(board / f"size=cpu_d16,seed={member}")
+    mine = [r for r in records if r["member"] == member]
+    assert scalars == numbers_by_step(mine, {"member", "init_seed", *NOT_HEADLINE})
+    assert set(scalars) == {"train_loss", "train_z_loss", "val_loss", "val_gap", "grad_norm",
+                            "learning_rate", "tokens_per_s"}
+    assert sorted(scalars["val_loss"]) == [4, 8]
+
+
+def test_tensorboard_shows_each_members_headline_numbers(uninterrupted):
+  _check_tensorboard(uninterrupted[0])
 
 
 def test_a_finished_run_reports_without_training(uninterrupted, monkeypatch):

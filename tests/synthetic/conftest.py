@@ -77,7 +77,8 @@ def mechanism_run_one_device(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def mechanism_run_resumed(tmp_path_factory):
-  """The work directory of the same grid killed inside its second group, then resumed."""
+  """The work directory of the same grid killed inside its second group (after its checkpoint
+  at step 32), then resumed; both invocations log to TensorBoard."""
   wd = tmp_path_factory.mktemp("mechanism_resumed")
   calls = []
 
@@ -86,7 +87,9 @@ def mechanism_run_resumed(tmp_path_factory):
     if len(calls) == 5:  # inside the second group
       raise _Killed
 
+  c = mechanism_config()
+  c.log.tensorboard = True
   with pytest.raises(_Killed):
-    grid_study.run(mechanism_config(), wd, callbacks=[after_chunk(kill)])
-  grid_study.run(mechanism_config(), wd)
+    grid_study.run(c, wd, callbacks=[after_chunk(kill)])
+  grid_study.run(c, wd)
   return wd

@@ -239,6 +239,7 @@ def test_width_by_frequency_unknown_preset():
     ("measure.interference", "yes", ("'yes'", "True or False")),
     ("measure.interference_samples", 0, ("= 0", "integer > 0")),
     ("measure.trace_rare", None, ("None", "True or False")),
+    ("log.tensorboard", "yes", ("config.log.tensorboard = 'yes'", "True or False")),
 ])
 def test_new_fields_refuse_bad_values(field, value, fragments):
   c = base_config()

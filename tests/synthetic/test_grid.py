@@ -157,3 +157,15 @@ def test_make_cell_derives_what_expand_does():
   cells = grid.expand(c, task)
   again = [grid.make_cell(cell.index, cell.values, task, c) for cell in cells]
   assert again == cells
+
+
+def test_run_names_say_width_frequency_seed_and_every_other_axis_the_grid_varies():
+  cells = grid.expand(_config())
+  names = grid.run_names(cells)
+  assert list(names) == [c.index for c in cells] and len(set(names.values())) == len(cells)
+  c = cells[0].values
+  assert names[0] == f"width={c['width']},frequency={c['rare_frequency']},seed={c['seed']}"
+  config = _config()
+  config.grid.learning_rate = (1e-3, 0.01)
+  names = grid.run_names(grid.expand(config))
+  assert names[0] == "width=16,frequency=0.01,seed=0,learning_rate=0.001"

@@ -10,12 +10,13 @@ import jax
 import numpy as np
 import pytest
 
-from rare_tasks.core import tables, workdir
+from rare_tasks.core import tables, tensorboard, workdir
 from rare_tasks.synthetic import grid_study
-from rare_tasks.synthetic.config import ALIASES, ConfigError, base_config
+from rare_tasks.synthetic.config import ALIASES, CELL_VALUES, ConfigError, base_config
 from rare_tasks.synthetic.report.results import read_results
 from tests.callbacks import after_chunk
 from tests.synthetic.conftest import mechanism_config, tiny_config
+from tests.tensorboard_events import as_float32, purge_steps, runs, shown
 
 
 def _numbers(rows, column):
@@ -114,7 +115,9 @@ def test_workdir_with_another_config_is_refused_unless_overwrite(tmp_path):
   c.grid.width = (2,)
   c.grid.seed = (0,)
   c.train.steps = 20
+  c.log.tensorboard = True
   grid_study.run(c, tmp_path)
+  assert (tmp_path / tensorboard.DIR).is_dir()
   other = tiny_config()
   other.grid.width = (2,)
   other.grid.seed = (0,)
@@ -123,6 +126,7 @@ def test_workdir_with_another_config_is_refused_unless_overwrite(tmp_path):
     grid_study.run(other, tmp_path)
   report = grid_study.run(other, tmp_path, overwrite=True)
   assert report.trained_steps == 40
+  assert not (tmp_path / tensorboard.DIR).exists()  # a declared file of the run
   assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == 40
 
 
@@ -141,6 +145,7 @@ def test_a_diverging_cell_is_reported_not_fatal(tmp_path):
   c.grid.frequency = (0.3,)
   c.train.optimizer = "sgd"
   c.grid.learning_rate = (0.01, 100.0)
+  c.log.tensorboard = True
   report = grid_study.run(c, tmp_path)
   rows = read_results(tmp_path)
   bad = [r for r in rows if r["learning_rate"] == "100.0"]
@@ -149,6 +154,51 @@ def test_a_diverging_cell_is_reported_not_fatal(tmp_path):
   assert all(np.isfinite(float(r["fvu"])) for r in good)
   assert report.summary["diverged_cells"] == [int(bad[0]["cell"])]
   assert "Diverged" in (tmp_path / "summary.md").read_text()
+  # TensorBoard: the learning rate the grid varies names the runs; the diverged cell's curves
+  # end at its last finite point.
+  name = "width=4,frequency=0.3,seed=0,learning_rate={}".format
+  _check_tensorboard(tmp_path, {int(good[0]["cell"]): name(0.01), int(bad[0]["cell"]): name(100.0)})
+  assert max(shown(tmp_path / tensorboard.DIR / name(100.0))["fvu/task_3_rare"]) < 60
+
+
+def _check_tensorboard(wd, names, num_tasks=4, rare=3):
+  """The TensorBoard runs of a grid run are one per cell, named `names[cell]`, each showing its
+  records' headline fields at their steps (float32): the train loss and every measurement, each
+  per-task vector per task (the rare task marked), without the grid values, bookkeeping, the
+  K x K cosines and None (a golden comparison with metrics.jsonl)."""
+  board = wd / tensorboard.DIR
+  assert runs(board) == sorted(names.values())
+  skip = {*CELL_VALUES, "cell", "step", "group", "diverged_step"}
+  number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+  for cell, name in names.items():
+    want = {}
+    for r in workdir.read_metrics(wd):
+      for k, v in r.items() if r["cell"] == cell else ():
+        if k in skip:
+          continue
+        if number(v):
+          want.setdefault(k, {})[r["step"]] = as_float32(v)
+        elif isinstance(v, list) and len(v) == num_tasks:
+          for t, x in enumerate(v):
+            if number(x):
+              tag = f"{k}/task_{t}" + ("_rare" if t == rare else "")
+              want.setdefault(tag, {})[r["step"]] = as_float32(x)
+    assert shown(board / name) == want, name
+
+
+def test_a_killed_run_resumed_shows_each_cells_scalars_once_in_tensorboard(mechanism_run_resumed):
+  wd = mechanism_run_resumed
+  names = {r["cell"]: f"width={r['width']},frequency=0.0625,seed={r['seed']},gap={r['gap']}"
+           for r in workdir.read_metrics(wd)}
+  assert len(set(names.values())) == 8
+  _check_tensorboard(wd, names)
+  tags = set(shown(wd / tensorboard.DIR / names[0]))
+  assert {"train_loss", "fvu/task_0", "fvu/task_3_rare", "effective_neurons/task_0",
+          "rare_grad_norm", "grad_norm/task_3_rare"} <= tags
+  assert not any(t.startswith(("cosine", "width", "learning_rate", "beta")) for t in tags)
+  for r in workdir.read_metrics(wd):  # killed after the second group's checkpoint at step 32
+    assert purge_steps(wd / tensorboard.DIR / names[r["cell"]]) == (
+        [0] if r["width"] == 2 else [0, 33])
 
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "workdir_before_layout"
@@ -172,6 +222,7 @@ def _in_todays_names(old):
   new = ALIASES.translate(old)
   new["injection"]["unit"] = "per_example"
   new["learned"]["criterion"] = "loss"
+  new["log"] = {"tensorboard": False}
   return new
 
 

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from rare_tasks import studies
-from rare_tasks.core import workdir
+from rare_tasks.core import tensorboard, workdir
 from rare_tasks.core.workdir import WorkdirError
 from rare_tasks.synthetic import mixture_design
 from rare_tasks.synthetic.config import ConfigError, base_config
 from rare_tasks.synthetic.report import mixture_design as design_report
 from tests.callbacks import after_chunk
+from tests.tensorboard_events import as_float32, runs, shown
 
 
 def tiny_design():
@@ -46,8 +47,11 @@ def _table(path):
 
 @pytest.fixture(scope="module")
 def design(tmp_path_factory):
+  """The tiny design run on one device, logging to TensorBoard."""
   wd = tmp_path_factory.mktemp("design")
-  report = studies.run(tiny_design(), wd, devices=jax.devices()[:1])
+  c = tiny_design()
+  c.log.tensorboard = True
+  report = studies.run(c, wd, devices=jax.devices()[:1])
   return wd, report
 
 
@@ -75,9 +79,23 @@ def test_measured_minimum_is_near_the_closed_form_and_falls_with_width(design):
     assert (wd / name).exists(), name
 
 
+def test_each_rounds_cells_are_tensorboard_runs_in_its_round_folder(design):
+  wd, _ = design
+  names, points = set(), 0
+  for rd in sorted((wd / mixture_design.ROUNDS_DIR).iterdir()):
+    for r in workdir.read_metrics(rd):
+      name = f"{rd.name}/width={r['width']},frequency={r['rare_frequency']!r},seed=0"
+      names.add(name)
+      fvu = shown(wd / tensorboard.DIR / name)["fvu/task_5_rare"]
+      assert fvu[r["step"]] == as_float32(r["fvu"][5])
+      points += 1
+  assert runs(wd / tensorboard.DIR) == sorted(names) and points > len(names) > 8
+
+
 def test_finished_design_reinvoked_trains_nothing(design):
   wd, _ = design
   before = (wd / "mixture_design.csv").read_text()
+  # TensorBoard off now: the same run, resumed (log is no identity field)
   report = studies.run(tiny_design(), wd, devices=jax.devices()[:1])
   assert report.trained_steps == 0
   assert (wd / "mixture_design.csv").read_text() == before
