@@ -189,7 +189,7 @@ def test_the_url_checks_catch_another_repository_and_another_spelling():
     setup_url("setup(name='x')")
   assert colab_url(url, "n/x.ipynb") == (
       "https://colab.research.google.com/github/a-b/c_d/blob/main/n/x.ipynb")
-  text = (f"clone {url} or {url}.git; see [d]({url}/blob/main/d.md) and "
+  text = (f"clone {url} or {url}.git; see [d]({url}/blob/main/d.txt) and "
           "(https://colab.research.google.com/github/a-b/c_d/blob/main/n.ipynb), "
           "https://pypi.org/project/x, https://github.com/a-b/other and "
           "https://colab.research.google.com/github/z/c_d/blob/main/n.ipynb and "

@@ -151,7 +151,10 @@ def test_defaults_reproduce_fixed_numbers():
           "half_life")
   assert len(rows) == len(expected)
   for row, values in zip(rows, expected):
-    np.testing.assert_array_equal([row[k] for k in keys], values)
+    # The half-life comes from LAPACK's least squares (np.polyfit), whose last bit depends on
+    # the CPU's BLAS kernels: equal to 1e-12, the rest exactly.
+    np.testing.assert_array_equal([row[k] for k in keys[:-1]], values[:-1])
+    np.testing.assert_allclose(row["half_life"], values[-1], rtol=1e-12, atol=0)
     assert row["lag_step"] == row["end"] and row["end_level"] == row["after"]
   assert retention.cell_summary(rows) == {
       "bursts": 4, "median_gain": 0.38754999999999995,
