@@ -4,11 +4,10 @@
 A group (cells of one shape) is one compiled ensemble, trained `eval_every` steps per dispatch;
 step 0 is measured too. Every evaluation's measurements go to metrics.jsonl (written by process
 0 of a multi-process run, every process gathering the measurements of its devices); checkpoints
-hold the unpadded state, replicated, saved by every process together and restored as host
-arrays, so a run resumes on any device or process count (checkpoints written by process 0 alone,
-before several processes were supported, restore the same way). The per-step
-rare trace (measure.trace_rare) is an output of the scanned chunk that an evaluation callback
-writes to traces/. The program forwards the arrays the task family measures
+hold the unpadded state as host arrays, gathered on every process and saved by all of them
+together (orbax writes host arrays once), so a run resumes on any device or process count. The
+per-step rare trace (measure.trace_rare) is an output of the scanned chunk that an evaluation
+callback writes to traces/. The program forwards the arrays the task family measures
 (`TaskFamily.finish_metrics`, `finish_trace`) without reading them.
 """
 
@@ -167,9 +166,10 @@ class GroupRun:
     return None, (self.initial_trace(state) if self.spec.measure.trace_rare else None)
 
   def checkpoint(self, state, step: int):
-    """The unpadded state, replicated: every process takes part in saving it."""
+    """The unpadded state as host arrays, on every process: all take part in orbax's save,
+    which writes host arrays once."""
     del step
-    return self._unpadded(state)
+    return self.to_host(state)
 
   def final_recorded(self) -> bool:
     return all(c.index in self._measured for c in self.group.flat_cells())
@@ -237,12 +237,10 @@ class GroupRun:
                                   self._stream(lambda v: v[None, :, None]),
                                   self.host_consts["shared"])
 
-  @cached_property
-  def _unpadded(self) -> Callable[[Any], Any]:
-    """state -> the state of the real cells, leaves (S, P, ...), replicated on every device."""
+  def to_host(self, state) -> Any:
+    """Unpadded numpy copy of the state, whole on every process."""
     s, p = self.group.num_streams, self.group.num_members
-    return jax.jit(lambda state: jax.tree.map(lambda a: a[:s, :p] if a.ndim >= 2 else a, state),
-                   out_shardings=self._rep)
+    return jax.tree.map(lambda a: a[:s, :p] if a.ndim >= 2 else a, meshes.host_copy(state))
 
   def host_like(self) -> Any:
     """Zeros shaped like the unpadded host state (the restore target)."""

@@ -131,10 +131,9 @@ def scenarios(tmp_path_factory):
       "lm injected": (_injected, LM, ["checkpoint:1", ""], cache),
       # The compilation cache on a tmpfs of 64k fills at every run. The work directory's
       # tmpfs: 48k fails at the first checkpoint, so the next run trains from scratch, left
-      # alone; 280k takes that training (about 190k: orbax writes each checkpoint's replicated
-      # device arrays with its per-process files) and the report's tables, not both figures
+      # alone; 240k takes that training (about 150k) and the report's tables, not both figures
       # (160k); 64m takes it all.
-      "synthetic tmpfs": (_namespaced, SYNTHETIC_ENDS, ["48k", "280k", "64m"], "64k"),
+      "synthetic tmpfs": (_namespaced, SYNTHETIC_ENDS, ["48k", "240k", "64m"], "64k"),
       # A metrics.jsonl append fails mid-run; resumed, a figure; then it finishes.
       "synthetic injected": (_injected, SYNTHETIC,
                              ["metrics.jsonl:3", "learning_curves.png:0", ""], cache),
