@@ -7,7 +7,6 @@ before it used. In a two-process run, a signal to one process stops both at the 
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from rare_tasks.core import checkpoints, workdir
+from tests import processes
 from tests.lm.test_pretrain import _tiny_flags
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,17 +120,9 @@ def test_a_signal_stops_after_a_checkpoint_and_the_same_command_resumes_to_the_s
 
 
 def test_a_signal_to_one_of_two_processes_stops_both_at_the_same_step(tmp_path):
-  env = dict(ENV, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-  with socket.socket() as s:  # a free port for the coordinator
-    s.bind(("localhost", 0))
-    port = s.getsockname()[1]
   flags = [*_tiny_flags(), "--config.train.steps=200", "--config.eval_every=20"]
   wd = tmp_path / "wd"
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", "experiments.main", *flags, f"--workdir={wd}", "--distributed",
-       f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
+  procs = processes.start([*flags, f"--workdir={wd}"])
   deadline = time.monotonic() + 300
   while not any(r["step"] > 0 for r in workdir.read_metrics(wd, ("member", "step"))):
     assert all(p.poll() is None for p in procs) and time.monotonic() < deadline

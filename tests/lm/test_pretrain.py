@@ -2,11 +2,7 @@
 bit-identical, a finished run reported without training, 1 vs 8 devices, bad input refused."""
 
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import chex
@@ -23,6 +19,7 @@ from rare_tasks.lm import ladder, pretrain, sharding, specs
 from rare_tasks.lm.model import Model
 from rare_tasks.lm.program import NOT_HEADLINE
 from rare_tasks.lm.trainer import Trainer
+from tests import processes
 from tests.callbacks import after_chunk
 from tests.tensorboard_events import numbers_by_step, purge_steps, runs, shown
 
@@ -224,16 +221,7 @@ def _tiny_flags() -> list[str]:
 def test_two_processes_of_four_devices_give_the_run_of_one_process_of_eight(uninterrupted,
                                                                             tmp_path):
   wd, _ = uninterrupted
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=4")
-  with socket.socket() as s:  # a free port for the coordinator
-    s.bind(("localhost", 0))
-    port = s.getsockname()[1]
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", "experiments.main", *_tiny_flags(), f"--workdir={tmp_path / 'wd'}",
-       "--distributed", f"--coordinator_address=localhost:{port}", "--num_processes=2",
-       f"--process_id={i}"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      text=True) for i in range(2)]
+  procs = processes.start([*_tiny_flags(), f"--workdir={tmp_path / 'wd'}"])
   outs = [p.communicate(timeout=300) for p in procs]
   assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
   assert "summary.md" in outs[0][0] and "summary.md" not in outs[1][0]  # process 0 reports

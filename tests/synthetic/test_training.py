@@ -2,12 +2,7 @@
 deferred metrics, a lost final record measured again, records that forward what the family
 measures, and two processes of four devices training as one process of eight."""
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -18,9 +13,8 @@ from rare_tasks.synthetic import grid_study, placement, training
 from rare_tasks.synthetic.grid import expand, group_cells
 from rare_tasks.synthetic.report.results import read_results
 from rare_tasks.synthetic.tasks import task_of
+from tests import processes
 from tests.synthetic.conftest import mechanism_config, tiny_config
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_group_constants_come_from_the_cells():
@@ -86,16 +80,7 @@ def test_two_processes_of_four_devices_train_as_one_process_of_eight(mechanism_r
   config_file = tmp_path / "mechanism_config.py"  # its per-task betas have no flag syntax
   config_file.write_text("from tests.synthetic.conftest import mechanism_config as get_config\n")
   wd = tmp_path / "wd"
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=4")
-  with socket.socket() as s:  # a free port for the coordinator
-    s.bind(("localhost", 0))
-    port = s.getsockname()[1]
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", "experiments.main", f"--config={config_file}", f"--workdir={wd}",
-       "--distributed", f"--coordinator_address=localhost:{port}", "--num_processes=2",
-       f"--process_id={i}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  procs = processes.start([f"--config={config_file}", f"--workdir={wd}"])
   outs = [p.communicate(timeout=240) for p in procs]
   assert [p.returncode for p in procs] == [0, 0], outs[0][1][-3000:] + outs[1][1][-3000:]
   assert "summary.md" in outs[0][0] and "summary.md" not in outs[1][0]  # process 0 reports
