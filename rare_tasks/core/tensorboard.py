@@ -63,6 +63,11 @@ def run_names(models: Sequence[Mapping[str, Any]], always: Sequence[str],
   return names
 
 
+def is_scalar(v: Any) -> bool:
+  """Whether a record's value is one number (an int or a float, not a bool): a scalar."""
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def headline_event(step: int, scalars: Mapping[str, Any], wall_time: float) -> Event | None:
   """The Event of a record's scalars at `step`: every finite number by tag, None and non-finite
   values left out; None when none is left."""

@@ -23,7 +23,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from rare_tasks.core import divergence, engine, workdir
+from rare_tasks.core import divergence, engine, tensorboard, workdir
 from rare_tasks.core.checkpoints import GroupCheckpoints
 from rare_tasks.core.steps import chunk_bounds, eval_steps
 from rare_tasks.lm import data, sharding
@@ -166,7 +166,7 @@ class TextProgram:
     identity = {k for m in self.members for k in m}
     return {k: float(v) for k, v in record.items()
             if k not in identity and k not in NOT_HEADLINE
-            and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            and tensorboard.is_scalar(v)}
 
   def describe(self, records: list[dict]) -> str:
     if not records:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rare_tasks.core import divergence, engine, traces, workdir
+from rare_tasks.core import divergence, engine, tensorboard, traces, workdir
 from rare_tasks.core import mesh as meshes
 from rare_tasks.core.checkpoints import GroupCheckpoints
 from rare_tasks.core.progress import Progress
@@ -187,15 +187,14 @@ class GroupRun:
     grid values, other shapes (the K x K cosines) and None left out."""
     skip = {"cell", "step", "group", divergence.FIELD, *self.group.cells[0][0].record}
     rare, out = set(self.task.rare_tasks), {}
-    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
     for name, v in record.items():
       if name in skip:
         continue
-      if number(v):
+      if tensorboard.is_scalar(v):
         out[name] = float(v)
       elif isinstance(v, list) and len(v) == self.task.num_tasks:
         out.update({f"{name}/task_{k}{'_rare' if k in rare else ''}": float(x)
-                    for k, x in enumerate(v) if number(x)})
+                    for k, x in enumerate(v) if tensorboard.is_scalar(x)})
     return out
 
   # -- compiled programs and host copies -----------------------------------------------------

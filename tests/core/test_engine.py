@@ -14,6 +14,7 @@ import pytest
 from rare_tasks.core import checkpoints, engine, interrupts, workdir
 from rare_tasks.core.checkpoints import GroupCheckpoints
 from rare_tasks.core.progress import log
+from tests.callbacks import Killed, kill_at
 
 
 class Counter:
@@ -97,21 +98,11 @@ def test_without_a_start_measurement_step_zero_is_not_recorded(tmp_path):
   assert [s for s, _, _ in _sums(tmp_path)] == [4, 8, 10]
 
 
-class Killed(Exception):
-  pass
-
-
-def _kill_at(step):
-  def fn(event):
-    if event.step == step:
-      raise Killed
-  return engine.Callback(fn)
-
 
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_records(tmp_path):
   engine.run(Counter(tmp_path / "ref"), tmp_path / "ref")
   with pytest.raises(Killed):
-    engine.run(Counter(tmp_path / "wd"), tmp_path / "wd", [_kill_at(6)])
+    engine.run(Counter(tmp_path / "wd"), tmp_path / "wd", [kill_at(6)])
   p = Counter(tmp_path / "wd")
   assert engine.run(p, tmp_path / "wd") == 6  # from the checkpoint at 4
   assert p.log[0] == ("start", 4) and p.log[1] == ("train", 4, 2)
@@ -175,7 +166,7 @@ def test_a_stop_checkpoint_kept_beside_a_damaged_newer_one_still_resumes_exactly
     engine.run(Counter(wd), wd, [_stop_at(6)])
   interrupts.uninstall()
   with pytest.raises(Killed):
-    engine.run(Counter(wd), wd, [_kill_at(8)])  # orbax keeps 6 and 8
+    engine.run(Counter(wd), wd, [kill_at(8)])  # orbax keeps 6 and 8
   assert (wd / "checkpoints/counter/outputs-6.pkl").exists()
   _damage_newest(wd, "marker")
   p = Counter(wd)
@@ -206,7 +197,7 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_one_before_used_or_a_fresh_st
   engine.run(Counter(tmp_path / "ref"), tmp_path / "ref")
   wd = tmp_path / "wd"
   with pytest.raises(Killed):
-    engine.run(Counter(wd), wd, [_kill_at(8)])  # checkpoints at 4 and 8
+    engine.run(Counter(wd), wd, [kill_at(8)])  # checkpoints at 4 and 8
   _damage_newest(wd, "marker")
   if damaged == 2:
     ckpt = GroupCheckpoints(wd / "checkpoints/counter")

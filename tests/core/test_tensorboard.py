@@ -15,6 +15,7 @@ import pytest
 
 from rare_tasks.core import engine, tensorboard, workdir
 from rare_tasks.core.checkpoints import GroupCheckpoints
+from tests.callbacks import Killed, kill_at
 from tests.tensorboard_events import as_float32, event_files, purge_steps, read_events, runs, shown
 
 HEADLINE = ("loss", "invocation", "note", "diverged")
@@ -156,16 +157,6 @@ def test_each_evaluation_is_on_disk_when_its_callbacks_run(tmp_path):
   assert seen == [(0, [0]), (4, [0, 4]), (8, [0, 4, 8]), (10, [0, 4, 8, 10])]
 
 
-class Killed(Exception):
-  pass
-
-
-def _kill_at(step):
-  def fn(event):
-    if event.step == step:
-      raise Killed
-  return engine.Callback(fn, when="evaluation")
-
 
 def test_a_killed_run_resumed_shows_each_step_once_from_its_latest_invocation(tmp_path,
                                                                                monkeypatch):
@@ -173,7 +164,7 @@ def test_a_killed_run_resumed_shows_each_step_once_from_its_latest_invocation(tm
   # checkpoint at 4 writes step 8 again.
   monkeypatch.setattr(GroupCheckpoints, "save", _save_except_at(GroupCheckpoints.save, 8))
   with pytest.raises(Killed):
-    _run(tmp_path, invocation=1, extra=[_kill_at(8)])
+    _run(tmp_path, invocation=1, extra=[kill_at(8, "evaluation")])
   monkeypatch.undo()
   assert _run(tmp_path, invocation=2) == 6
   board = tmp_path / tensorboard.DIR
@@ -226,7 +217,7 @@ def test_nothing_is_written_when_off_or_on_another_process(tmp_path, monkeypatch
 
 def test_a_stopped_program_has_its_files_closed_when_the_block_ends(tmp_path):
   with pytest.raises(Killed):
-    _run(tmp_path, extra=[_kill_at(4)])
+    _run(tmp_path, extra=[kill_at(4, "evaluation")])
   assert _open_event_files() == []
   assert sorted(shown(tmp_path / tensorboard.DIR / "width=2")["loss"]) == [0, 4]
 
@@ -249,3 +240,8 @@ def test_an_event_holds_only_finite_numbers():
   assert (event.step, event.wall_time) == (3, 7.0)
   assert [(v.tag, v.simple_value) for v in event.summary.value] == [("a", 1.5), ("e", 2.0)]
   assert tensorboard.headline_event(3, {"b": None}, 7.0) is None
+
+
+def test_a_scalar_is_one_int_or_float_never_a_bool():
+  assert [tensorboard.is_scalar(v) for v in (1, 2.5, math.nan, True, None, "1", [1.0])] == [
+      True, True, True, False, False, False, False]
