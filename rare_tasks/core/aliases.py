@@ -26,14 +26,17 @@ class Aliases:
     moves with everything in it.
   values: {new dotted field: {old value: new value}}, applied after the fields have moved; a
     list (a grid axis's values) has each of its elements translated.
+  absent: {dotted field: value}: what a config written before the field existed meant, where
+    that is not today's default (a run predating config.train.rng drew with threefry).
   """
 
   studies: Mapping[str, str] = dataclasses.field(default_factory=dict)
   fields: Mapping[str, str] = dataclasses.field(default_factory=dict)
   values: Mapping[str, Mapping[Any, Any]] = dataclasses.field(default_factory=dict)
+  absent: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self) -> None:
-    for name in ("studies", "fields"):
+    for name in ("studies", "fields", "absent"):
       object.__setattr__(self, name, types.MappingProxyType(dict(getattr(self, name))))
     object.__setattr__(self, "values", types.MappingProxyType(
         {k: types.MappingProxyType(dict(v)) for k, v in self.values.items()}))
@@ -62,7 +65,23 @@ class Aliases:
   def translate(self, config: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `config` (nested dicts, as config.json stores it) in today's names: renamed
     fields moved (a section they leave empty is dropped), renamed values and the renamed
-    study replaced. Fields the map does not name are left as they are."""
+    study replaced, and the `absent` fields it predates set to what it meant. Fields the map
+    does not name are left as they are."""
+    out = self._renamed(config)
+    for field, value in self._lacking(out).items():
+      _put(out, field, value)
+    return out
+
+  def lacking(self, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The `absent` fields that `config` (as config.json stores it) predates, with what it
+    meant by them: {dotted field: value}."""
+    return self._lacking(self._renamed(config))
+
+  def _lacking(self, renamed: dict[str, Any]) -> dict[str, Any]:
+    return {field: value for field, value in self.absent.items()
+            if _node(renamed, field.split(".")) is _ABSENT}
+
+  def _renamed(self, config: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(dict(config))
     moved = [(new, value) for old, new in self.fields.items()
              if (value := _pop(out, old)) is not _ABSENT]

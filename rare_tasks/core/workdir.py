@@ -58,11 +58,14 @@ def prepare(workdir: str | os.PathLike, config: ml_collections.ConfigDict, overw
   no difference when the new value is its default. Fields in `not_identity` (dotted paths) do
   not change what is trained: they may change on a resume, and config.json then records them.
   `aliases`: the track's renamed fields, values and studies; a stored config.json is read in
-  today's names before it is compared.
+  today's names before it is compared. A run that predates a field of `aliases.absent` goes on
+  as it was made: where `config` leaves that field at its default, it is set in `config` to what
+  the run meant by its absence (a non-default value is a different config).
   Raises WorkdirError, never OSError, when the directory cannot be created or written, and
   disk.DiskFull when that is for lack of space.
   """
   path = Path(workdir)
+  _continue_as_made(path, config, defaults, aliases)
   try:
     return _prepare(path, config_json(config), config_json(defaults), overwrite, run_files,
                     tuple(not_identity), aliases)
@@ -74,6 +77,20 @@ def prepare(workdir: str | os.PathLike, config: ml_collections.ConfigDict, overw
     raise WorkdirError(f"{path}: cannot create or write the work directory "
                        f"({e.strerror or e}{': ' + str(e.filename) if e.filename else ''})"
                        ) from e
+
+
+def _continue_as_made(path: Path, config: ml_collections.ConfigDict,
+                      defaults: ml_collections.ConfigDict, aliases: Aliases) -> None:
+  stored = read_json(path / CONFIG_FILE) if path.is_dir() else None
+  if not isinstance(stored, dict):
+    return
+  for field, value in aliases.lacking(stored).items():
+    *parents, leaf = field.split(".")
+    node, default = config, defaults
+    for p in parents:
+      node, default = node[p], default[p]
+    if node[leaf] == default[leaf]:
+      node[leaf] = value
 
 
 def _prepare(path: Path, wanted: dict[str, Any], defaults: dict[str, Any], overwrite: bool,

@@ -12,6 +12,7 @@ import ml_collections
 
 from rare_tasks import injection
 from rare_tasks.core import config as checks
+from rare_tasks.core import rng
 from rare_tasks.core.aliases import Aliases
 from rare_tasks.core.config import ConfigError, check, is_int, is_real
 from rare_tasks.core.optimizers import OPTIMIZERS, SCHEDULES
@@ -52,7 +53,9 @@ START_FROM = "rare_tasks.synthetic.config.base_config()"
 ALIASES = Aliases(
     fields={"task.rare_frequency": "injection.frequency", "grid.rare_frequency": "grid.frequency",
             "injection.mode": "injection.schedule", "learned_fvu": "learned.threshold"},
-    values={"injection.schedule": {"mixture": "steady"}})
+    values={"injection.schedule": {"mixture": "steady"}},
+    # Runs written before config.train.rng existed drew their numbers with threefry.
+    absent={"train.rng": "threefry2x32"})
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -75,7 +78,9 @@ def base_config() -> ml_collections.ConfigDict:
       name="encoder_heads", width=32, activation="identity", num_hidden_layers=0))
   c.train = ml_collections.ConfigDict(dict(
       steps=2000, batch_size=256, learning_rate=3e-3, optimizer="adam", schedule="constant",
-      warmup_steps=0, final_lr_fraction=0.0, momentum=0.0))
+      warmup_steps=0, final_lr_fraction=0.0, momentum=0.0, rng="philox4x32"))
+  # train.rng: the generator of every random number (rare_tasks.core.rng.GENERATORS); a run
+  # written before the field existed drew with "threefry2x32" and resumes with it.
   # How the rare tasks reach the batches. frequency: each rare task's long-run frequency, in
   # unit "per_example" (the probability that an example belongs to it). schedule: "steady"
   # (i.i.d. from the mixture every step) or "bursts" (withheld for withhold_steps updates, then
@@ -170,6 +175,7 @@ FIELD_CHECKS: dict[str, checks.Check] = {
     "train.batch_size": checks.positive_int,
     "train.learning_rate": checks.positive_real,
     "train.optimizer": checks.choice(OPTIMIZERS),
+    "train.rng": checks.choice(rng.GENERATORS),
     "train.schedule": checks.choice(SCHEDULES),
     "train.warmup_steps": checks.nonneg_int,
     "train.final_lr_fraction": checks.fraction,

@@ -22,7 +22,7 @@ import optax
 
 from rare_tasks import injection
 from rare_tasks.analysis import allocation, interference
-from rare_tasks.core import divergence
+from rare_tasks.core import divergence, rng
 from rare_tasks.core.optimizers import make_optimizer
 from rare_tasks.synthetic.tasks.task_family import (
     TaskFamily,
@@ -57,6 +57,8 @@ class TrainSpec:
   # update and none otherwise (rare_tasks.injection).
   injection: str = "steady"
   withhold_steps: int = 0
+  # The generator every random number is drawn with (rare_tasks.core.rng.GENERATORS).
+  rng: str = "philox4x32"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,8 +114,8 @@ def _optimizer(spec: EnsembleSpec, learning_rate: jax.Array) -> optax.GradientTr
                         t.final_lr_fraction, t.momentum)
 
 
-def _stream_key(seed: jax.Array, tag: int) -> jax.Array:
-  return jax.random.fold_in(jax.random.key(seed), tag)
+def _stream_key(spec: EnsembleSpec, seed: jax.Array, tag: int) -> jax.Array:
+  return jax.random.fold_in(rng.key(seed, spec.train.rng), tag)
 
 
 def init_state(spec: EnsembleSpec, consts: Constants, num_members: int) -> dict:
@@ -124,7 +126,7 @@ def init_state(spec: EnsembleSpec, consts: Constants, num_members: int) -> dict:
   that differ only in frequency or learning rate) start from the same weights.
   """
   def one_stream(seed):
-    params = spec.model.init(_stream_key(seed, _INIT), spec.task.input_dim)
+    params = spec.model.init(_stream_key(spec, seed, _INIT), spec.task.input_dim)
     return jax.tree.map(lambda a: jnp.broadcast_to(a, (num_members,) + a.shape), params)
   params = jax.vmap(one_stream)(consts["seeds"])
   # The optimiser state's structure does not depend on the learning rate.
@@ -176,7 +178,7 @@ def _stream_step(spec: EnsembleSpec, params, opt_state, diverged, seed, stream, 
   """One optimiser step for the P members of one stream: -> (params, opt_state, diverged,
   losses (P,), NaN for a diverged member); a member whose loss is no longer finite keeps its
   parameters (rare_tasks.core.divergence)."""
-  key = jax.random.fold_in(_stream_key(seed, _DATA), step)
+  key = jax.random.fold_in(_stream_key(spec, seed, _DATA), step)
   kx, ku = jax.random.split(key)
   task = spec.task
   # Drawn once per stream: members differ only in which task each example belongs to.
@@ -187,11 +189,8 @@ def _stream_step(spec: EnsembleSpec, params, opt_state, diverged, seed, stream, 
     tasks = _batch_tasks(spec, uniforms, mix, g, n, step)
     x, targets = task.batch(data, tasks, stream, shared)
 
-    def loss_fn(p):
-      _, y = spec.model.apply(p, x)
-      return task.loss(y, targets, tasks, stream, shared)
-
-    loss, grads = jax.value_and_grad(loss_fn)(p)
+    loss, grads = jax.value_and_grad(task.training_loss, argnums=1)(
+        spec.model, p, x, targets, tasks, stream, shared)
     updates, new_o = _optimizer(spec, lr).update(grads, o, p)
     (p, o), dv = divergence.guard((p, o), (optax.apply_updates(p, updates), new_o),
                                   jnp.isfinite(loss), dv, step + 1)
@@ -293,7 +292,7 @@ def evaluate(spec: EnsembleSpec, state: dict, consts: Constants) -> dict[str, ja
   tasks = jnp.asarray(balanced_tasks(spec.train.eval_samples, task.num_tasks))
 
   def one_stream(p_stream, o_stream, seed, stream, mixture, learning_rate, shared):
-    key = jax.random.fold_in(_stream_key(seed, _EVAL), state["step"])
+    key = jax.random.fold_in(_stream_key(spec, seed, _EVAL), state["step"])
     data = task.sample(key, stream, shared, spec.train.eval_samples)
     if m.interference:
       batches = task_batches(spec, jax.random.fold_in(key, 1), stream, shared,

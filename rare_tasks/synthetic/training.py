@@ -44,7 +44,7 @@ def train_spec_of(config: ml_collections.ConfigDict) -> ensemble.TrainSpec:
       steps=t.steps, batch_size=t.batch_size, optimizer=t.optimizer, schedule=t.schedule,
       warmup_steps=t.warmup_steps, final_lr_fraction=t.final_lr_fraction, momentum=t.momentum,
       eval_samples=config.eval_samples, injection=config.injection.schedule,
-      withhold_steps=config.injection.withhold_steps)
+      withhold_steps=config.injection.withhold_steps, rng=t.rng)
 
 
 def measure_spec_of(config: ml_collections.ConfigDict) -> ensemble.MeasureSpec:

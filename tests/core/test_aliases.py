@@ -94,3 +94,14 @@ def test_the_map_is_read_only():
     ALIASES.fields["a"] = "b"
   with pytest.raises(TypeError):
     ALIASES.values["injection.schedule"]["a"] = "b"
+
+
+def test_a_config_predating_a_field_reads_with_what_its_absence_meant():
+  added = Aliases(fields={"task.rare_frequency": "injection.frequency"},
+                  absent={"train.rng": "threefry2x32", "injection.frequency": 0.5})
+  old = {"task": {"rare_frequency": 0.01}, "train": {"steps": 3}}
+  assert added.lacking(old) == {"train.rng": "threefry2x32"}  # the renamed field is there
+  assert added.translate(old) == {"injection": {"frequency": 0.01},
+                                  "train": {"steps": 3, "rng": "threefry2x32"}}
+  today = {"injection": {"frequency": 0.01}, "train": {"steps": 3, "rng": "philox4x32"}}
+  assert added.lacking(today) == {} and added.translate(today) == today

@@ -378,3 +378,46 @@ def test_a_full_disk_after_a_line_cut_by_a_kill_keeps_the_cut_line_apart(tmp_pat
   monkeypatch.undo()
   workdir.append_metrics(tmp_path, [{"cell": 1, "step": 5, "v": 2}])
   assert [(r["cell"], r["v"]) for r in workdir.read_metrics(tmp_path)] == [(0, 1), (1, 2)]
+
+
+# A field added after some runs were made, whose absence meant another value than today's default.
+ADDED = Aliases(absent={"train.momentum": 0.9})
+
+
+def _older_run(path):
+  """A run's config.json written before train.momentum existed."""
+  old = workdir.config_json(base_config())
+  del old["train"]["momentum"]
+  path.mkdir()
+  (path / "config.json").write_text(json.dumps(old))
+
+
+def test_a_run_predating_a_field_goes_on_with_what_its_absence_meant(tmp_path):
+  _older_run(tmp_path / "run")
+  c = base_config()
+  assert c.train.momentum == 0.0
+  workdir.prepare(tmp_path / "run", c, False, defaults=base_config(), run_files=RUN_FILES,
+                  not_identity=NOT_IDENTITY, aliases=ADDED)
+  assert c.train.momentum == 0.9
+  assert "momentum" not in json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+  loaded = workdir.load_config(tmp_path / "run", base_config(), aliases=ADDED)
+  assert loaded.train.momentum == 0.9
+
+
+def test_a_run_predating_a_field_is_another_config_for_a_value_other_than_the_default(tmp_path):
+  _older_run(tmp_path / "run")
+  c = base_config()
+  c.train.momentum = 0.5
+  with pytest.raises(workdir.WorkdirError,
+                     match=r"config.train.momentum: 0.9 there, 0.5 now"):
+    workdir.prepare(tmp_path / "run", c, False, defaults=base_config(), run_files=RUN_FILES,
+                    not_identity=NOT_IDENTITY, aliases=ADDED)
+  assert c.train.momentum == 0.5
+
+
+def test_a_new_run_keeps_todays_default(tmp_path):
+  c = base_config()
+  workdir.prepare(tmp_path / "run", c, False, defaults=base_config(), run_files=RUN_FILES,
+                  not_identity=NOT_IDENTITY, aliases=ADDED)
+  assert c.train.momentum == 0.0
+  assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["momentum"] == 0.0

@@ -59,6 +59,13 @@ def test_unknown_activation_and_optimizer():
   _fails(c, "config.train.optimizer", "'lion'", "adam", "sgd")
 
 
+def test_unknown_generator():
+  c = base_config()
+  assert c.train.rng == "philox4x32"  # new runs' default
+  c.train.rng = "rbg"
+  _fails(c, "config.train.rng", "'rbg'", "philox4x32", "threefry2x32")
+
+
 @pytest.mark.parametrize("width", [0, -4])
 def test_model_width_must_be_positive(width):
   c = base_config()

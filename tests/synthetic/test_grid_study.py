@@ -228,9 +228,14 @@ def _in_todays_names(old):
 
 def test_the_fixtures_configs_are_todays_configs():
   # Built today, the same configs: their config.json is the one the old code wrote, under the
-  # old names, so the work directory's identity check accepts them as the same runs.
+  # old names, so the work directory's identity check accepts them as the same runs. They
+  # predate config.train.rng: they drew with threefry, and a resume goes on with it.
   for name, config in (("interrupted", tiny_config()), ("finished", _finished_config())):
-    stored = _in_todays_names(json.loads((FIXTURES / name / "config.json").read_text()))
+    old = json.loads((FIXTURES / name / "config.json").read_text())
+    assert ALIASES.lacking(old) == {"train.rng": "threefry2x32"}
+    stored = _in_todays_names(old)
+    assert config.train.rng == "philox4x32"
+    config.train.rng = "threefry2x32"
     assert workdir.config_json(config) == stored, name
     loaded = workdir.load_config(FIXTURES / name, base_config(), aliases=ALIASES)
     assert workdir.config_json(loaded) == stored, name

@@ -26,6 +26,15 @@ def per_task_squared_error(outputs: jax.Array, targets: jax.Array, num_tasks: in
   return err.reshape(err.shape[0], num_tasks, -1).sum(-1)
 
 
+def own_head_loss(own_outputs: jax.Array, targets: jax.Array, tasks: jax.Array,
+                  num_tasks: int) -> jax.Array:
+  """`masked_loss` from each example's own head alone: own outputs (B, m), targets (B, K*m),
+  tasks (B,) -> the batch mean of the squared error against the own task's target block."""
+  blocks = targets.reshape(targets.shape[0], num_tasks, -1)
+  own_targets = jnp.take_along_axis(blocks, tasks[:, None, None], axis=1)[:, 0]
+  return jnp.sum((own_outputs - own_targets) ** 2) / own_outputs.shape[0]
+
+
 def fvu(outputs: jax.Array, targets: jax.Array, spectrum: jax.Array) -> jax.Array:
   """Per-task FVU on a sample: outputs and targets (B, K*m), spectrum lambda (K, m) -> (K,)."""
   mse = per_task_squared_error(outputs, targets, spectrum.shape[0]).mean(0)

@@ -142,6 +142,12 @@ class LinearMixture(TaskFamily):
   def loss(self, outputs, targets, tasks, stream, shared):
     return linear_measures.masked_loss(outputs, targets, tasks, self.num_tasks)
 
+  def training_loss(self, model, params, inputs, targets, tasks, stream, shared):
+    """`loss` computed through each example's own head only (B x N x m multiply-adds where all
+    heads take B x N x K*m): the same value and gradients as the masked loss of every head."""
+    own = model.own_outputs(params, inputs, tasks)
+    return linear_measures.own_head_loss(own, targets, tasks, self.num_tasks)
+
   def task_metrics(self, outputs, targets, tasks, stream, shared):
     return {"fvu": linear_measures.fvu(outputs, targets, stream["spectrum"])}
 

@@ -14,7 +14,9 @@ line in `rare_tasks/synthetic/tasks/__init__.py`:
 - `batch(data, tasks, stream, shared)`: the model inputs (B, input_dim) and targets of those
   draws, once every example's task (B,) is known.
 - `loss(outputs, targets, tasks, stream, shared)`: the training loss, the batch mean of each
-  example's loss on its own task.
+  example's loss on its own task. The train step calls `training_loss`, which by default is
+  `loss` of the model's outputs; a family may compute the same number more cheaply (the linear
+  mixture: each example through its own task's head only).
 - `task_metrics(outputs, targets, tasks, stream, shared)`: per-task metrics {name: (K,)} on an
   evaluation batch whose tasks are balanced (`balanced_tasks`); `loss_name` names the headline
   one, a loss normalised so that predicting nothing scores 1 and a perfect model 0 (a task is
@@ -159,6 +161,13 @@ class TaskFamily:
   def loss(self, outputs: jax.Array, targets: Any, tasks: jax.Array, stream: Arrays,
            shared: Arrays) -> jax.Array:
     raise NotImplementedError
+
+  def training_loss(self, model: Any, params: dict, inputs: jax.Array, targets: Any,
+                    tasks: jax.Array, stream: Arrays, shared: Arrays) -> jax.Array:
+    """The loss the train step differentiates with respect to `params`: `loss` of the model's
+    outputs on inputs (B, input_dim)."""
+    _, outputs = model.apply(params, inputs)
+    return self.loss(outputs, targets, tasks, stream, shared)
 
   def task_metrics(self, outputs: jax.Array, targets: Any, tasks: jax.Array, stream: Arrays,
                    shared: Arrays) -> dict[str, jax.Array]:

@@ -154,6 +154,16 @@ def test_masked_loss_golden():
   np.testing.assert_allclose(loss, (5.0 + 9.0 + 0.0) / 3)
 
 
+def test_own_head_loss_is_the_masked_loss_from_the_own_heads_alone():
+  # The golden case above, each example given its own head's outputs only.
+  out = jnp.array([[1.0, 2.0], [3.0, 1.0], [0.5, 0.5]])
+  tgt = jnp.array([[0.0, 0.0, 0.0, 0.0],
+                   [0.0, 0.0, 0.0, 1.0],
+                   [0.5, 0.5, 0.0, 0.0]])
+  loss = linear_measures.own_head_loss(out, tgt, jnp.array([0, 1, 0]), 2)
+  np.testing.assert_allclose(loss, (5.0 + 9.0 + 0.0) / 3)
+
+
 def test_masked_loss_gradient_only_reaches_own_head():
   out = jnp.ones((2, 4))
   tgt = jnp.zeros((2, 4))

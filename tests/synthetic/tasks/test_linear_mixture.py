@@ -216,3 +216,23 @@ def test_rare_trace_is_the_rare_tasks_exact_fvu_and_capture():
 def test_describe_names_the_cells_spectrum_and_exponent():
   text = LinearMixture(4, 2).describe({"beta": 1.5, "common_exponent": 0.5})
   assert text == "with 4 tasks of 2 features (1 rare, common exponent 0.5, beta 1.5)"
+
+
+@pytest.mark.parametrize("width", [3, 40])  # the gathered and the grouped own heads
+def test_training_loss_through_own_heads_equals_the_loss_of_every_head(width):
+  task = LinearMixture(num_tasks=4, block_size=3)
+  model = EncoderHeads(width, 4, 3, num_hidden_layers=1)
+  r = np.random.default_rng(0)
+  params = {"encoder": {"kernel": r.standard_normal((12, width))},
+            "hidden_0": {"kernel": r.standard_normal((width, width)) / width},
+            "heads": {"kernel": r.standard_normal((width, 12))}}
+  params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
+  x, z = _sample(jax.random.key(3), jnp.asarray(task.basis_matrix()),
+                 jnp.asarray(np.sqrt(task.spectrum(1.0)).reshape(-1)), 50)
+  tasks = jnp.asarray(np.minimum(r.zipf(1.5, 50) - 1, 3), jnp.int32)
+  every = jax.value_and_grad(TaskFamily.training_loss, argnums=2)
+  own = jax.value_and_grad(LinearMixture.training_loss, argnums=2)
+  (loss, grads), (ref, ref_grads) = (f(task, model, params, x, z, tasks, {}, {})
+                                     for f in (own, every))
+  np.testing.assert_allclose(loss, ref, rtol=1e-5)
+  chex.assert_trees_all_close(grads, ref_grads, rtol=1e-4, atol=1e-4)

@@ -140,7 +140,11 @@ def test_a_small_parity_model_learns_its_most_frequent_task(parity_run):
 def test_parity_run_is_the_same_on_eight_devices(parity_run, tmp_path):
   wd, _ = parity_run
   grid_study.run(_parity_config(), tmp_path, devices=jax.devices()[:8])
-  one, eight = read_results(wd), read_results(tmp_path)
+  one, eight = workdir.read_metrics(wd), workdir.read_metrics(tmp_path)
+  assert [(r["cell"], r["step"]) for r in one] == [(r["cell"], r["step"]) for r in eight]
+  # The devices sum in another order, about 1e-7 apart at every evaluation; learning a parity
+  # amplifies that by the end (measured: 0.16% in one cell's loss, 3 of 200 examples' answers).
   for a, b in zip(one, eight):
-    np.testing.assert_allclose(float(a["loss"]), float(b["loss"]), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(float(a["accuracy"]), float(b["accuracy"]), atol=1e-6)
+    final = a["step"] == 600
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-2 if final else 1e-5, atol=1e-6)
+    np.testing.assert_allclose(a["accuracy"], b["accuracy"], atol=0.03 if final else 1e-6)
