@@ -163,10 +163,13 @@ def _batch_tasks(spec: EnsembleSpec, uniforms: jax.Array, mixture: jax.Array, ga
 def _drawn_apart(sample: Any, step: jax.Array) -> Any:
   """sample(), computed on its own and kept in memory for its consumers.
 
-  Left to itself, XLA fuses an elementwise sampler (threefry bits to normals) into every
+  Left to itself, XLA fuses an elementwise sampler (generator bits to normals) into every
   consumer, so each member's loss and gradient draws the batch again, in a slow transposed
   loop (on CPU, 40% of a narrow model's step). A conditional is a fusion boundary; `step >= 0`
-  is always true but not known to the compiler, so the branch is kept and taken.
+  is always true but not known to the compiler, so the branch is kept and taken. A family's
+  `sample` returns the bare draws and its `batch` transforms them outside the branch, for the
+  same reason: inside it, the linear mixture's normals, scaled for the targets and for the
+  rotation, were drawn once for each.
   """
   return jax.lax.cond(step >= 0, sample,
                       lambda: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),

@@ -132,12 +132,13 @@ class LinearMixture(TaskFamily):
             f"common exponent {values['common_exponent']}, beta {values['beta']})")
 
   def sample(self, key: jax.Array, stream: Arrays, shared: Arrays,
-             batch_size: int) -> tuple[jax.Array, jax.Array]:
-    return sample_inputs(key, shared["basis"], jnp.sqrt(stream["spectrum"]).reshape(-1),
-                         batch_size)
+             batch_size: int) -> jax.Array:
+    """The draws of a batch: standard normals (B, d), one per feature, before the spectrum and
+    the basis (`batch` applies them, so the normals are drawn once where both consume them)."""
+    return jax.random.normal(key, (batch_size, self.input_dim))
 
   def batch(self, data, tasks, stream, shared):
-    return data
+    return inputs_of(data, shared["basis"], jnp.sqrt(stream["spectrum"]).reshape(-1))
 
   def loss(self, outputs, targets, tasks, stream, shared):
     return linear_measures.masked_loss(outputs, targets, tasks, self.num_tasks)
@@ -234,5 +235,12 @@ def sample_inputs(key: jax.Array, basis: jax.Array, sqrt_spectrum: jax.Array,
   Returns:
     x, shape (B, d), and z, shape (B, d): z[:, k*m:(k+1)*m] is task k's target z_k.
   """
-  z = jax.random.normal(key, (batch_size, basis.shape[0])) * sqrt_spectrum
+  return inputs_of(jax.random.normal(key, (batch_size, basis.shape[0])), basis, sqrt_spectrum)
+
+
+def inputs_of(normals: jax.Array, basis: jax.Array,
+              sqrt_spectrum: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Inputs x = z Q^T (B, d) and targets z = normals * sqrt(lambda) (B, d) of standard normals
+  (B, d); basis Q (d, d), sqrt_spectrum (d,)."""
+  z = normals * sqrt_spectrum
   return z @ basis.T, z

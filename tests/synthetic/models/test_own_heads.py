@@ -24,8 +24,7 @@ def _case(batch, width, num_tasks, block, tasks, seed=0):
 
 WAYS = {"gathered": own_heads.gathered, "own_outputs": own_heads.own_outputs,
         "grouped_chunk_1": lambda h, w, t: own_heads.grouped(h, w, t, 1),
-        "grouped_chunk_4": lambda h, w, t: own_heads.grouped(h, w, t, 4),
-        "grouped_chunk_16": lambda h, w, t: own_heads.grouped(h, w, t, 16)}
+        "grouped_chunk_4": lambda h, w, t: own_heads.grouped(h, w, t, 4)}
 R = np.random.default_rng(1)
 TASKS = {"random": R.integers(0, 5, 37), "one_task": np.full(37, 2), "last_task": np.full(37, 4),
          "power_law": np.minimum(R.zipf(1.5, 37) - 1, 4), "each_once": np.arange(5)}
@@ -33,7 +32,7 @@ TASKS = {"random": R.integers(0, 5, 37), "one_task": np.full(37, 2), "last_task"
 
 @pytest.mark.parametrize("way", WAYS)
 @pytest.mark.parametrize("tasks", TASKS)
-@pytest.mark.parametrize("width", [3, 24])
+@pytest.mark.parametrize("width", [3, 80])
 def test_own_outputs_and_gradients_equal_every_head_picked(way, tasks, width):
   hidden, heads, t = _case(len(TASKS[tasks]), width, 5, 3, TASKS[tasks])
   np.testing.assert_allclose(jax.jit(WAYS[way])(hidden, heads, t), _reference(hidden, heads, t),
@@ -51,9 +50,10 @@ def test_own_outputs_and_gradients_equal_every_head_picked(way, tasks, width):
   np.testing.assert_array_equal(np.asarray(dw)[absent], 0.0)
 
 
-def test_own_outputs_gathers_while_the_encoder_is_no_wider_than_the_tasks():
-  hidden, heads, t = _case(8, 4, 4, 2, np.arange(8) % 4)
+def test_own_outputs_gathers_for_narrow_encoders_and_groups_for_wide_ones():
+  narrow = own_heads.GATHERED_UP_TO_WIDTH
+  hidden, heads, t = _case(8, narrow, 4, 2, np.arange(8) % 4)
   gathered = jax.make_jaxpr(own_heads.own_outputs)(hidden, heads, t)
-  assert "sort[" not in str(gathered)
-  hidden, heads, t = _case(8, 5, 4, 2, np.arange(8) % 4)
-  assert "sort[" in str(jax.make_jaxpr(own_heads.own_outputs)(hidden, heads, t))
+  assert "cumsum" not in str(gathered)
+  hidden, heads, t = _case(8, narrow + 1, 4, 2, np.arange(8) % 4)
+  assert "cumsum" in str(jax.make_jaxpr(own_heads.own_outputs)(hidden, heads, t))

@@ -218,7 +218,7 @@ def test_describe_names_the_cells_spectrum_and_exponent():
   assert text == "with 4 tasks of 2 features (1 rare, common exponent 0.5, beta 1.5)"
 
 
-@pytest.mark.parametrize("width", [3, 40])  # the gathered and the grouped own heads
+@pytest.mark.parametrize("width", [3, 80])  # the gathered and the grouped own heads
 def test_training_loss_through_own_heads_equals_the_loss_of_every_head(width):
   task = LinearMixture(num_tasks=4, block_size=3)
   model = EncoderHeads(width, 4, 3, num_hidden_layers=1)

@@ -90,9 +90,9 @@ def test_default_ablation_equals_the_linear_closed_form():
   def both():
     params = model.init(jax.random.key(0), task.input_dim)
     params["heads"]["kernel"] = jax.random.normal(jax.random.key(1), (6, 6))
-    x, z = task.sample(jax.random.key(2), stream, shared, 512)
-    h, y = model.apply(params, x)
     tasks = jnp.asarray(tf.balanced_tasks(512, 3))
+    x, z = task.batch(task.sample(jax.random.key(2), stream, shared, 512), tasks, stream, shared)
+    h, y = model.apply(params, x)
     heads = params["heads"]["kernel"]
     return (task.ablation_increase(h, y, z, tasks, heads, stream, shared),
             TaskFamily.ablation_increase(task, h, y, z, tasks, heads, stream, shared))
