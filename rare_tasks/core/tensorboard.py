@@ -20,18 +20,19 @@ out: a diverged model's curves end at its last finite point. Only process 0 writ
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
 import time
+import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-from tensorboardX.event_file_writer import EventsWriter
-from tensorboardX.proto.event_pb2 import Event, SessionLog
-from tensorboardX.proto.summary_pb2 import Summary
+from typing import TYPE_CHECKING, Any
 
 from rare_tasks.core import disk, engine, workdir
+
+if TYPE_CHECKING:
+  from tensorboardX.proto.event_pb2 import Event
 
 # The work directory's folder of event files (a study's declared file).
 DIR = "tensorboard"
@@ -63,6 +64,19 @@ def run_names(models: Sequence[Mapping[str, Any]], always: Sequence[str],
   return names
 
 
+@functools.cache
+def _tensorboardx() -> types.SimpleNamespace:
+  """tensorboardX's writer and protocol buffers, imported on first use: importing tensorboardX
+  imports torch where torch is installed (1.1 s measured), which no run without TensorBoard
+  should pay at start-up."""
+  from tensorboardX.event_file_writer import EventsWriter
+  from tensorboardX.proto.event_pb2 import Event, SessionLog
+  from tensorboardX.proto.summary_pb2 import Summary
+
+  return types.SimpleNamespace(EventsWriter=EventsWriter, Event=Event, SessionLog=SessionLog,
+                               Summary=Summary)
+
+
 def is_scalar(v: Any) -> bool:
   """Whether a record's value is one number (an int or a float, not a bool): a scalar."""
   return isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -71,11 +85,12 @@ def is_scalar(v: Any) -> bool:
 def headline_event(step: int, scalars: Mapping[str, Any], wall_time: float) -> Event | None:
   """The Event of a record's scalars at `step`: every finite number by tag, None and non-finite
   values left out; None when none is left."""
-  values = [Summary.Value(tag=tag, simple_value=float(v)) for tag, v in scalars.items()
+  tbx = _tensorboardx()
+  values = [tbx.Summary.Value(tag=tag, simple_value=float(v)) for tag, v in scalars.items()
             if v is not None and math.isfinite(v)]
   if not values:
     return None
-  return Event(wall_time=wall_time, step=int(step), summary=Summary(value=values))
+  return tbx.Event(wall_time=wall_time, step=int(step), summary=tbx.Summary(value=values))
 
 
 class _Run:
@@ -86,9 +101,10 @@ class _Run:
     with disk.writing(path):
       path.mkdir(parents=True, exist_ok=True)
       # The nanoseconds tell apart (and order) two files opened within one second.
-      self.writer = EventsWriter(str(path / "events"), f".{time.time_ns()}")
-      self.writer.write_event(Event(wall_time=time.time(), step=purge_step,
-                                    session_log=SessionLog(status=SessionLog.START)))
+      tbx = _tensorboardx()
+      self.writer = tbx.EventsWriter(str(path / "events"), f".{time.time_ns()}")
+      self.writer.write_event(tbx.Event(wall_time=time.time(), step=purge_step,
+                                        session_log=tbx.SessionLog(status=tbx.SessionLog.START)))
 
   def write(self, event: Event) -> None:
     with disk.writing(self.path):

@@ -8,6 +8,8 @@ process than 0; run names."""
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -245,3 +247,12 @@ def test_an_event_holds_only_finite_numbers():
 def test_a_scalar_is_one_int_or_float_never_a_bool():
   assert [tensorboard.is_scalar(v) for v in (1, 2.5, math.nan, True, None, "1", [1.0])] == [
       True, True, True, False, False, False, False]
+
+
+def test_starting_a_study_imports_no_tensorboardx():
+  # Importing tensorboardX imports torch where torch is installed: over a second at every start.
+  code = ("import sys, experiments.main, rare_tasks.synthetic.grid_study, rare_tasks.lm.grid_study;"
+          " print(sorted(m for m in ('tensorboardX', 'torch') if m in sys.modules))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=Path(__file__).resolve().parents[2])
+  assert out.stdout.strip() == "[]"
