@@ -76,10 +76,12 @@ def model_flops_per_member_step(batch_size: int, input_dim: int, width: int,
 
 
 def computed_flops_per_member_step(batch_size: int, input_dim: int, width: int,
-                                   num_outputs: int) -> int:
-  """The matmul FLOPs the step really does: the encoder's backward needs no input gradient."""
+                                   block_size: int) -> int:
+  """The matmul FLOPs the step really does: the encoder's backward needs no input gradient, and
+  each example goes through its own head only (m outputs; the grouped heads' padding rows are
+  not counted)."""
   encoder = 2 * batch_size * input_dim * width
-  heads = 2 * batch_size * width * num_outputs
+  heads = 2 * batch_size * width * block_size
   return 2 * encoder + 3 * heads
 
 
@@ -355,7 +357,7 @@ def _flops(config, task, w: dict[str, Any], steps: int, matmul_compile_s: float)
   per_member = model_flops_per_member_step(config.train.batch_size, task.input_dim, w["width"],
                                            outputs)
   computed = computed_flops_per_member_step(config.train.batch_size, task.input_dim, w["width"],
-                                            outputs)
+                                            task.block_size)
   achieved = per_member * w["cells"] * steps / w["ensemble_median_s"]
   matmul_raw = w.pop("matmul_raw_s")
   matmul_s = statistics.median(matmul_raw)
@@ -371,8 +373,9 @@ def _flops(config, task, w: dict[str, Any], steps: int, matmul_compile_s: float)
                  "timing": "timed in turn with the widest group's ensemble and loop"},
       "matmul_median_s": matmul_s, "matmul_flop_per_s": matmul_rate,
       "ratio_achieved_over_matmul": achieved / matmul_rate,
-      "computed_formula": "per member step: 2 * 2*B*d*N + 3 * 2*B*N*(K*m) (no gradient of the "
-                          "inputs); the matmul FLOPs the compiled step performs",
+      "computed_formula": "per member step: 2 * 2*B*d*N + 3 * 2*B*N*m (no gradient of the "
+                          "inputs, each example through its own head); the matmul FLOPs the "
+                          "compiled step performs",
       "computed_flops_per_member_step": computed,
       "computed_ratio_achieved_over_matmul":
           computed * w["cells"] * steps / w["ensemble_median_s"] / matmul_rate,
