@@ -7,10 +7,15 @@ Block "olmo2" (reordered norm, OLMo-2):  h = x + RMSNorm(Attn(x));  y = h + RMSN
 Block "olmo1" (pre-norm, the OLMo-1.7 ladder):  h = x + Attn(RMSNorm(x));  y = h + MLP(RMSNorm(h)).
 Both: RMSNorm(x) = x * rsqrt(mean(x^2) + 1e-6) * weight in float32; SwiGLU MLP
 down(silu(gate(x)) * up(x)) without biases; non-interleaved RoPE with theta 500,000 in float32;
-causal attention through jax.nn.dot_product_attention; a final RMSNorm and an LM head (untied by
-default). Every weight matrix is drawn from N(0, 0.02) truncated at +-3 std; norm weights start
-at 1. Parameters are float32; matmuls run in the compute dtype; norms, softmax, logits and the
-loss in float32. Layers are one nn.scan (the first layer is index 0 of the stacked arrays).
+causal attention (jax.nn.dot_product_attention's; on a CPU `causal_attention`); a final RMSNorm
+and an LM head (untied by default). Every weight matrix is drawn from N(0, 0.02) truncated at
++-3 std; norm weights start at 1. Parameters are float32; matmuls run in the compute dtype;
+norms, softmax, logits and the loss in float32. Layers are one nn.scan (the first layer is
+index 0 of the stacked arrays).
+
+The dense layers (`matmul`), the attention on a CPU (`causal_attention`) and the loss
+(`token_losses`) have their backward written out: the numbers autodiff of the plain equations
+gives, to float32 rounding (tests/lm/test_model.py), in fewer and cheaper XLA:CPU operations.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from rare_tasks.lm.ladder import Shape
 BLOCKS = ("olmo2", "olmo1")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 ATTENTION = {"auto": None, "xla": "xla", "cudnn": "cudnn"}
+# What jax.nn.dot_product_attention writes into masked scores (-0.7 x the float32 maximum).
+MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)
 ROPE_THETA = 500_000.0
 NORM_EPS = 1e-6
 INIT_STD = 0.02
@@ -93,9 +100,88 @@ class Attention(nn.Module):
     heads = lambda a: a.reshape(*a.shape[:-1], s.num_heads, s.head_dim)  # noqa: E731
     theta = self.spec.rope_theta
     q, k, v = rope(heads(q), theta), rope(heads(k), theta), heads(v)
-    out = jax.nn.dot_product_attention(q, k, v, is_causal=True,
-                                       implementation=ATTENTION[self.spec.attention])
+    out = attention(q, k, v, self.spec.attention)
     return dense(s.d_model, name="o")(out.reshape(-1, s.d_model)).reshape(x.shape)
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, implementation: str) -> jax.Array:
+  """Causal softmax attention of q, k, v (B, T, H, D) -> (B, T, H, D). "auto": on a CPU
+  `causal_attention`, elsewhere jax.nn.dot_product_attention's own choice (cuDNN where it can);
+  "xla" or "cudnn": jax.nn.dot_product_attention with that implementation."""
+  if implementation != "auto":
+    return library_attention(q, k, v, ATTENTION[implementation])
+  return jax.lax.platform_dependent(q, k, v, cpu=causal_attention,
+                                    default=lambda q, k, v: library_attention(q, k, v, None))
+
+
+def row_max(x: jax.Array) -> jax.Array:
+  """The max over the last axis of x, kept as an axis of 1 (see `_folded`)."""
+  return _folded(x, jnp.maximum, jnp.max)
+
+
+def row_sum(x: jax.Array) -> jax.Array:
+  """The sum over the last axis of x, kept as an axis of 1 (see `_folded`)."""
+  return _folded(x, jnp.add, jnp.sum)
+
+
+def _folded(x: jax.Array, pairwise: Any, reduce: Any) -> jax.Array:
+  """reduce(x) over the last axis after folding its halves together with `pairwise` while it is
+  even and longer than 32. XLA:CPU turns a longer row reduction into an unfused reduce-window
+  (its tree reduction: 0.4 ms of each softmax of `cpu_d32`), and fuses a row of 32 with the
+  operations around it. A max is unchanged; a sum adds in another order."""
+  while x.shape[-1] > 32 and x.shape[-1] % 2 == 0:
+    half = x.shape[-1] // 2
+    x = pairwise(x[..., :half], x[..., half:])
+  return reduce(x, axis=-1, keepdims=True)
+
+
+def library_attention(q: jax.Array, k: jax.Array, v: jax.Array,
+                      implementation: str | None = "xla") -> jax.Array:
+  """jax.nn.dot_product_attention, causal: the reference `causal_attention` is tested against."""
+  return jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=implementation)
+
+
+@jax.custom_vjp
+def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
+  """jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="xla") of q, k, v
+  (B, T, H, D), computed the same way (scores q.k / sqrt(D) in float32, masked with the same
+  large negative, softmax in float32, probabilities cast to v's dtype) but with its backward
+  written out: dS = P * (dP - rowsum(dO * O)), the rowsum over D rather than over the T x T
+  scores (equal to autodiff's rowsum(dP * P), as O = P V), and every product laid out so that
+  XLA:CPU runs it as a plain batched matmul. With jax.nn's attention instead, a training step
+  of `cpu_d32` (head_dim 8) took 1.1x as long (docs/benchmarks.md)."""
+  return _attention_forward(q, k, v)[0]
+
+
+def _attention_forward(q, k, v):
+  t, scale = q.shape[1], q.shape[-1] ** -0.5
+  qh, kh, vh = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))  # (B, H, T, D)
+  scores = jnp.einsum("bhtd,bhsd->bhts", qh, kh, preferred_element_type=jnp.float32)
+  scores = jnp.where(jnp.tril(jnp.ones((t, t), bool)), scores * scale, MASKED)
+  e = jnp.exp(scores - row_max(scores))
+  probs = e / row_sum(e)
+  out = jnp.swapaxes(jnp.einsum("bhts,bhsd->bhtd", probs.astype(v.dtype), vh), 1, 2)
+  return out, (q, k, v, probs, out)
+
+
+def _attention_backward(residuals, g):
+  q, k, v, probs, out = residuals
+  scale = q.shape[-1] ** -0.5
+  qh, kh, vh, gh, oh = (jnp.swapaxes(a, 1, 2) for a in (q, k, v, g, out))
+  # dV and dK as (B, H, D, T) from q and g as (B, H, D, T): both operands of their products
+  # then contract their last axis or the one before, which XLA:CPU hands to its fast matmul.
+  qt, gt = (jnp.transpose(a, (0, 2, 3, 1)) for a in (q, g))
+  dv = jnp.einsum("bhdt,bhts->bhds", gt, probs.astype(v.dtype))
+  dp = jnp.einsum("bhtd,bhsd->bhts", gh, vh, preferred_element_type=jnp.float32)
+  delta = jnp.einsum("bhtd,bhtd->bht", gh.astype(jnp.float32), oh.astype(jnp.float32))
+  ds = (probs * (dp - delta[..., None]) * scale).astype(q.dtype)
+  dq = jnp.einsum("bhts,bhsd->bhtd", ds, kh)
+  dk = jnp.einsum("bhdt,bhts->bhds", qt, ds)
+  return (jnp.swapaxes(dq, 1, 2), jnp.transpose(dk, (0, 3, 1, 2)),
+          jnp.transpose(dv, (0, 3, 1, 2)))
+
+
+causal_attention.defvjp(_attention_forward, _attention_backward)
 
 
 class MLP(nn.Module):
@@ -152,7 +238,7 @@ class Decoder(nn.Module):
     x = RMSNorm(spec.norm_eps, name="final_norm")(x)
     flat = x.reshape(-1, spec.shape.d_model)
     if spec.tie_embeddings:
-      logits = flat @ embedding.T.astype(dtype)
+      logits = matmul(flat, embedding.T.astype(dtype))
     else:
       logits = _dense_factory(spec)(spec.vocab_size, name="lm_head")(flat)
     logits = logits.reshape(*tokens.shape, spec.vocab_size).astype(jnp.float32)
@@ -169,10 +255,49 @@ def unroll_of(num_layers: int) -> int:
 
 
 def _dense_factory(spec: ModelSpec):
-  def dense(features: int, name: str) -> nn.Dense:
-    return nn.Dense(features, use_bias=False, kernel_init=weight_init(),
-                    dtype=DTYPES[spec.dtype], param_dtype=jnp.float32, name=name)
+  def dense(features: int, name: str) -> Dense:
+    return Dense(features, DTYPES[spec.dtype], name=name)
   return dense
+
+
+class Dense(nn.Module):
+  """flax.linen.Dense without bias (the same "kernel" parameter, drawn the same way) of a 2-D
+  input (rows, in) -> (rows, features), through `matmul`."""
+
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", weight_init(), (x.shape[-1], self.features), jnp.float32)
+    return matmul(x.astype(self.dtype), kernel.astype(self.dtype))
+
+
+@jax.custom_vjp
+def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+  """x (rows, in) @ w (in, out), with the gradient autodiff gives: (g w^T, x^T g). On a CPU x^T
+  is first copied out, so that XLA:CPU runs the weight gradient as a plain matmul in its fast
+  library rather than as a product contracting the operands' leading axis. With flax's Dense
+  and autodiff instead, a training step of `cpu_d32` or `cpu_d128` took 1.05-1.15x as long
+  (docs/benchmarks.md)."""
+  return x @ w
+
+
+def _matmul_forward(x, w):
+  return x @ w, (x, w)
+
+
+def _matmul_backward(residuals, g):
+  x, w = residuals
+  return g @ w.T, jax.lax.platform_dependent(x, g, cpu=_weight_gradient_cpu,
+                                             default=lambda x, g: x.T @ g)
+
+
+def _weight_gradient_cpu(x: jax.Array, g: jax.Array) -> jax.Array:
+  return jax.lax.optimization_barrier(x.T) @ g  # the barrier keeps XLA from folding x.T back
+
+
+matmul.defvjp(_matmul_forward, _matmul_backward)
 
 
 class Model:
@@ -202,11 +327,37 @@ class Model:
 
 
 def token_losses(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Per-token cross-entropy and logsumexp of logits (B, T, V) at targets (B, T), float32."""
-  logits = logits.astype(jnp.float32)
-  lse = jax.nn.logsumexp(logits, axis=-1)
+  """Per-token cross-entropy and logsumexp of logits (B, T, V) at targets (B, T), float32.
+
+  Its gradient is written out, d/dlogits = softmax * (g_ce + g_lse) - one_hot(target) * g_ce,
+  one pass over the logits where autodiff of logsumexp and take_along_axis makes several (and a
+  scatter)."""
+  return _token_losses(logits.astype(jnp.float32), targets)
+
+
+@jax.custom_vjp
+def _token_losses(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
+  top = row_max(logits)
+  top = jnp.where(jnp.isfinite(top), top, 0.0)  # as jax.nn.logsumexp
+  lse = (jnp.log(row_sum(jnp.exp(logits - top))) + top)[..., 0]
   picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
   return lse - picked, lse
+
+
+def _token_losses_forward(logits, targets):
+  ce, lse = _token_losses(logits, targets)
+  return (ce, lse), (logits, targets, lse)
+
+
+def _token_losses_backward(residuals, g):
+  logits, targets, lse = residuals
+  g_ce, g_lse = g
+  softmax = jnp.exp(logits - lse[..., None])
+  hot = jax.lax.broadcasted_iota(targets.dtype, logits.shape, logits.ndim - 1) == targets[..., None]
+  return softmax * (g_ce + g_lse)[..., None] - jnp.where(hot, g_ce[..., None], 0.0), None
+
+
+_token_losses.defvjp(_token_losses_forward, _token_losses_backward)
 
 
 def loss(logits: jax.Array, targets: jax.Array, z_loss: float,

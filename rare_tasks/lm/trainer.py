@@ -19,6 +19,7 @@ it diverged at.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -84,14 +85,15 @@ class Trainer:
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract,
         self.state_sharding)
     rep = meshes.replicated(mesh)
+    jit = functools.partial(jax.jit, compiler_options=compiler_options(mesh))
     self._init = jax.jit(self._init_state, out_shardings=self.state_sharding)
     self._start = jax.jit(self._state_from, out_shardings=self.state_sharding)
-    self._chunk = jax.jit(self._train_chunk, donate_argnums=0,
-                          out_shardings=(self.state_sharding, rep))
-    self._eval = jax.jit(self._evaluate, static_argnums=2, out_shardings=rep)
-    self._chunk_injected = jax.jit(self._train_chunk_injected, donate_argnums=0,
-                                   out_shardings=(self.state_sharding, rep))
-    self._labels = jax.jit(self._label_metrics, static_argnums=5, out_shardings=rep)
+    self._chunk = jit(self._train_chunk, donate_argnums=0,
+                      out_shardings=(self.state_sharding, rep))
+    self._eval = jit(self._evaluate, static_argnums=2, out_shardings=rep)
+    self._chunk_injected = jit(self._train_chunk_injected, donate_argnums=0,
+                               out_shardings=(self.state_sharding, rep))
+    self._labels = jit(self._label_metrics, static_argnums=5, out_shardings=rep)
     self._replicated = jax.jit(lambda a: a, out_shardings=rep)
     self._residuals = jax.jit(
         jax.vmap(lambda p, t: self.model.residuals(p, t)[1][:, :, -1], in_axes=(0, None)),
@@ -285,6 +287,34 @@ class Trainer:
   def learning_rate(self, count: int) -> float:
     """The learning rate of update number `count` (0-based)."""
     return float(schedule(self.spec)(count))
+
+
+# XLA:CPU hands dot products to YNNPACK, and by default row reductions too; YNNPACK's reductions
+# over the model's short rows (RMSNorm over d_model: 0.35 ms each for 2,048 rows of 32) made a
+# training step of `cpu_d32` take 1.15x as long, of `cpu_d128` 1.03-1.2x (docs/benchmarks.md).
+# The trainer's programs keep the dots there and leave reductions to XLA's own loops: the same
+# sums, in another order.
+CPU_COMPILER_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+
+def compiler_options(mesh: Mesh) -> dict[str, str] | None:
+  """CPU_COMPILER_OPTIONS on a mesh of CPU devices whose XLA knows them, else None."""
+  device = mesh.devices.flat[0]
+  if device.platform != "cpu" or not _cpu_options_known(device):
+    return None
+  return CPU_COMPILER_OPTIONS
+
+
+@functools.cache
+def _cpu_options_known(device: jax.Device) -> bool:
+  """Whether this jaxlib's XLA:CPU accepts CPU_COMPILER_OPTIONS (an experimental flag)."""
+  x = jax.ShapeDtypeStruct((), jnp.float32, sharding=jax.sharding.SingleDeviceSharding(device))
+  try:
+    jax.jit(jnp.negative, compiler_options=CPU_COMPILER_OPTIONS).lower(x).compile()
+  except Exception:  # noqa: BLE001  (an XLA without the option: compile as before)
+    return False
+  return True
 
 
 def _update_numbers(first_step: jax.Array, num_steps: int) -> jax.Array:

@@ -1,9 +1,11 @@
 """The decoder against a plain numpy implementation of the same equations, its init statistics
-and its loss."""
+and its loss; its written-out backward passes (attention on a CPU, dense layers, loss) against
+autodiff of the plain computations."""
 
 import dataclasses
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -186,3 +188,80 @@ def test_the_residual_stream_is_the_embedding_then_every_blocks_output():
   first = dict(params, layers=jax.tree.map(lambda a: a[:1], params["layers"]))
   np.testing.assert_allclose(one.residuals(first, tokens)[1][1], stream[1], rtol=1e-5,
                              atol=1e-6)
+
+
+def _plain_attention(q, k, v):
+  """Causal softmax attention as the einsums of its definition (autodiff for its gradient)."""
+  t, d = q.shape[1], q.shape[-1]
+  scores = jnp.einsum("bthd,bshd->bhts", q, k) / np.sqrt(d)
+  scores = jnp.where(jnp.tril(jnp.ones((t, t), bool)), scores, -jnp.inf)
+  return jnp.einsum("bhts,bshd->bthd", jax.nn.softmax(scores, axis=-1), v)
+
+
+@pytest.mark.parametrize("head_dim,length", [(8, 64), (32, 11)])
+def test_cpu_attention_and_its_gradient_equal_the_plain_computation(head_dim, length):
+  q, k, v = (jax.random.normal(key, (3, length, 4, head_dim))
+             for key in jax.random.split(jax.random.key(0), 3))
+  w = jax.random.normal(jax.random.key(1), q.shape)
+
+  def value_and_grads(attention):
+    f = lambda q, k, v: jnp.sum(attention(q, k, v) * w)  # noqa: E731
+    return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)))(q, k, v)
+
+  fast = value_and_grads(lambda q, k, v: model.attention(q, k, v, "auto"))
+  for reference in (_plain_attention, model.library_attention):
+    want = value_and_grads(reference)
+    chex.assert_trees_all_close(fast, want, rtol=2e-5, atol=2e-6)
+  # What "auto" compiles to on a CPU: the written-out attention, not jax.nn's.
+  chex.assert_trees_all_close(value_and_grads(model.causal_attention), fast, rtol=0, atol=0)
+
+
+def test_cpu_attention_in_bfloat16_is_close_to_the_library_one():
+  q, k, v = (jax.random.normal(key, (2, 16, 2, 8), jnp.bfloat16)
+             for key in jax.random.split(jax.random.key(2), 3))
+  grads = [jax.jit(jax.grad(lambda q, k, v, f=f: jnp.sum(f(q, k, v).astype(jnp.float32)),
+                            argnums=(0, 1, 2)))(q, k, v)
+           for f in (model.causal_attention, model.library_attention)]
+  assert all(a.dtype == jnp.bfloat16 for a in jax.tree.leaves(grads[0]))
+  chex.assert_trees_all_close(*[jax.tree.map(lambda a: a.astype(jnp.float32), g) for g in grads],
+                              atol=0.05)
+
+
+def test_the_loss_gradient_equals_autodiff_of_its_definition():
+  logits = jax.random.normal(jax.random.key(0), (2, 5, 9)) * 4
+  targets = jax.random.randint(jax.random.key(1), (2, 5), 0, 9)
+  weights = jnp.array([[1, 0, 1, 1, 0], [0, 2, 1, 1, 1]])
+
+  def plain(logits):  # the loss with autodiff through logsumexp and take_along_axis
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    ce = lse - jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    return (jnp.sum(ce * weights) + 0.1 * jnp.sum(lse ** 2 * weights)) / jnp.sum(weights)
+
+  fast = lambda logits: model.loss(logits, targets, 0.1, weights)[0]  # noqa: E731
+  want, got = (jax.jit(jax.value_and_grad(f))(logits) for f in (plain, fast))
+  chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_the_decoders_gradients_equal_those_through_the_library_attention(tie):
+  spec = model.ModelSpec(SHAPE, 40, tie_embeddings=tie)
+  params = _perturbed(jax.jit(model.Model(spec).init)(jax.random.key(0)), jax.random.key(1))
+  tokens = jax.random.randint(jax.random.key(2), (3, 13), 0, 40)
+
+  def grads(attention):
+    m = model.Model(dataclasses.replace(spec, attention=attention))
+    total = lambda p: model.loss(m.apply(p, tokens[:, :-1]), tokens[:, 1:], 1e-4)[0]  # noqa: E731
+    return jax.jit(jax.value_and_grad(total))(params)
+
+  chex.assert_trees_all_close(grads("auto"), grads("xla"), rtol=2e-5, atol=1e-7)
+
+
+def test_dense_is_flax_dense_without_bias_and_its_gradient_autodiffs():
+  x = jax.random.normal(jax.random.key(0), (12, 16))
+  ours, flax_dense = model.Dense(24), nn.Dense(24, use_bias=False, kernel_init=model.weight_init())
+  params = ours.init(jax.random.key(1), x)
+  chex.assert_trees_all_equal(params, flax_dense.init(jax.random.key(1), x))  # the same tree
+  g = jax.random.normal(jax.random.key(2), (12, 24))
+  grads = [jax.jit(jax.grad(lambda p, x, f=f: jnp.sum(f.apply(p, x) * g), argnums=(0, 1)))(
+      params, x) for f in (ours, flax_dense)]
+  chex.assert_trees_all_close(*grads, rtol=1e-6, atol=1e-6)

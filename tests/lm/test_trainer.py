@@ -12,6 +12,7 @@ import pytest
 
 from rare_tasks.core import divergence
 from rare_tasks.lm import sharding
+from rare_tasks.lm import trainer as trainer_module
 from rare_tasks.lm.ladder import Shape
 from rare_tasks.lm.model import Model, ModelSpec
 from rare_tasks.lm.trainer import Trainer, TrainSpec, decay_mask, optimizer, schedule, with_injected
@@ -104,6 +105,16 @@ def test_steps_in_one_chunk_or_several_agree():
   whole, _ = _train(1, (0,), chunks=(4,))
   split, _ = _train(1, (0,), chunks=(2, 2))
   chex.assert_trees_all_close(whole, split, rtol=1e-6, atol=1e-7)
+
+
+def test_the_cpu_compiler_options_change_no_result(monkeypatch):
+  assert trainer_module.compiler_options(sharding.make_mesh(jax.devices()[:1], 1, 1)) == (
+      trainer_module.CPU_COMPILER_OPTIONS)  # the pinned jaxlib knows them
+  fast, fast_parts = _train(1, (0,))
+  monkeypatch.setattr(trainer_module, "compiler_options", lambda mesh: None)
+  plain, plain_parts = _train.__wrapped__(1, (0,))
+  chex.assert_trees_all_close(fast, plain, **TOLERANCE)
+  chex.assert_trees_all_close(fast_parts, plain_parts, **TOLERANCE)
 
 
 def test_schedule_warms_up_linearly_then_decays_to_one_percent():
