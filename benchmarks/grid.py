@@ -37,7 +37,6 @@ runs on one device: a single cell has no ensemble axis to shard.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import subprocess
@@ -205,16 +204,6 @@ def _timed_subprocess(cmd: list[str]) -> float:
   if proc.returncode != 0:
     raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
   return wall
-
-
-def torch_python(choice: str) -> str | None:
-  """The Python that runs the PyTorch reference: `choice`, or with "auto" this one if it has
-  torch; None when there is none ("none", or "auto" without torch)."""
-  if choice == "none":
-    return None
-  if choice == "auto":
-    return sys.executable if importlib.util.find_spec("torch") is not None else None
-  return choice
 
 
 def _torch_reference(python: str, out: Path) -> float:
@@ -424,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"ensemble ({label}) / loop, model-steps/s by width: {ratios}")
   timing.write_json(args.out, results)
   if args.end_to_end_rounds:
-    python = torch_python(args.torch_python)
+    python = timing.torch_python(args.torch_python)
     if python is None:
       print("no PyTorch reference: this Python has no torch (--torch_python PATH names one)")
     e2e = run_end_to_end(args.end_to_end_rounds, results["flops"]["matmul_flop_per_s"], python)

@@ -27,13 +27,11 @@ benchmarks/results/lm_vs_torch_cpu.json.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -50,16 +48,6 @@ TORCH_REFERENCE = timing.REPO / "benchmarks" / "reference" / "lm_torch.py"
 PRESETS = ("cpu_d32", "cpu_d128")
 OURS = {"1 device": 1, "all devices": 0}
 MIN_QUIET = 3  # calls needed for the quiet medians
-
-
-def torch_python(choice: str) -> str | None:
-  """The Python that runs the PyTorch reference: `choice`, or with "auto" this one if it has
-  torch; None when there is none ("none", or "auto" without torch)."""
-  if choice == "none":
-    return None
-  if choice == "auto":
-    return sys.executable if importlib.util.find_spec("torch") is not None else None
-  return choice
 
 
 def _busy_seconds() -> tuple[float, float]:
@@ -215,7 +203,7 @@ def report(r: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   args = _arguments(argv)
   core_mesh.use_cpu_cores()  # before any JAX computation, as experiments.main does
-  python = torch_python(args.torch_python)
+  python = timing.torch_python(args.torch_python)
   if python is None:
     raise SystemExit("no PyTorch: this Python has no torch (--torch_python PATH names one)")
   r = measure(args, python)

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -113,3 +114,13 @@ def write_json(out: Path, results: dict[str, Any], final: bool = False) -> None:
   out.write_text(json.dumps(results, indent=2) + "\n")
   if final:
     print(f"wrote {out}")
+
+
+def torch_python(choice: str) -> str | None:
+  """The Python that runs the PyTorch reference: `choice`, or with "auto" this one if it has
+  torch; None when there is none ("none", or "auto" without torch)."""
+  if choice == "none":
+    return None
+  if choice == "auto":
+    return sys.executable if importlib.util.find_spec("torch") is not None else None
+  return choice
