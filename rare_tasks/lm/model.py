@@ -332,7 +332,8 @@ def token_losses(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.
   Its gradient is written out, d/dlogits = softmax * (g_ce + g_lse) - one_hot(target) * g_ce,
   one pass over the logits where autodiff of logsumexp and take_along_axis makes several (and a
   scatter)."""
-  return _token_losses(logits.astype(jnp.float32), targets)
+  # targets + 0: a computed array, as jax's custom_vjp under vmap rejects a batched numpy one.
+  return _token_losses(jnp.asarray(logits, jnp.float32), jnp.asarray(targets) + 0)
 
 
 @jax.custom_vjp
