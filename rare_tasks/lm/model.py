@@ -149,7 +149,7 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
   written out: dS = P * (dP - rowsum(dO * O)), the rowsum over D rather than over the T x T
   scores (equal to autodiff's rowsum(dP * P), as O = P V), and every product laid out so that
   XLA:CPU runs it as a plain batched matmul. With jax.nn's attention instead, a training step
-  of `cpu_d32` (head_dim 8) took 1.1x as long (docs/benchmarks.md)."""
+  of `cpu_d32` (head_dim 8) took 1.05-1.1x as long (benchmarks.lm_vs_torch's setting)."""
   return _attention_forward(q, k, v)[0]
 
 
@@ -279,7 +279,7 @@ def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
   is first copied out, so that XLA:CPU runs the weight gradient as a plain matmul in its fast
   library rather than as a product contracting the operands' leading axis. With flax's Dense
   and autodiff instead, a training step of `cpu_d32` or `cpu_d128` took 1.05-1.15x as long
-  (docs/benchmarks.md)."""
+  (benchmarks.lm_vs_torch's setting)."""
   return x @ w
 
 

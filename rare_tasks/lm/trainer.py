@@ -291,9 +291,9 @@ class Trainer:
 
 # XLA:CPU hands dot products to YNNPACK, and by default row reductions too; YNNPACK's reductions
 # over the model's short rows (RMSNorm over d_model: 0.35 ms each for 2,048 rows of 32) made a
-# training step of `cpu_d32` take 1.15x as long, of `cpu_d128` 1.03-1.2x (docs/benchmarks.md).
-# The trainer's programs keep the dots there and leave reductions to XLA's own loops: the same
-# sums, in another order.
+# training step of `cpu_d32` take 1.15x as long, of `cpu_d128` 1.03-1.2x (benchmarks.lm_vs_torch's
+# setting). The trainer's programs keep the dots there and leave reductions to XLA's own loops:
+# the same sums, in another order.
 CPU_COMPILER_OPTIONS = {
     "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
